@@ -1,0 +1,43 @@
+"""``archbench-prepare NAME [NAME ...] [overrides]``: write data/prepared/<name>/ for each dataset.
+
+Configs come from conf/data/<name>.yaml through Hydra's compose API, so ``data.root=...`` style
+overrides work as for archbench-train.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from archbench.cli.common import check_group_choices, fail, reporting_errors
+from archbench.config import compose, config_groups, to_dict
+
+PROGRAM = "archbench-prepare"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
+    parser.add_argument("datasets", nargs="+", help="dataset names (conf/data/*.yaml)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.root=DIR")
+    args, extra = parser.parse_known_args(argv)
+    names = [d for d in args.datasets if "=" not in d]
+    overrides = [d for d in args.datasets if "=" in d] + args.overrides + extra
+    choices = config_groups()["data"]
+    for name in names:
+        problem = check_group_choices([f"data={name}"], {"data": choices})
+        if problem:
+            fail(PROGRAM, problem)
+
+    def run() -> None:
+        from archbench.data.prepare import prepare, prepare_config
+
+        for name in names:
+            cfg = compose([f"data={name}", *overrides])
+            data = to_dict(cfg.data)
+            meta = prepare(name, prepare_config(data), data["dir"])
+            print(f"{name}: {meta.splits} {meta.kind} {meta.input_shape} -> {data['dir']} ({meta.checksum[:19]}…)")
+
+    reporting_errors(PROGRAM, run)
+
+
+if __name__ == "__main__":
+    main()

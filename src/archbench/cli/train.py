@@ -1,0 +1,54 @@
+"""``archbench-train``: Hydra entry point over ``archbench.train.train``.
+
+Exit codes: 0 done, 2 bad input (config, data), 3 training diverged (NaN/inf loss), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from archbench.cli.common import check_group_choices, fail, reporting_errors
+from archbench.config import config_groups, register_resolvers
+from archbench.paths import conf_dir
+
+PROGRAM = "archbench-train"
+
+
+def _precheck(argv: list[str]) -> None:
+    """Fail fast, in one line, on config-group options and keys that do not exist."""
+    problem = check_group_choices(argv, config_groups())
+    if problem:
+        fail(PROGRAM, problem)
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = [a for a in argv if not a.startswith("-") and "=" in a and not a.startswith("hydra")]
+    if multirun or any(a.startswith("-") for a in argv) or not overrides:
+        return
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from archbench.config import compose
+
+    try:
+        compose(overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        fail(PROGRAM, " ".join(str(err).split()))
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    from archbench.train import run_from_hydra
+
+    return reporting_errors(PROGRAM, lambda: run_from_hydra(cfg))
+
+
+def main() -> None:
+    register_resolvers()
+    _precheck(sys.argv[1:])
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Small helpers shared by the nets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from archbench.errors import ConfigError, IncompatibleError
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu")
+
+
+def activation(name: str, leaky_slope: float = 0.01) -> nn.Module:
+    """An activation by name: sigmoid, tanh, relu, leaky_relu (slope configurable) or gelu."""
+    layers = {
+        "sigmoid": nn.Sigmoid,
+        "tanh": nn.Tanh,
+        "relu": nn.ReLU,
+        "gelu": nn.GELU,
+    }
+    if name == "leaky_relu":
+        return nn.LeakyReLU(leaky_slope)
+    if name not in layers:
+        raise ConfigError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+    return layers[name]()
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def head_size(num_classes: int, binary_head: bool) -> int:
+    """One output for a two-class problem with a sigmoid head, else one per class."""
+    return 1 if binary_head and num_classes == 2 else num_classes
+
+
+def require_shape(model: str, input_shape: Sequence[int], dims: Sequence[int], needs: str) -> None:
+    if len(input_shape) not in dims:
+        raise IncompatibleError(
+            f"{model} needs {needs}; this dataset's input shape is {tuple(input_shape)}"
+        )

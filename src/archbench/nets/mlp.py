@@ -1,0 +1,46 @@
+"""Feed-forward network: ``FFNN(x) = act(x W1 + b1) W2 + b2``, any depth and width."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+
+import torch
+from torch import nn
+
+from archbench.errors import ConfigError
+from archbench.nets.common import activation, head_size
+
+
+class MLP(nn.Module):
+    """Flatten → [Linear → (BatchNorm) → activation → (Dropout)] × len(hidden) → Linear."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        hidden: Sequence[int] = (128,),
+        activation_name: str = "relu",
+        leaky_slope: float = 0.01,
+        dropout: float = 0.2,
+        batch_norm: bool = False,
+        binary_head: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"model.net.dropout must be in [0, 1), got {dropout}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = prod(input_shape)
+        for size in hidden:
+            layers.append(nn.Linear(width, int(size)))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(int(size)))
+            layers.append(activation(activation_name, leaky_slope))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = int(size)
+        layers.append(nn.Linear(width, head_size(num_classes, binary_head)))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)

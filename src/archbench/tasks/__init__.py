@@ -1,0 +1,1 @@
+"""LightningModules by learning problem: the only place with ``training_step``."""

@@ -1,0 +1,144 @@
+"""Classification of images, sequences and tables by any net that maps inputs to class scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
+
+from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.tasks.optim import build_optimizer, build_scheduler
+
+LOSSES = ("cross_entropy", "perceptron", "mse")
+
+
+def scores_to_probs(scores: torch.Tensor) -> torch.Tensor:
+    """Class probabilities from scores: softmax, or sigmoid for a single two-class output."""
+    if scores.shape[-1] == 1:
+        positive = torch.sigmoid(scores)
+        return torch.cat([1 - positive, positive], dim=-1)
+    return scores.softmax(dim=-1)
+
+
+class ProbabilityModel(nn.Module):
+    """What archbench logs as a model: inputs → class probabilities (shape ``(N, classes)``)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return scores_to_probs(self.net(x))
+
+
+def classification_loss(name: str, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (binary for one output), the perceptron criterion, or MSE on probabilities."""
+    classes = max(2, scores.shape[-1])
+    if name == "cross_entropy":
+        if scores.shape[-1] == 1:
+            return F.binary_cross_entropy_with_logits(scores.squeeze(-1), target.float())
+        return F.cross_entropy(scores, target)
+    if name == "perceptron":
+        # max(0, -t·s) per unit, t ∈ {-1, +1} (one-vs-rest): its gradient step is w ← w + η·t·x,
+        # taken only for the units that got the sample wrong.
+        if scores.shape[-1] == 1:
+            signed = (2 * target.float() - 1).unsqueeze(-1)
+        else:
+            signed = 2 * F.one_hot(target, classes).float() - 1
+        return F.relu(-signed * scores).sum(dim=-1).mean()
+    if name == "mse":
+        return F.mse_loss(scores_to_probs(scores), F.one_hot(target, classes).float())
+    raise ConfigError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+
+
+class ClassificationTask(pl.LightningModule):
+    """Loss, metrics and optimisation around a net; knows nothing of the net's architecture."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        loss: str = "cross_entropy",
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        l1: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+        # plain values only, so checkpoints load with torch.load(weights_only=True)
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.loss_name = loss
+        self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
+        self.scheduler_cfg = dict(scheduler or {"name": "none"})
+        self.l1 = float(l1)
+        metric_args = {"num_classes": num_classes}
+        self.train_acc = MulticlassAccuracy(average="micro", **metric_args)
+        self.val_acc = MulticlassAccuracy(average="micro", **metric_args)
+        self.test_acc = MulticlassAccuracy(average="micro", **metric_args)
+        self.val_f1 = MulticlassF1Score(average="macro", **metric_args)
+        self.test_f1 = MulticlassF1Score(average="macro", **metric_args)
+        self.test_confusion = MulticlassConfusionMatrix(**metric_args)
+        self.confusion: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        scores = self.net(x)
+        loss = classification_loss(self.loss_name, scores, y)
+        return loss, scores_to_probs(scores.detach()), y
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, probs, y = self._step(batch)
+        if self.l1 > 0:
+            loss = loss + self.l1 * sum(p.abs().sum() for n, p in self.net.named_parameters() if "weight" in n)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, "
+                f"step {self.global_step}: lower optimizer.lr (now {self.optimizer_cfg.get('lr')})"
+            )
+        self.train_acc(probs, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, probs, y = self._step(batch)
+        self.val_acc(probs, y)
+        self.val_f1(probs, y)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(y))
+        self.log("val/acc", self.val_acc, prog_bar=True, batch_size=len(y))
+        self.log("val/f1", self.val_f1, batch_size=len(y))
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, probs, y = self._step(batch)
+        self.test_acc(probs, y)
+        self.test_f1(probs, y)
+        self.test_confusion.update(probs, y)
+        self.log("test/loss", loss, sync_dist=True, batch_size=len(y))
+        self.log("test/acc", self.test_acc, batch_size=len(y))
+        self.log("test/f1", self.test_f1, batch_size=len(y))
+
+    def on_test_epoch_end(self) -> None:
+        self.confusion = self.test_confusion.compute().cpu()
+        self.test_confusion.reset()
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.net.parameters(), self.optimizer_cfg)
+        scheduler = build_scheduler(
+            optimizer, self.scheduler_cfg, self.trainer.max_epochs or 1,
+            int(self.trainer.estimated_stepping_batches))
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

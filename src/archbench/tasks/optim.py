@@ -1,0 +1,76 @@
+"""Optimizers and learning-rate schedules from plain config dicts (plain so checkpoints stay
+``weights_only``-loadable: no partials or classes in hyperparameters)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from archbench.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad")
+SCHEDULERS = ("none", "cosine", "step", "exponential", "onecycle")
+
+
+def _positive_float(cfg: dict[str, Any], key: str, allow_zero: bool = False) -> float:
+    value = cfg.get(key)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"optimizer.{key} must be a number, got {value!r}") from None
+    if number != number or number < 0 or (number == 0 and not allow_zero):
+        bound = "≥ 0" if allow_zero else "> 0"
+        raise ConfigError(f"optimizer.{key} must be {bound}, got {value!r}")
+    return number
+
+
+def validate_optimizer(cfg: dict[str, Any]) -> None:
+    if cfg.get("name") not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {cfg.get('name')!r}; valid: {', '.join(OPTIMIZERS)}")
+    _positive_float(cfg, "lr")
+    _positive_float(cfg, "weight_decay", allow_zero=True)
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    validate_optimizer(cfg)
+    name = cfg["name"]
+    lr = _positive_float(cfg, "lr")
+    wd = _positive_float(cfg, "weight_decay", allow_zero=True)
+    if name in ("sgd", "momentum"):
+        momentum = float(cfg.get("momentum") or (0.9 if name == "momentum" else 0.0))
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=momentum,
+                               nesterov=bool(cfg.get("nesterov", False)) and momentum > 0)
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return cls(params, lr=lr, weight_decay=wd, betas=tuple(cfg.get("betas") or (0.9, 0.999)))
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, momentum=float(cfg.get("momentum") or 0))
+    return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], max_epochs: int,
+                    total_steps: int) -> dict[str, Any] | None:
+    """A Lightning ``lr_scheduler`` dict, or None for a constant learning rate."""
+    name = (cfg or {}).get("name", "none")
+    if name not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+    if name == "none":
+        return None
+    if name == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, max_epochs), eta_min=float(cfg.get("min_lr", 0.0)))
+        return {"scheduler": sched, "interval": "epoch"}
+    if name == "step":
+        sched = torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=int(cfg.get("step_size", 10)), gamma=float(cfg.get("gamma", 0.1)))
+        return {"scheduler": sched, "interval": "epoch"}
+    if name == "exponential":
+        sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(cfg.get("gamma", 0.95)))
+        return {"scheduler": sched, "interval": "epoch"}
+    max_lr = [group["lr"] for group in optimizer.param_groups]
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=max_lr, total_steps=max(1, total_steps),
+        pct_start=float(cfg.get("pct_start", 0.25)))
+    return {"scheduler": sched, "interval": "step"}

@@ -1,0 +1,1 @@
+"""MLflow: run setup, artifacts, logged models and the Model Registry champion."""

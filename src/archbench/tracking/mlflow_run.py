@@ -1,0 +1,73 @@
+"""One MLflow run per training: params, config, tags, curves (via Lightning's MLFlowLogger),
+artifacts and the model."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from archbench.config import flatten
+
+
+def git_commit(root: Path) -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def configure(cfg: DictConfig) -> str:
+    """Point MLflow at the configured store; returns the experiment id."""
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    experiment = mlflow.set_experiment(cfg.logger.experiment_name)
+    return experiment.experiment_id
+
+
+@contextmanager
+def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | None = None
+                 ) -> Iterator[mlflow.ActiveRun]:
+    """An active MLflow run that ends FINISHED, or FAILED (with the reason tagged) on error."""
+    configure(cfg)
+    all_tags = {"git_commit": git_commit(Path(cfg.paths.root)), **tags}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    with mlflow.start_run(run_name=cfg.run_name, tags=all_tags) as run:
+        try:
+            params = {k: ("" if v is None else str(v)[:6000]) for k, v in flatten(cfg).items()}
+            mlflow.log_params(params)
+            mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            yield run
+        except BaseException as err:
+            mlflow.set_tag("failure_reason", f"{type(err).__name__}: {err}"[:5000])
+            raise
+
+
+def log_classifier(model: Any, example: Any, serialization_format: str | None = None) -> str:
+    """Log a ``ProbabilityModel`` with signature and input example; returns its model URI."""
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    model = model.eval()
+    with torch.no_grad():
+        output = model(example).numpy()
+    x = example.numpy().astype(np.float32)
+    info = mlflow.pytorch.log_model(
+        model, name="model", signature=infer_signature(x, output), input_example=x,
+        serialization_format=serialization_format)
+    return info.model_uri
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
