@@ -161,6 +161,9 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
         }
         log_metrics({k: v for k, v in metrics.items() if k != "parameters"})
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        summary = {"data": meta.name, "model": cfg.model.name, "run_id": run.info.run_id,
+                   "experiment_id": run.info.experiment_id, "tracking_uri": cfg.logger.tracking_uri,
+                   "best_checkpoint": best_path, "data_checksum": meta.checksum}
         if task.confusion is not None:
             _, png = write_confusion(task.confusion, meta.class_names, out_dir)
             mlflow.log_artifact(str(png))
@@ -174,7 +177,10 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
 
                 promotion = register_and_promote(model_uri, registered_name(meta.name, cfg.model.name),
                                                  run.info.run_id, f"{monitor}_best", mode)
-                metrics["registered_version"] = float(promotion.version)
+                summary["registered"] = {"name": promotion.name, "version": promotion.version,
+                                         "champion": promotion.promoted}
+            summary["model_uri"] = model_uri
+        (out_dir / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
     return metrics
 
 

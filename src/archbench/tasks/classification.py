@@ -47,13 +47,15 @@ def classification_loss(name: str, scores: torch.Tensor, target: torch.Tensor) -
             return F.binary_cross_entropy_with_logits(scores.squeeze(-1), target.float())
         return F.cross_entropy(scores, target)
     if name == "perceptron":
-        # max(0, -t·s) per unit, t ∈ {-1, +1} (one-vs-rest): its gradient step is w ← w + η·t·x,
-        # taken only for the units that got the sample wrong.
+        # -t·s for each unit with t·s ≤ 0, t ∈ {-1, +1} (one-vs-rest): its gradient step is
+        # w ← w + η·t·x, taken only for the units that got the sample wrong.
         if scores.shape[-1] == 1:
             signed = (2 * target.float() - 1).unsqueeze(-1)
         else:
             signed = 2 * F.one_hot(target, classes).float() - 1
-        return F.relu(-signed * scores).sum(dim=-1).mean()
+        margins = signed * scores
+        mistakes = (margins <= 0).float()  # a zero score counts as a mistake, as in Rosenblatt's rule
+        return (-margins * mistakes).sum(dim=-1).mean()
     if name == "mse":
         return F.mse_loss(scores_to_probs(scores), F.one_hot(target, classes).float())
     raise ConfigError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")

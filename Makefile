@@ -1,0 +1,33 @@
+# archbench: the two commands (both idempotent, both set up a fresh clone first)
+#   make repro   set up .venv and run the default DVC pipeline (dvc repro)
+#   make test    set up .venv and run the test suite
+PYTHON ?= python3
+VENV := .venv
+TORCH_SPEC ?= torch==2.13.0
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup repro test lint ui clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
+	$(VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+repro: setup
+	dvc repro
+
+test: setup
+	pytest
+
+lint: setup
+	ruff check src tests bench
+
+ui: setup
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000
+
+clean:
+	rm -rf outputs multirun results data/prepared mlflow.db mlruns mlartifacts

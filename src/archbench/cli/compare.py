@@ -1,0 +1,25 @@
+"""``archbench-compare [RESULTS_DIR] [REPORTS_DIR]``: the comparison report of trained runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from archbench.cli.common import fail
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="archbench-compare", description=__doc__)
+    parser.add_argument("results", nargs="?", default="results/train", type=Path)
+    parser.add_argument("reports", nargs="?", default="reports", type=Path)
+    args = parser.parse_args(argv)
+    if not args.results.is_dir():
+        fail("archbench-compare", f"no results directory {args.results}: run `dvc repro` first")
+    from archbench.report.compare import write_report
+
+    rows = write_report(args.results, args.reports)
+    print(f"compared {len(rows)} runs -> {args.reports / 'comparison.md'}")
+
+
+if __name__ == "__main__":
+    main()

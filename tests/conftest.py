@@ -1,0 +1,57 @@
+"""Shared fixtures: real configs from conf/, with data, MLflow store and outputs in temp dirs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
+BIN = Path(sys.executable).parent
+
+# every test talks to its own stores, never the user's
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ["ARCHBENCH_ROOT"] = str(REPO)
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Prepared data shared by the whole session (prepared on first use by each test)."""
+    return tmp_path_factory.mktemp("prepared")
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path, data_root: Path):
+    """Compose the real config with tiny-budget overrides and temp stores."""
+    from archbench.config import compose
+
+    def make(*overrides: str, output: str = "run"):
+        return compose(
+            [
+                f"paths.data_dir={data_root}",
+                f"paths.output_root={tmp_path / 'outputs'}",
+                f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                "callbacks.progress_bar=none",
+                "trainer.max_epochs=2",
+                "+trainer.enable_model_summary=false",
+                *overrides,
+            ],
+            output_dir=tmp_path / output,
+        )
+
+    return make
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
+    """Run an installed console script; returns the CompletedProcess."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    full_env["PATH"] = f"{BIN}{os.pathsep}{full_env.get('PATH', '')}"
+    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

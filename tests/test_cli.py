@@ -1,0 +1,57 @@
+"""Entry points as a user runs them: exit codes and one-line errors."""
+
+import pytest
+from conftest import run_cli
+
+
+@pytest.fixture
+def isolated(tmp_path):
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+
+
+def _one_line_error(result) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_unknown_model_lists_valid_models(isolated):
+    line = _one_line_error(run_cli("archbench-train", "model=nope", env=isolated))
+    assert "unknown model 'nope'" in line
+    for name in ("cnn", "lenet5", "logistic", "mlp", "perceptron"):
+        assert name in line
+
+
+def test_unknown_dataset_lists_valid_datasets(isolated):
+    line = _one_line_error(run_cli("archbench-train", "data=cifar", env=isolated))
+    assert "valid: breast_cancer, digits, mnist, mnist1d" in line
+
+
+def test_missing_mnist_files_are_named(isolated, tmp_path):
+    line = _one_line_error(run_cli("archbench-train", "data=mnist", "data.root=/nowhere",
+                                   f"paths.data_dir={tmp_path}", env=isolated))
+    assert "t10k-images-idx3-ubyte.gz" in line and "/nowhere" in line
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optimizer.lr=abc", "optimizer.lr must be a number"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs must be an integer ≥ 1"),
+    ("data.batch_size=0", "data.batch_size must be an integer ≥ 1"),
+    ("data.val_fraction=1", "data.val_fraction must be a number strictly between 0 and 1"),
+    ("no_such_key=1", "no_such_key"),
+])
+def test_bad_values_get_one_clear_line(isolated, override, message):
+    assert message in _one_line_error(run_cli("archbench-train", override, env=isolated))
+
+
+def test_prepare_cli_rejects_unknown_dataset():
+    line = _one_line_error(run_cli("archbench-prepare", "cifar"))
+    assert "valid: breast_cancer, digits, mnist, mnist1d" in line
+
+
+def test_help_lists_config_groups():
+    result = run_cli("archbench-train", "--help")
+    assert result.returncode == 0
+    assert "model: cnn, lenet5, logistic, mlp, perceptron" in result.stdout

@@ -1,0 +1,135 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED_MNIST
+
+from archbench.data.datamodule import TensorDataModule
+from archbench.data.prepare import MNIST_FILES, prepare
+from archbench.data.store import load_all
+from archbench.errors import ConfigError, DataError
+
+SMALL_MNIST1D = {"seed": 42, "val_fraction": 0.1, "generate": {"num_samples": 1000}}
+
+
+def test_prepare_is_deterministic(tmp_path):
+    first = prepare("digits", {"seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}, tmp_path / "a")
+    second = prepare("digits", {"seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}, tmp_path / "b")
+    assert first.checksum == second.checksum
+    other = prepare("digits", {"seed": 7, "val_fraction": 0.1, "test_fraction": 0.2}, tmp_path / "c")
+    assert other.checksum != first.checksum
+
+
+def test_digits_splits_are_disjoint_stratified_and_normalised_on_train(tmp_path):
+    meta = prepare("digits", {"seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}, tmp_path / "d")
+    assert meta.splits == {"train": 1293, "val": 144, "test": 360}
+    assert sum(meta.splits.values()) == 1797
+    assert meta.input_shape == [1, 8, 8] and meta.num_classes == 10 and meta.kind == "image"
+    _, splits = load_all(tmp_path / "d")
+    train_x = splits["train"]["x"]
+    assert abs(float(train_x.mean())) < 1e-4 and abs(float(train_x.std()) - 1) < 1e-3
+    rows = {tuple(x.flatten().tolist()) for x in splits["test"]["x"]}
+    assert not rows & {tuple(x.flatten().tolist()) for x in splits["val"]["x"][:50]}
+    counts = torch.bincount(splits["val"]["y"], minlength=10)
+    assert counts.min() >= 13  # stratified: 10 % of ~130 per class
+
+
+def test_breast_cancer_is_standardised_per_feature(tmp_path):
+    meta = prepare("breast_cancer", {"seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}, tmp_path / "b")
+    assert meta.kind == "tabular" and meta.input_shape == [30] and meta.num_classes == 2
+    assert meta.class_names == ["malignant", "benign"]
+    _, splits = load_all(tmp_path / "b")
+    assert torch.allclose(splits["train"]["x"].mean(0), torch.zeros(30), atol=1e-4)
+    assert len(meta.normalization["mean"]) == 30
+
+
+def test_mnist1d_published_defaults_and_generation_args(tmp_path):
+    meta = prepare("mnist1d", {"seed": 42, "val_fraction": 0.1}, tmp_path / "full")
+    assert meta.splits == {"train": 3600, "val": 400, "test": 1000}
+    assert meta.input_shape == [1, 40] and meta.source["generate"]["seed"] == 42
+    small = prepare("mnist1d", {**SMALL_MNIST1D, "generate": {"num_samples": 1000,
+                                                              "final_seq_length": 30}}, tmp_path / "s")
+    assert small.splits["test"] == 200 and small.input_shape == [1, 30]
+    with pytest.raises(ConfigError, match="unknown mnist1d generation argument"):
+        prepare("mnist1d", {"generate": {"url": "x"}}, tmp_path / "bad")
+
+
+def test_mnist_missing_files_names_files_and_directory(tmp_path):
+    with pytest.raises(DataError) as err:
+        prepare("mnist", {"root": str(tmp_path / "nowhere")}, tmp_path / "m")
+    assert "t10k-images-idx3-ubyte.gz" in str(err.value)
+    assert str(tmp_path / "nowhere") in str(err.value)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.skipif(not (SHARED_MNIST / MNIST_FILES["test_images"][0]).is_file(),
+                    reason="../shared/datasets/mnist not present")
+def test_mnist_t10k_only_is_split_deterministically(tmp_path):
+    cfg = {"root": str(SHARED_MNIST), "seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}
+    meta = prepare("mnist", cfg, tmp_path / "m")
+    assert meta.splits == {"train": 7200, "val": 800, "test": 2000}
+    assert "t10k only" in meta.source["layout"]
+    assert meta.source["files_md5"]["t10k-images-idx3-ubyte.gz"] == MNIST_FILES["test_images"][1]
+    assert prepare("mnist", cfg, tmp_path / "again").checksum == meta.checksum
+
+
+def test_mnist_rejects_a_file_with_the_wrong_md5(tmp_path):
+    for key in ("test_images", "test_labels"):
+        (tmp_path / MNIST_FILES[key][0]).write_bytes(b"not mnist")
+    with pytest.raises(DataError, match="not the official"):
+        prepare("mnist", {"root": str(tmp_path)}, tmp_path / "m")
+
+
+def test_datamodule_serves_tensor_batches(tmp_path):
+    prepare("digits", {"seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}, tmp_path / "d")
+    dm = TensorDataModule(tmp_path / "d", batch_size=32, eval_batch_size=100)
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (32, 1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert sum(len(b[1]) for b in dm.val_dataloader()) == 144
+    assert [len(b[1]) for b in dm.test_dataloader()] == [100, 100, 100, 60]
+    rows = TensorDataModule(tmp_path / "d", layout="rows")
+    rows.setup()
+    assert rows.input_shape == [8, 8]
+
+
+def test_datamodule_shuffles_train_only(tmp_path):
+    prepare("digits", {"seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}, tmp_path / "d")
+    dm = TensorDataModule(tmp_path / "d", batch_size=2000, eval_batch_size=2000)
+    dm.setup()
+    _, train_y = next(iter(dm.train_dataloader()))
+    _, val_y = next(iter(dm.val_dataloader()))
+    assert not torch.equal(train_y, dm.splits["train"].y)
+    assert torch.equal(val_y, dm.splits["val"].y)
+
+
+def test_tampered_prepared_data_is_detected(tmp_path):
+    prepare("digits", {"seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}, tmp_path / "d")
+    tensors = torch.load(tmp_path / "d" / "train.pt", weights_only=True)
+    tensors["y"][0] = (tensors["y"][0] + 1) % 10
+    torch.save(tensors, tmp_path / "d" / "train.pt")
+    with pytest.raises(DataError, match="does not match its meta.json checksum"):
+        load_all(tmp_path / "d")
+
+
+def test_a_failed_prepare_keeps_the_previous_data(tmp_path):
+    prepare("digits", {"seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}, tmp_path / "d")
+    before = json.loads((tmp_path / "d" / "meta.json").read_text())["checksum"]
+    with pytest.raises(ConfigError):
+        prepare("digits", {"seed": 42, "val_fraction": 1.5}, tmp_path / "d")
+    assert json.loads((tmp_path / "d" / "meta.json").read_text())["checksum"] == before
+    shutil.rmtree(tmp_path / "d")
+
+
+def test_unknown_dataset_lists_choices(tmp_path):
+    with pytest.raises(ConfigError, match="valid: breast_cancer, digits, mnist, mnist1d"):
+        prepare("cifar", {}, tmp_path)
+
+
+def test_rows_layout_rejects_sequences(tmp_path):
+    prepare("mnist1d", SMALL_MNIST1D, tmp_path / "s")
+    with pytest.raises(ConfigError, match="layout=rows needs images"):
+        TensorDataModule(tmp_path / "s", layout="rows").setup()
+    assert np.isclose(TensorDataModule(tmp_path / "s").load().val_fraction, 0.1)

@@ -1,0 +1,115 @@
+"""``train(cfg)`` in-process on tiny budgets, tracked in a temp sqlite MLflow store."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from archbench.errors import IncompatibleError, NonFiniteLossError
+from archbench.train import train
+
+
+def _client(cfg) -> MlflowClient:
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    return MlflowClient(cfg.logger.tracking_uri)
+
+
+def _runs(cfg):
+    client = _client(cfg)
+    experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def test_cnn_on_digits_beats_chance_and_is_fully_tracked(make_cfg, tmp_path):
+    cfg = make_cfg("data=digits", "model=cnn", "trainer.max_epochs=3")
+    metrics = train(cfg)
+    assert metrics["test/acc"] > 0.5  # chance is 0.1
+    assert {"test/loss", "test/acc", "test/f1", "val/acc_best", "epochs"} <= metrics.keys()
+
+    out = tmp_path / "run"
+    assert json.loads((out / "metrics.json").read_text())["test/acc"] == metrics["test/acc"]
+    curves = (out / "curves.csv").read_text().splitlines()
+    assert curves[0].startswith("epoch,") and "val/loss" in curves[0] and len(curves) == 4
+    assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "confusion.png").is_file()
+
+    [run] = _runs(cfg)
+    client = _client(cfg)
+    assert run.info.status == "FINISHED" and run.info.run_name == "cnn-digits"
+    assert run.data.params["model.net.channels"] == "[32, 64]"
+    assert run.data.params["optimizer.lr"] == "0.001"
+    assert run.data.tags["data_checksum"].startswith("sha256:")
+    assert run.data.tags["git_commit"]
+    assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 3  # one point per epoch
+    assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "confusion.png"} <= artifacts
+
+    model = mlflow.pytorch.load_model(run.data.tags["model_uri"])
+    x = torch.load(cfg.data.dir + "/test.pt", weights_only=True)["x"][:16]
+    probs = model(x)
+    assert probs.shape == (16, 10)
+    assert torch.allclose(probs.sum(1), torch.ones(16), atol=1e-5)
+    pyfunc = mlflow.pyfunc.load_model(run.data.tags["model_uri"])
+    assert pyfunc.metadata.get_input_schema() is not None
+    assert np.asarray(pyfunc.predict(x.numpy())).shape == (16, 10)
+
+
+def test_binary_logistic_on_breast_cancer(make_cfg):
+    metrics = train(make_cfg("data=breast_cancer", "model=logistic", "trainer.max_epochs=5",
+                             "optimizer.lr=0.01", "logger.log_model=false"))
+    assert metrics["test/acc"] > 0.85  # majority class is 63 %
+
+
+def test_perceptron_learns_and_its_checkpoint_loads_weights_only(make_cfg, tmp_path):
+    metrics = train(make_cfg("data=digits", "model=perceptron", "optimizer=sgd",
+                             "trainer.max_epochs=3", "logger.log_model=false"))
+    assert metrics["test/acc"] > 0.5
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["loss"] == "perceptron"
+
+
+def test_same_seed_same_metrics(make_cfg):
+    overrides = ("data=digits", "model=mlp", "trainer.max_epochs=2", "logger.log_model=false")
+    first = train(make_cfg(*overrides, output="a"))
+    second = train(make_cfg(*overrides, output="b"))
+    other = train(make_cfg(*overrides, "seed=7", output="c"))
+    assert first["test/loss"] == second["test/loss"]
+    assert other["test/loss"] != first["test/loss"]
+
+
+def test_nan_loss_stops_the_run_and_marks_it_failed(make_cfg, tmp_path):
+    cfg = make_cfg("data=digits", "model=mlp", "optimizer=sgd", "optimizer.lr=1e30")
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
+        train(cfg)
+    [run] = _runs(cfg)
+    assert run.info.status == "FAILED"
+    assert "NonFiniteLossError" in run.data.tags["failure_reason"]
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_incompatible_model_fails_before_any_run(make_cfg):
+    cfg = make_cfg("data=breast_cancer", "model=cnn")
+    with pytest.raises(IncompatibleError, match="cnn needs images"):
+        train(cfg)
+    assert _runs(cfg) == []
+
+
+def test_register_moves_champion_only_on_improvement(make_cfg):
+    good = make_cfg("data=digits", "model=logistic", "trainer.max_epochs=3", "optimizer.lr=0.01",
+                    "register=true", output="good")
+    bad = make_cfg("data=digits", "model=logistic", "trainer.max_epochs=1", "optimizer.lr=1e-6",
+                   "register=true", output="bad")
+    train(good)
+    train(bad)
+    client = _client(good)
+    champion = client.get_model_version_by_alias("archbench-digits-logistic", "champion")
+    assert str(champion.version) == "1"
+    assert len(client.search_model_versions("name='archbench-digits-logistic'")) == 2
+    better = make_cfg("data=digits", "model=logistic", "trainer.max_epochs=6", "optimizer.lr=0.02",
+                      "register=true", output="better")
+    train(better)
+    champion = client.get_model_version_by_alias("archbench-digits-logistic", "champion")
+    assert str(champion.version) == "3"
