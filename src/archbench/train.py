@@ -41,7 +41,8 @@ def build_task(cfg: DictConfig, net, num_classes: int):
 
     return ClassificationTask(
         net, num_classes=num_classes, loss=cfg.model.loss, optimizer=to_dict(cfg.optimizer),
-        scheduler=to_dict(cfg.scheduler), l1=float(cfg.model.get("l1", 0.0)))
+        scheduler=to_dict(cfg.scheduler), l1=float(cfg.model.get("l1", 0.0)),
+        augment_shift=float(cfg.data.get("augment_shift", 0.0)))
 
 
 def build_callbacks(cfg: DictConfig, out_dir: Path) -> tuple[list, Any]:

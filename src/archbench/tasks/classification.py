@@ -28,6 +28,22 @@ def scores_to_probs(scores: torch.Tensor) -> torch.Tensor:
     return scores.softmax(dim=-1)
 
 
+def random_shift(x: torch.Tensor, max_fraction: float) -> torch.Tensor:
+    """Translate each image (N, C, H, W) or sequence (N, C, L) by up to ``max_fraction`` of its size,
+    independently per sample, repeating border values (one vectorised ``grid_sample``)."""
+    planar = x if x.dim() == 4 else x.unsqueeze(2)
+    n = x.shape[0]
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    # affine_grid coordinates span [-1, 1]: a shift of f·size is 2f
+    theta[:, 0, 2] = (torch.rand(n, device=x.device) * 2 - 1) * 2 * max_fraction
+    if x.dim() == 4:
+        theta[:, 1, 2] = (torch.rand(n, device=x.device) * 2 - 1) * 2 * max_fraction
+    grid = F.affine_grid(theta, list(planar.shape), align_corners=False)
+    shifted = F.grid_sample(planar, grid, padding_mode="border", align_corners=False)
+    return shifted if x.dim() == 4 else shifted.squeeze(2)
+
+
 class ProbabilityModel(nn.Module):
     """What archbench logs as a model: inputs → class probabilities (shape ``(N, classes)``)."""
 
@@ -72,6 +88,7 @@ class ClassificationTask(pl.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         l1: float = 0.0,
+        augment_shift: float = 0.0,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -83,6 +100,7 @@ class ClassificationTask(pl.LightningModule):
         self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self.l1 = float(l1)
+        self.augment_shift = float(augment_shift)
         metric_args = {"num_classes": num_classes}
         self.train_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.val_acc = MulticlassAccuracy(average="micro", **metric_args)
@@ -102,7 +120,10 @@ class ClassificationTask(pl.LightningModule):
         return loss, scores_to_probs(scores.detach()), y
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, probs, y = self._step(batch)
+        x, y = batch
+        if self.augment_shift > 0 and x.dim() in (3, 4):
+            x = random_shift(x, self.augment_shift)
+        loss, probs, y = self._step((x, y))
         if self.l1 > 0:
             loss = loss + self.l1 * sum(p.abs().sum() for n, p in self.net.named_parameters() if "weight" in n)
         if not torch.isfinite(loss):
