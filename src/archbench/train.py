@@ -15,32 +15,59 @@ from omegaconf import DictConfig, OmegaConf
 
 from archbench.config import to_dict, validate
 from archbench.data.prepare import ensure_prepared
-from archbench.errors import ConfigError
+
+LM_MODELS = "rnn, lstm, gru, transformer"
 
 
-def build_net(model_cfg: DictConfig, input_shape: list[int], num_classes: int):
-    """Instantiate ``model.net`` with the dataset's input shape and class count."""
+def build_net(model_cfg: DictConfig, input_shape: list[int], num_classes: int,
+              language_model: bool = False):
+    """Instantiate ``model.net`` (or ``model.lm_net`` on text) with the dataset's sizes."""
     from hydra.utils import instantiate
 
+    from archbench.errors import ArchbenchError, IncompatibleError
+
+    key = "lm_net" if language_model else "net"
+    if key not in model_cfg:
+        raise IncompatibleError(f"model {model_cfg.name} cannot model text; use one of {LM_MODELS}")
     try:
-        return instantiate(model_cfg.net, input_shape=list(input_shape), num_classes=num_classes,
+        return instantiate(model_cfg[key], input_shape=list(input_shape), num_classes=num_classes,
                            _convert_="all")
     except Exception as err:  # Hydra wraps constructor errors; surface ours unchanged
         cause = err
-        while cause.__cause__ is not None and not isinstance(cause, ConfigError):
+        while cause.__cause__ is not None and not isinstance(cause, ArchbenchError):
             cause = cause.__cause__
-        from archbench.errors import ArchbenchError
-
         if isinstance(cause, ArchbenchError):
             raise cause from None
         raise
 
 
-def build_task(cfg: DictConfig, net, num_classes: int):
+def build_datamodule(cfg: DictConfig, meta):
+    from archbench.data.datamodule import TensorDataModule, TextDataModule
+
+    data = cfg.data
+    if meta.kind == "text":
+        return TextDataModule(data.dir, block_size=int(data.block_size), batch_size=int(data.batch_size),
+                              eval_batch_size=int(data.eval_batch_size),
+                              steps_per_epoch=int(data.steps_per_epoch),
+                              verify_checksum=bool(data.verify_checksum))
+    return TensorDataModule(data.dir, batch_size=int(data.batch_size),
+                            eval_batch_size=int(data.eval_batch_size), layout=data.layout,
+                            verify_checksum=bool(data.verify_checksum))
+
+
+def build_task(cfg: DictConfig, net, meta):
+    if meta.kind == "text":
+        from archbench.tasks.language_model import LanguageModelTask
+
+        return LanguageModelTask(
+            net, vocab=meta.class_names, block_size=int(cfg.data.block_size),
+            optimizer=to_dict(cfg.optimizer), scheduler=to_dict(cfg.scheduler),
+            sample_every_n_epochs=int(cfg.data.get("sample_every_n_epochs", 1)),
+            sample_length=int(cfg.data.get("sample_length", 200)), seed=int(cfg.seed))
     from archbench.tasks.classification import ClassificationTask
 
     return ClassificationTask(
-        net, num_classes=num_classes, loss=cfg.model.loss, optimizer=to_dict(cfg.optimizer),
+        net, num_classes=meta.num_classes, loss=cfg.model.loss, optimizer=to_dict(cfg.optimizer),
         scheduler=to_dict(cfg.scheduler), l1=float(cfg.model.get("l1", 0.0)),
         augment_shift=float(cfg.data.get("augment_shift", 0.0)))
 
@@ -119,21 +146,17 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import MLFlowLogger
 
-    from archbench.data.datamodule import TensorDataModule
     from archbench.nets.common import count_parameters
-    from archbench.tasks.classification import ProbabilityModel
-    from archbench.tracking.mlflow_run import log_classifier, log_metrics, training_run
+    from archbench.tracking.mlflow_run import log_metrics, training_run
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     meta = ensure_prepared(to_dict(cfg.data))
-    datamodule = TensorDataModule(cfg.data.dir, batch_size=int(cfg.data.batch_size),
-                                  eval_batch_size=int(cfg.data.eval_batch_size),
-                                  layout=cfg.data.layout, verify_checksum=bool(cfg.data.verify_checksum))
+    datamodule = build_datamodule(cfg, meta)
     datamodule.load()
-    net = build_net(cfg.model, datamodule.input_shape, meta.num_classes)
-    task = build_task(cfg, net, meta.num_classes)
+    net = build_net(cfg.model, datamodule.input_shape, meta.num_classes, meta.kind == "text")
+    task = build_task(cfg, net, meta)
     n_params = count_parameters(net)
     monitor, mode = cfg.callbacks.monitor, cfg.callbacks.mode
     tags = {"data": meta.name, "model": cfg.model.name, "data_checksum": meta.checksum,
@@ -165,13 +188,13 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
         summary = {"data": meta.name, "model": cfg.model.name, "run_id": run.info.run_id,
                    "experiment_id": run.info.experiment_id, "tracking_uri": cfg.logger.tracking_uri,
                    "best_checkpoint": best_path, "data_checksum": meta.checksum}
-        if task.confusion is not None:
+        if getattr(task, "confusion", None) is not None:
             _, png = write_confusion(task.confusion, meta.class_names, out_dir)
             mlflow.log_artifact(str(png))
+        if getattr(task, "samples", None):
+            (out_dir / "sample.txt").write_text(task.samples[-1])
         if cfg.logger.log_model and trainer.global_rank == 0:
-            example = datamodule.example_batch()["x"]
-            model_uri = log_classifier(ProbabilityModel(task.net).cpu(), example.cpu(),
-                                       cfg.logger.get("model_format"))
+            model_uri = log_trained_model(task, datamodule, cfg.logger.get("model_format"))
             mlflow.set_tag("model_uri", model_uri)
             if cfg.register:
                 from archbench.tracking.registry import register_and_promote, registered_name
@@ -183,6 +206,19 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
             summary["model_uri"] = model_uri
         (out_dir / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
     return metrics
+
+
+def log_trained_model(task, datamodule, serialization_format: str | None) -> str:
+    """Log the classifier (inputs → probabilities) or the language model (ids → logits)."""
+    from archbench.tracking.mlflow_run import log_torch_model
+
+    if hasattr(task, "model"):  # language model: Python control flow in generate → pickle
+        example = datamodule.splits["val"].x[:2]
+        return log_torch_model(task.model.cpu(), example, serialization_format or "pickle")
+    from archbench.tasks.classification import ProbabilityModel
+
+    example = datamodule.example_batch()["x"].cpu()
+    return log_torch_model(ProbabilityModel(task.net).cpu(), example, serialization_format)
 
 
 def run_from_hydra(cfg: DictConfig) -> float | None:

@@ -40,9 +40,9 @@ def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, 
 
 
 def as_rows(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) images → (N, H, C·W) sequences: one image row per time step."""
+    """(N, C, H, W) images → channels-first sequences (N, C·W, H): one image row per time step."""
     n, c, h, w = x.shape
-    return x.permute(0, 2, 1, 3).reshape(n, h, c * w)
+    return x.permute(0, 1, 3, 2).reshape(n, c * w, h)
 
 
 class TensorDataModule(pl.LightningDataModule):
@@ -109,3 +109,89 @@ class TensorDataModule(pl.LightningDataModule):
 
     def example_batch(self, n: int = 4) -> dict[str, Any]:
         return {"x": self.splits["val"].x[:n], "y": self.splits["val"].y[:n]}
+
+
+class RandomWindows(Dataset):
+    """``length`` random windows of ``block_size + 1`` characters from one long id tensor
+    (input = first ``block_size``, target = the same shifted by one)."""
+
+    def __init__(self, ids: torch.Tensor, block_size: int, length: int) -> None:
+        if len(ids) <= block_size + 1:
+            raise ConfigError(f"data.block_size={block_size} is longer than the text ({len(ids)} chars)")
+        self.ids, self.block_size, self.length = ids, block_size, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(len(self.ids) - self.block_size - 1, (len(indices),))
+        windows = self.ids[starts.unsqueeze(1) + torch.arange(self.block_size + 1)]
+        return windows[:, :-1], windows[:, 1:]
+
+
+class ContiguousWindows(Dataset):
+    """Every non-overlapping window of a split, in order: evaluation sees each character once."""
+
+    def __init__(self, ids: torch.Tensor, block_size: int) -> None:
+        n = (len(ids) - 1) // block_size
+        self.x = ids[: n * block_size].view(n, block_size)
+        self.y = ids[1 : n * block_size + 1].view(n, block_size)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.x[index], self.y[index]
+
+
+class TextDataModule(pl.LightningDataModule):
+    """Character-level language modelling over a prepared corpus."""
+
+    def __init__(self, data_dir: str | Path, block_size: int = 64, batch_size: int = 12,
+                 eval_batch_size: int = 256, steps_per_epoch: int = 200,
+                 verify_checksum: bool = True) -> None:
+        super().__init__()
+        for key, value in (("block_size", block_size), ("batch_size", batch_size),
+                           ("eval_batch_size", eval_batch_size), ("steps_per_epoch", steps_per_epoch)):
+            if value < 1:
+                raise ConfigError(f"data.{key} must be ≥ 1, got {value}")
+        self.data_dir = Path(data_dir)
+        self.block_size, self.batch_size, self.eval_batch_size = block_size, batch_size, eval_batch_size
+        self.steps_per_epoch, self.verify_checksum = steps_per_epoch, verify_checksum
+        self.meta: Meta | None = None
+        self.splits: dict[str, Dataset] = {}
+        self.ids: dict[str, torch.Tensor] = {}
+
+    def load(self) -> Meta:
+        if self.meta is None:
+            meta, raw = load_all(self.data_dir, verify=self.verify_checksum)
+            self.ids = {split: tensors["x"] for split, tensors in raw.items()}
+            self.splits = {
+                "train": RandomWindows(self.ids["train"], self.block_size,
+                                       self.steps_per_epoch * self.batch_size),
+                "val": ContiguousWindows(self.ids["val"], self.block_size),
+                "test": ContiguousWindows(self.ids["test"], self.block_size),
+            }
+            self.meta = meta
+        return self.meta
+
+    @property
+    def input_shape(self) -> list[int]:
+        return [self.block_size]
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        return DataLoader(self.splits[split], batch_size=self.batch_size if train else self.eval_batch_size,
+                          shuffle=False, collate_fn=keep_batch)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)

@@ -166,11 +166,62 @@ def source_mnist(cfg: dict[str, Any]) -> Source:
                    "checksum": "md5:" + ",".join(sorted(files.values()))})
 
 
+def _read_text(cfg: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    if name == "pydoc_text":
+        from pydoc_data.topics import topics
+
+        text = "\n\n".join(topics[key] for key in sorted(topics))
+        return text, {"origin": "pydoc_data.topics (Python's own help text)"}
+    path = Path(str(cfg.get("path") or "")).expanduser()
+    if not path.is_file():
+        if cfg.get("download") and cfg.get("url"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            urllib.request.urlretrieve(str(cfg["url"]), path)  # noqa: S310
+        else:
+            raise DataError(f"text file not found: {path.resolve()}; put the corpus there, set "
+                            f"data.path=FILE, or data.download=true to fetch {cfg.get('url')}")
+    return path.read_text(encoding="utf-8"), {"origin": str(path.resolve())}
+
+
+def text_source(name: str) -> Callable[[dict[str, Any]], Source]:
+    """A character corpus: the vocabulary is every character in it, sorted."""
+
+    def source(cfg: dict[str, Any]) -> Source:
+        text, info = _read_text(cfg, name)
+        vocab = sorted(set(text))
+        lookup = {ch: i for i, ch in enumerate(vocab)}
+        ids = np.fromiter((lookup[ch] for ch in text), dtype=np.int64, count=len(text))
+        info["checksum"] = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        info["characters"] = len(text)
+        return Source(ids, ids, None, None, "text", [int(cfg.get("block_size", 64))], vocab, info)
+
+    return source
+
+
+def prepare_text(name: str, cfg: dict[str, Any], out_dir: Path, source: Source) -> Meta:
+    """Contiguous train/val/test split of the character ids (default 90/5/5)."""
+    ids = source.x_pool
+    val_fraction = float(cfg.get("val_fraction", 0.05))
+    test_fraction = float(cfg.get("test_fraction", 0.05))
+    n_train = int(len(ids) * (1 - val_fraction - test_fraction))
+    n_val = int(len(ids) * val_fraction)
+    arrays = {"train": {"x": ids[:n_train]}, "val": {"x": ids[n_train : n_train + n_val]},
+              "test": {"x": ids[n_train + n_val :]}}
+    return write_prepared(
+        Path(out_dir), arrays,
+        {"name": name, "kind": "text", "input_shape": source.input_shape,
+         "num_classes": len(source.class_names), "class_names": source.class_names,
+         "normalization": {}, "seed": int(cfg.get("seed", 42)), "val_fraction": val_fraction,
+         "source": source.info, "extra": {"config": json.loads(json.dumps(cfg))}})
+
+
 DATASETS: dict[str, Callable[[dict[str, Any]], Source]] = {
     "digits": source_digits,
     "breast_cancer": source_breast_cancer,
     "mnist1d": source_mnist1d,
     "mnist": source_mnist,
+    "pydoc_text": text_source("pydoc_text"),
+    "tinyshakespeare": text_source("tinyshakespeare"),
 }
 
 
@@ -213,6 +264,8 @@ def prepare(name: str, cfg: dict[str, Any], out_dir: str | Path) -> Meta:
     seed = int(cfg.get("seed", 42))
     val_fraction = float(cfg.get("val_fraction", 0.1))
     source = DATASETS[name](cfg)
+    if source.kind == "text":
+        return prepare_text(name, cfg, Path(out_dir), source)
     x_pool, y_pool = source.x_pool, source.y_pool
     if source.x_test is None:
         keep, held = _stratified_split(y_pool, float(cfg.get("test_fraction", 0.2)), seed)
@@ -241,7 +294,9 @@ def prepare(name: str, cfg: dict[str, Any], out_dir: str | Path) -> Meta:
     )
 
 
-PREPARE_KEYS_IGNORED = ("name", "dir", "batch_size", "eval_batch_size", "layout", "verify_checksum")
+PREPARE_KEYS_IGNORED = ("name", "dir", "batch_size", "eval_batch_size", "layout", "verify_checksum",
+                        "augment_shift", "block_size", "steps_per_epoch", "sample_every_n_epochs",
+                        "sample_length")
 
 
 def prepare_config(data_cfg: dict[str, Any]) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def write_prepared(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     meta = Meta(
         **meta_fields,
-        splits={split: int(len(arrays[split]["y"])) for split in SPLITS},
+        splits={split: int(len(next(iter(arrays[split].values())))) for split in SPLITS},
         checksum=arrays_checksum(arrays),
     )
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))

@@ -52,8 +52,8 @@ def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | Non
             raise
 
 
-def log_classifier(model: Any, example: Any, serialization_format: str | None = None) -> str:
-    """Log a ``ProbabilityModel`` with signature and input example; returns its model URI."""
+def log_torch_model(model: Any, example: Any, serialization_format: str | None = None) -> str:
+    """Log a torch model with signature and input example; returns its model URI."""
     import mlflow.pytorch
     import numpy as np
     import torch
@@ -62,7 +62,9 @@ def log_classifier(model: Any, example: Any, serialization_format: str | None = 
     model = model.eval()
     with torch.no_grad():
         output = model(example).numpy()
-    x = example.numpy().astype(np.float32)
+    x = example.numpy()
+    if x.dtype == np.float64:
+        x = x.astype(np.float32)
     info = mlflow.pytorch.log_model(
         model, name="model", signature=infer_signature(x, output), input_example=x,
         serialization_format=serialization_format)

@@ -1,0 +1,172 @@
+"""A readable Transformer (self-attention) in the nanoGPT style.
+
+Token/patch embedding + positions → N × [multi-head self-attention → residual + LayerNorm →
+position-wise feed-forward → residual + LayerNorm] → head. ``causal=True`` masks the future
+(language modelling); the encoder pools (mean or a CLS token) for classification.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archbench.errors import ConfigError, IncompatibleError
+from archbench.nets.common import require_shape
+
+POOLINGS = ("mean", "cls")
+POSITIONS = ("learned", "sinusoidal")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention, optionally causal."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, causal: bool) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ConfigError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.n_heads, self.causal, self.dropout = n_heads, causal, dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=2)
+        q, k, v = (z.view(n, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(n, t, d))
+
+
+class Block(nn.Module):
+    """Attention → residual + LayerNorm → feed-forward → residual + LayerNorm (post-norm, as in
+    "Attention Is All You Need"; ``pre_norm=True`` gives the GPT-2 ordering)."""
+
+    def __init__(self, d_model: int, n_heads: int, ff_mult: int, dropout: float, causal: bool,
+                 pre_norm: bool) -> None:
+        super().__init__()
+        self.pre_norm = pre_norm
+        self.attn = SelfAttention(d_model, n_heads, dropout, causal)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), nn.GELU(),
+                                nn.Linear(ff_mult * d_model, d_model), nn.Dropout(dropout))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre_norm:
+            x = x + self.drop(self.attn(self.norm1(x)))
+            return x + self.ff(self.norm2(x))
+        x = self.norm1(x + self.drop(self.attn(x)))
+        return self.norm2(x + self.ff(x))
+
+
+def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
+    position = torch.arange(length).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(length, d_model)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: d_model // 2])
+    return table
+
+
+class TransformerEncoder(nn.Module):
+    """The shared trunk: embeddings in, contextual vectors out (``causal`` masks the future)."""
+
+    def __init__(self, max_len: int, d_model: int, n_layers: int, n_heads: int, ff_mult: int,
+                 dropout: float, causal: bool, positions: str, pre_norm: bool) -> None:
+        super().__init__()
+        if positions not in POSITIONS:
+            raise ConfigError(f"unknown positions {positions!r}; valid: {', '.join(POSITIONS)}")
+        self.max_len = max_len
+        if positions == "learned":
+            self.pos = nn.Parameter(torch.zeros(1, max_len, d_model))
+            nn.init.normal_(self.pos, std=0.02)
+        else:
+            self.register_buffer("pos", sinusoidal_positions(max_len, d_model).unsqueeze(0), persistent=False)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            Block(d_model, n_heads, ff_mult, dropout, causal, pre_norm) for _ in range(n_layers))
+        self.final_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if h.shape[1] > self.max_len:
+            raise IncompatibleError(f"sequence of {h.shape[1]} tokens exceeds context {self.max_len}")
+        h = self.drop(h + self.pos[:, : h.shape[1]])
+        for block in self.blocks:
+            h = block(h)
+        return self.final_norm(h)
+
+
+class TransformerClassifier(nn.Module):
+    """Patch embedding of a channels-first sequence ``(N, C, L)`` → encoder → pooled → classes."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        d_model: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        ff_mult: int = 4,
+        dropout: float = 0.1,
+        patch_size: int = 1,
+        pooling: str = "mean",
+        positions: str = "learned",
+        pre_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        require_shape("transformer", input_shape, (2,),
+                      "sequences (features, steps); for images use data.layout=rows")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        channels, length = int(input_shape[0]), int(input_shape[1])
+        if length % patch_size:
+            raise IncompatibleError(f"patch_size {patch_size} does not divide sequence length {length}")
+        self.patch_size, self.pooling = patch_size, pooling
+        tokens = length // patch_size + (1 if pooling == "cls" else 0)
+        self.embed = nn.Linear(channels * patch_size, d_model)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
+        self.encoder = TransformerEncoder(tokens, d_model, n_layers, n_heads, ff_mult, dropout,
+                                          causal=False, positions=positions, pre_norm=pre_norm)
+        self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, length = x.shape
+        patches = x.transpose(1, 2).reshape(n, length // self.patch_size, self.patch_size * c)
+        h = self.embed(patches)
+        if self.cls is not None:
+            h = torch.cat([self.cls.expand(n, -1, -1), h], dim=1)
+        h = self.encoder(h)
+        return self.head(h[:, 0] if self.cls is not None else h.mean(dim=1))
+
+
+class CharTransformer(nn.Module):
+    """Decoder-only character language model (nanoGPT-style): causal encoder → logits per step.
+
+    Reference CPU size: 4 layers, 4 heads, 128 embedding, context 64.
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, d_model: int = 128,
+                 n_layers: int = 4, n_heads: int = 4, ff_mult: int = 4, dropout: float = 0.0,
+                 positions: str = "learned", pre_norm: bool = True, **_: object) -> None:
+        super().__init__()
+        self.block_size = int(input_shape[0])
+        self.embed = nn.Embedding(num_classes, d_model)
+        self.encoder = TransformerEncoder(self.block_size, d_model, n_layers, n_heads, ff_mult,
+                                          dropout, causal=True, positions=positions, pre_norm=pre_norm)
+        self.head = nn.Linear(d_model, num_classes, bias=False)
+        self.head.weight = self.embed.weight  # weight tying, as in GPT-2
+        self.apply(_init_gpt)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(ids)))
+
+
+def _init_gpt(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)

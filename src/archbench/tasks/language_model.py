@@ -1,0 +1,123 @@
+"""Character-level language modelling: next-character cross-entropy, bits per character, and
+sampling with temperature and top-k."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.tasks.optim import build_optimizer, build_scheduler
+
+
+class CharLanguageModel(nn.Module):
+    """What archbench logs for a language model: the net plus its vocabulary, able to generate."""
+
+    def __init__(self, net: nn.Module, vocab: list[str], block_size: int) -> None:
+        super().__init__()
+        self.net, self.vocab, self.block_size = net, list(vocab), int(block_size)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.net(ids)
+
+    def encode(self, text: str) -> torch.Tensor:
+        lookup = {ch: i for i, ch in enumerate(self.vocab)}
+        unknown = sorted({ch for ch in text if ch not in lookup})
+        if unknown:
+            raise ConfigError(f"prompt has characters outside the vocabulary: {unknown!r} "
+                              f"(the corpus has {len(self.vocab)} characters)")
+        return torch.tensor([lookup[ch] for ch in text], dtype=torch.long)
+
+    def decode(self, ids: torch.Tensor) -> str:
+        return "".join(self.vocab[i] for i in ids.tolist())
+
+    @torch.no_grad()
+    def generate(self, prompt: str, length: int = 200, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int | None = None) -> str:
+        """``prompt`` followed by ``length`` sampled characters (reproducible with ``seed``)."""
+        if temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        was_training = self.training
+        self.eval()
+        ids = self.encode(prompt or self.vocab[0]).unsqueeze(0)
+        device = next(self.parameters()).device
+        ids = ids.to(device)
+        for _ in range(length):
+            logits = self.net(ids[:, -self.block_size :])[:, -1, :] / temperature
+            if top_k:
+                kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = logits.softmax(dim=-1).cpu()
+            ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator).to(device)], dim=1)
+        self.train(was_training)
+        text = self.decode(ids[0].cpu())
+        return text if prompt else text[1:]
+
+
+class LanguageModelTask(pl.LightningModule):
+    """Next-character prediction; logs ``*/loss`` in nats per character and ``val|test/bpc``."""
+
+    def __init__(self, net: nn.Module, vocab: list[str], block_size: int,
+                 optimizer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
+                 sample_every_n_epochs: int = 1, sample_length: int = 200, seed: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        self.model = CharLanguageModel(net, vocab, block_size)
+        self.optimizer_cfg = dict(optimizer or {"name": "adamw", "lr": 1e-3, "weight_decay": 0.0})
+        self.scheduler_cfg = dict(scheduler or {"name": "none"})
+        self.sample_every, self.sample_length, self.seed = sample_every_n_epochs, sample_length, seed
+        self.samples: list[str] = []
+
+    @property
+    def net(self) -> nn.Module:
+        return self.model.net
+
+    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        logits = self.model(x)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at step {self.global_step}: "
+                                     f"lower optimizer.lr (now {self.optimizer_cfg.get('lr')})")
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch[0].numel())
+        return loss
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
+        loss = self._loss(batch)
+        count = batch[0].numel()  # weight by characters so the epoch value is per character
+        self.log(f"{split}/loss", loss, prog_bar=split == "val", sync_dist=True, batch_size=count)
+        self.log(f"{split}/bpc", loss / math.log(2), sync_dist=True, batch_size=count)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or self.global_rank != 0 or not self.sample_every:
+            return
+        if self.current_epoch % self.sample_every:
+            return
+        sample = self.model.generate("\n", self.sample_length, temperature=0.8, top_k=None,
+                                     seed=self.seed + self.current_epoch)
+        self.samples.append(sample)
+        logger = self.logger
+        if logger is not None and hasattr(logger, "run_id"):
+            logger.experiment.log_text(logger.run_id, sample,
+                                       f"samples/epoch_{self.current_epoch:03d}.txt")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.model.parameters(), self.optimizer_cfg)
+        scheduler = build_scheduler(optimizer, self.scheduler_cfg, self.trainer.max_epochs or 1,
+                                    int(self.trainer.estimated_stepping_batches))
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
