@@ -113,3 +113,50 @@ def test_register_moves_champion_only_on_improvement(make_cfg):
     train(better)
     champion = client.get_model_version_by_alias("archbench-digits-logistic", "champion")
     assert str(champion.version) == "3"
+
+
+def test_bidirectional_gru_and_transformer_classify_sequences(make_cfg):
+    for model in ("gru", "transformer"):
+        sizes = ("model.net.hidden_size=32", "model.net.bidirectional=true") if model == "gru" else (
+            "model.net.d_model=32", "model.net.n_layers=1")
+        metrics = train(make_cfg("data=digits", "data.layout=rows", f"model={model}", *sizes,
+                                 "trainer.max_epochs=3", "optimizer.lr=0.01", "logger.log_model=false",
+                                 output=model))
+        assert metrics["test/acc"] > 0.3, model  # chance is 0.1
+
+
+def test_lstm_reads_digit_images_row_by_row(make_cfg):
+    metrics = train(make_cfg("data=digits", "data.layout=rows", "model=lstm", "model.net.hidden_size=32",
+                             "trainer.max_epochs=3", "optimizer.lr=0.01", "logger.log_model=false"))
+    assert metrics["test/acc"] > 0.3
+
+
+def test_character_language_model_trains_samples_and_generates(make_cfg, tmp_path):
+    from conftest import run_cli
+
+    cfg = make_cfg("data=pydoc_text", "model=lstm", "data.steps_per_epoch=15", "trainer.max_epochs=2",
+                   "model.lm_net.hidden_size=64", "model.lm_net.num_layers=1", "optimizer.lr=0.01",
+                   "data.sample_length=50")
+    metrics = train(cfg)
+    assert {"test/loss", "test/bpc", "val/loss_best"} <= metrics.keys()
+    assert metrics["test/bpc"] == pytest.approx(metrics["test/loss"] / np.log(2), rel=1e-4)
+    assert metrics["test/loss"] < np.log(100)  # better than uniform over the ~100-character vocabulary
+    assert len((tmp_path / "run" / "sample.txt").read_text()) == 1 + 50  # "\\n" prompt + 50 sampled
+    [run] = _runs(cfg)
+    client = _client(cfg)
+    assert run.data.params["callbacks.monitor"] == "val/loss"
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "samples")] == [
+        "samples/epoch_000.txt", "samples/epoch_001.txt"]
+    uri = run.data.tags["model_uri"]
+    result = run_cli("archbench-generate", "--model-uri", uri, "--prompt", "def ", "--length", "20",
+                     "--tracking-uri", cfg.logger.tracking_uri)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("def ") and len(result.stdout.rstrip("\n")) >= 20
+    bad = run_cli("archbench-generate", "--model-uri", uri, "--prompt", "\u00e9\u00e9",
+                  "--tracking-uri", cfg.logger.tracking_uri)
+    assert bad.returncode == 2 and "outside the vocabulary" in bad.stderr
+
+
+def test_models_without_a_language_head_refuse_text(make_cfg):
+    with pytest.raises(IncompatibleError, match="cannot model text"):
+        train(make_cfg("data=pydoc_text", "model=cnn"))
