@@ -124,7 +124,7 @@ def test_a_failed_prepare_keeps_the_previous_data(tmp_path):
 
 
 def test_unknown_dataset_lists_choices(tmp_path):
-    with pytest.raises(ConfigError, match="valid: breast_cancer, digits, mnist, mnist1d"):
+    with pytest.raises(ConfigError, match="valid: breast_cancer, digits, mnist, mnist1d, pydoc_text, tinyshakespeare"):
         prepare("cifar", {}, tmp_path)
 
 
@@ -133,3 +133,29 @@ def test_rows_layout_rejects_sequences(tmp_path):
     with pytest.raises(ConfigError, match="layout=rows needs images"):
         TensorDataModule(tmp_path / "s", layout="rows").setup()
     assert np.isclose(TensorDataModule(tmp_path / "s").load().val_fraction, 0.1)
+
+
+def test_pydoc_text_is_a_contiguous_90_5_5_character_split(tmp_path):
+    meta = prepare("pydoc_text", {"seed": 42, "val_fraction": 0.05, "test_fraction": 0.05}, tmp_path / "t")
+    total = sum(meta.splits.values())
+    assert meta.kind == "text" and total == meta.source["characters"] > 400_000
+    assert meta.splits["train"] == int(total * 0.9)
+    _, splits = load_all(tmp_path / "t")
+    text = "".join(meta.class_names[i] for i in splits["train"]["x"][:200].tolist())
+    from pydoc_data.topics import topics
+
+    assert text == ("\n\n".join(topics[k] for k in sorted(topics)))[:200]
+    assert meta.class_names == sorted(set(meta.class_names)) and meta.num_classes == len(meta.class_names)
+
+
+def test_missing_text_file_says_where_to_put_it(tmp_path):
+    with pytest.raises(DataError, match=r"text file not found: .*input.txt; put the corpus there"):
+        prepare("tinyshakespeare", {"path": str(tmp_path / "input.txt")}, tmp_path / "t")
+
+
+@pytest.mark.skipif(not (SHARED_MNIST.parent / "tinyshakespeare/input.txt").is_file(),
+                    reason="../shared/datasets/tinyshakespeare not present")
+def test_tinyshakespeare_from_a_local_file(tmp_path):
+    path = SHARED_MNIST.parent / "tinyshakespeare/input.txt"
+    meta = prepare("tinyshakespeare", {"path": str(path)}, tmp_path / "t")
+    assert meta.source["characters"] == 1_115_394 and meta.num_classes == 65

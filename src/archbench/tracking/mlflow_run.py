@@ -52,6 +52,20 @@ def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | Non
             raise
 
 
+def pip_requirements() -> list[str]:
+    """The serving requirements, pinned to what is installed (MLflow's own inference of them starts
+    a subprocess that re-imports the model: ~10 s per run)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in ("torch", "mlflow", "numpy"):
+        try:
+            pins.append(f"{package}=={version(package).split('+')[0]}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
 def log_torch_model(model: Any, example: Any, serialization_format: str | None = None) -> str:
     """Log a torch model with signature and input example; returns its model URI."""
     import mlflow.pytorch
@@ -67,7 +81,7 @@ def log_torch_model(model: Any, example: Any, serialization_format: str | None =
         x = x.astype(np.float32)
     info = mlflow.pytorch.log_model(
         model, name="model", signature=infer_signature(x, output), input_example=x,
-        serialization_format=serialization_format)
+        serialization_format=serialization_format, pip_requirements=pip_requirements())
     return info.model_uri
 
 
