@@ -39,7 +39,7 @@ def test_cnn_on_digits_beats_chance_and_is_fully_tracked(make_cfg, tmp_path):
     client = _client(cfg)
     assert run.info.status == "FINISHED" and run.info.run_name == "cnn-digits"
     assert run.data.params["model.net.channels"] == "[32, 64]"
-    assert run.data.params["optimizer.lr"] == "0.001"
+    assert run.data.params["optimizer.lr"] == str(cfg.optimizer.lr)
     assert run.data.tags["data_checksum"].startswith("sha256:")
     assert run.data.tags["git_commit"]
     assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 3  # one point per epoch

@@ -20,13 +20,49 @@ class Row:
     run_id: str
 
 
-def collect(results_dir: Path) -> list[Row]:
-    rows = []
+@dataclass
+class TextRow:
+    data: str
+    model: str
+    parameters: int
+    val_bpc: float
+    test_bpc: float
+    test_loss: float
+    train_seconds: float
+    sample: str
+
+
+def _runs(results_dir: Path):
     for run_file in sorted(Path(results_dir).glob("*/run.json")):
         metrics_file = run_file.with_name("metrics.json")
-        if not metrics_file.is_file():
+        if metrics_file.is_file():
+            yield run_file.parent, json.loads(run_file.read_text()), json.loads(metrics_file.read_text())
+
+
+def collect_text(results_dir: Path) -> list[TextRow]:
+    """Language-model runs (those with ``test/bpc``), best first."""
+    import math
+
+    rows = []
+    for folder, run, metrics in _runs(results_dir):
+        if "test/bpc" not in metrics:
             continue
-        run, metrics = json.loads(run_file.read_text()), json.loads(metrics_file.read_text())
+        sample = folder / "sample.txt"
+        rows.append(TextRow(
+            data=run["data"], model=run["model"], parameters=int(metrics.get("parameters", 0)),
+            val_bpc=metrics.get("val/loss_best", float("nan")) / math.log(2),
+            test_bpc=metrics["test/bpc"], test_loss=metrics.get("test/loss", float("nan")),
+            train_seconds=metrics.get("train_seconds", float("nan")),
+            sample=sample.read_text()[:300] if sample.is_file() else ""))
+    return sorted(rows, key=lambda r: (r.data, r.test_bpc))
+
+
+def collect(results_dir: Path) -> list[Row]:
+    """Classification runs (those with ``test/acc``), best first within each dataset."""
+    rows = []
+    for _, run, metrics in _runs(results_dir):
+        if "test/acc" not in metrics:
+            continue
         rows.append(Row(
             data=run["data"], model=run["model"], parameters=int(metrics.get("parameters", 0)),
             test_acc=metrics.get("test/acc", float("nan")), test_f1=metrics.get("test/f1", float("nan")),
@@ -35,7 +71,7 @@ def collect(results_dir: Path) -> list[Row]:
     return sorted(rows, key=lambda r: (r.data, -r.test_acc))
 
 
-def markdown(rows: list[Row]) -> str:
+def markdown(rows: list[Row], text_rows: list[TextRow] | None = None) -> str:
     lines = [
         "# archbench comparison",
         "",
@@ -51,6 +87,21 @@ def markdown(rows: list[Row]) -> str:
             f"{100 * r.test_f1:.1f} % | {100 * r.val_best:.1f} % | {r.epochs} | "
             f"{r.train_seconds:.1f} | `{r.run_id[:8]}` |")
     lines += ["", "![test accuracy by dataset and model](comparison.png)", ""]
+    if text_rows:
+        lines += [
+            "## Character language models",
+            "",
+            "Bits per character on the held-out contiguous test text (lower is better).",
+            "",
+            "| corpus | model | parameters | best val bpc | test bpc | test nats/char | train s |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in text_rows:
+            lines.append(f"| {r.data} | {r.model} | {r.parameters:,} | {r.val_bpc:.3f} | "
+                         f"{r.test_bpc:.3f} | {r.test_loss:.3f} | {r.train_seconds:.1f} |")
+        for r in text_rows:
+            lines += ["", f"**{r.model} on {r.data}**, last sample:", "", "```", r.sample.strip("\n"), "```"]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -85,6 +136,6 @@ def bar_chart(rows: list[Row], path: Path) -> None:
 def write_report(results_dir: Path, reports_dir: Path) -> list[Row]:
     rows = collect(results_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    (reports_dir / "comparison.md").write_text(markdown(rows))
+    (reports_dir / "comparison.md").write_text(markdown(rows, collect_text(results_dir)))
     bar_chart(rows, reports_dir / "comparison.png")
     return rows

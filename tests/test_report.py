@@ -1,0 +1,29 @@
+import json
+
+from archbench.report.compare import write_report
+
+
+def _run(folder, data, model, metrics, sample=None):
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"data": data, "model": model, "run_id": "abcdef123456"}))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if sample:
+        (folder / "sample.txt").write_text(sample)
+
+
+def test_report_has_classification_and_language_model_tables(tmp_path):
+    results = tmp_path / "results"
+    _run(results / "digits-cnn", "digits", "cnn", {"test/acc": 0.98, "test/f1": 0.97, "val/acc_best": 0.99,
+                                                   "epochs": 40, "train_seconds": 12.3, "parameters": 53002})
+    _run(results / "digits-mlp", "digits", "mlp", {"test/acc": 0.95, "test/f1": 0.94, "val/acc_best": 0.96,
+                                                   "epochs": 20, "train_seconds": 4.0, "parameters": 9610})
+    _run(results / "pydoc_text-lstm", "pydoc_text", "lstm",
+         {"test/loss": 1.5, "test/bpc": 2.164, "val/loss_best": 1.4, "train_seconds": 30, "parameters": 1000},
+         sample="\nThe object is a sample")
+    rows = write_report(results, tmp_path / "reports")
+    assert [r.model for r in rows] == ["cnn", "mlp"]  # best first
+    text = (tmp_path / "reports" / "comparison.md").read_text()
+    assert "| digits | cnn | 53,002 | 98.0 % | 97.0 % | 99.0 % | 40 | 12.3 | `abcdef12` |" in text
+    assert "| pydoc_text | lstm | 1,000 | 2.020 | 2.164 | 1.500 | 30.0 |" in text
+    assert "The object is a sample" in text
+    assert (tmp_path / "reports" / "comparison.png").stat().st_size > 1000
