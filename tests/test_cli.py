@@ -9,6 +9,17 @@ def isolated(tmp_path):
     return {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
 
 
+@pytest.fixture
+def train_cli(tmp_path, isolated):
+    """archbench-train with every store (runs, data, MLflow) under tmp_path."""
+
+    def run(*args: str):
+        return run_cli("archbench-train", *args, f"paths.output_root={tmp_path / 'outputs'}",
+                       f"paths.data_dir={tmp_path / 'prepared'}", env=isolated)
+
+    return run
+
+
 def _one_line_error(result) -> str:
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -29,10 +40,10 @@ def test_unknown_dataset_lists_valid_datasets(isolated):
     assert "valid: breast_cancer, digits, mnist, mnist1d, pydoc_text, tinyshakespeare" in line
 
 
-def test_missing_mnist_files_are_named(isolated, tmp_path):
-    line = _one_line_error(run_cli("archbench-train", "data=mnist", "data.root=/nowhere",
-                                   f"paths.data_dir={tmp_path}", env=isolated))
+def test_missing_mnist_files_are_named(train_cli, tmp_path):
+    line = _one_line_error(train_cli("data=mnist", "data.root=/nowhere"))
     assert "t10k-images-idx3-ubyte.gz" in line and "/nowhere" in line
+    assert not (tmp_path / "prepared" / "mnist").exists()
 
 
 @pytest.mark.parametrize("override, message", [
@@ -42,8 +53,10 @@ def test_missing_mnist_files_are_named(isolated, tmp_path):
     ("data.val_fraction=1", "data.val_fraction must be a number strictly between 0 and 1"),
     ("no_such_key=1", "no_such_key"),
 ])
-def test_bad_values_get_one_clear_line(isolated, override, message):
-    assert message in _one_line_error(run_cli("archbench-train", override, env=isolated))
+def test_bad_values_get_one_clear_line(train_cli, tmp_path, override, message):
+    assert message in _one_line_error(train_cli(override))
+    assert not list((tmp_path / "outputs").rglob("metrics.json"))
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_prepare_cli_rejects_unknown_dataset():

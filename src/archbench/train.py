@@ -212,12 +212,11 @@ def log_trained_model(task, datamodule, serialization_format: str | None) -> str
     """Log the classifier (inputs → probabilities) or the language model (ids → logits)."""
     from archbench.tracking.mlflow_run import log_torch_model
 
+    example = datamodule.example_batch(2)["x"].cpu()
     if hasattr(task, "model"):  # language model: Python control flow in generate → pickle
-        example = datamodule.splits["val"].x[:2]
         return log_torch_model(task.model.cpu(), example, serialization_format or "pickle")
     from archbench.tasks.classification import ProbabilityModel
 
-    example = datamodule.example_batch()["x"].cpu()
     return log_torch_model(ProbabilityModel(task.net).cpu(), example, serialization_format)
 
 

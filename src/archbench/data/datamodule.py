@@ -7,7 +7,6 @@ collate, and Lightning can still swap in a ``DistributedSampler`` under DDP.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -45,58 +44,56 @@ def as_rows(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 1, 3, 2).reshape(n, c * w, h)
 
 
-class TensorDataModule(pl.LightningDataModule):
-    def __init__(
-        self,
-        data_dir: str | Path,
-        batch_size: int = 128,
-        eval_batch_size: int = 1024,
-        layout: str = "default",
-        verify_checksum: bool = True,
-    ) -> None:
+class InMemoryDataModule(pl.LightningDataModule):
+    """Loads a prepared directory once (checksum-verified) and serves its splits as tensor batches.
+
+    Subclasses turn the raw split tensors into datasets in ``build_splits``.
+    """
+
+    shuffle_train = True
+
+    def __init__(self, data_dir: str | Path, batch_size: int, eval_batch_size: int,
+                 verify_checksum: bool = True) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ConfigError(f"batch sizes must be ≥ 1, got {batch_size} / {eval_batch_size}")
-        if layout not in ("default", "rows"):
-            raise ConfigError(f"unknown data.layout {layout!r}; valid: default, rows")
         self.data_dir = Path(data_dir)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.layout = layout
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.verify_checksum = verify_checksum
         self.meta: Meta | None = None
-        self.splits: dict[str, TensorBatchDataset] = {}
+        self.splits: dict[str, Dataset] = {}
+
+    def build_splits(self, meta: Meta, raw: dict[str, dict[str, torch.Tensor]]) -> dict[str, Dataset]:
+        raise NotImplementedError
 
     def load(self) -> Meta:
         """Read the prepared tensors once (idempotent); returns the metadata."""
         if self.meta is None:
             meta, raw = load_all(self.data_dir, verify=self.verify_checksum)
-            for split, tensors in raw.items():
-                x = tensors["x"]
-                if self.layout == "rows":
-                    if x.dim() != 4:
-                        raise ConfigError(f"data.layout=rows needs images; {meta.name} is {meta.kind}")
-                    x = as_rows(x)
-                self.splits[split] = TensorBatchDataset(x, tensors["y"])
+            self.splits = self.build_splits(meta, raw)
             self.meta = meta
         return self.meta
 
     @property
     def input_shape(self) -> list[int]:
-        return list(self.splits["train"].x.shape[1:]) if self.splits else list(self.load().input_shape)
+        """Shape of one input as the net sees it."""
+        self.load()
+        return list(self.splits["val"].__getitems__([0])[0].shape[1:])
 
     def setup(self, stage: str | None = None) -> None:
         self.load()
 
+    def example_batch(self, n: int = 4) -> dict[str, torch.Tensor]:
+        x, y = self.splits["val"].__getitems__(list(range(n)))
+        return {"x": x, "y": y}
+
     def _loader(self, split: str, train: bool) -> DataLoader:
+        size = self.batch_size if train else self.eval_batch_size
         return DataLoader(
-            self.splits[split],
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            self.splits[split], batch_size=size, shuffle=train and self.shuffle_train,
             # a lone last sample would break batch norm in training mode
-            drop_last=train and len(self.splits[split]) % self.batch_size == 1,
-            collate_fn=keep_batch,
-        )
+            drop_last=train and len(self.splits[split]) % size == 1,
+            collate_fn=keep_batch)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -107,8 +104,27 @@ class TensorDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
 
-    def example_batch(self, n: int = 4) -> dict[str, Any]:
-        return {"x": self.splits["val"].x[:n], "y": self.splits["val"].y[:n]}
+
+class TensorDataModule(InMemoryDataModule):
+    """Images, sequences and tables: ``(x, y)`` batches; ``layout='rows'`` reads images row by row."""
+
+    def __init__(self, data_dir: str | Path, batch_size: int = 128, eval_batch_size: int = 1024,
+                 layout: str = "default", verify_checksum: bool = True) -> None:
+        super().__init__(data_dir, batch_size, eval_batch_size, verify_checksum)
+        if layout not in ("default", "rows"):
+            raise ConfigError(f"unknown data.layout {layout!r}; valid: default, rows")
+        self.layout = layout
+
+    def build_splits(self, meta: Meta, raw: dict[str, dict[str, torch.Tensor]]) -> dict[str, Dataset]:
+        splits = {}
+        for split, tensors in raw.items():
+            x = tensors["x"]
+            if self.layout == "rows":
+                if x.dim() != 4:
+                    raise ConfigError(f"data.layout=rows needs images; {meta.name} is {meta.kind}")
+                x = as_rows(x)
+            splits[split] = TensorBatchDataset(x, tensors["y"])
+        return splits
 
 
 class RandomWindows(Dataset):
@@ -145,53 +161,24 @@ class ContiguousWindows(Dataset):
         return self.x[index], self.y[index]
 
 
-class TextDataModule(pl.LightningDataModule):
-    """Character-level language modelling over a prepared corpus."""
+class TextDataModule(InMemoryDataModule):
+    """Character-level language modelling: random training windows, contiguous evaluation windows."""
+
+    shuffle_train = False  # the windows are already random
 
     def __init__(self, data_dir: str | Path, block_size: int = 64, batch_size: int = 12,
                  eval_batch_size: int = 256, steps_per_epoch: int = 200,
                  verify_checksum: bool = True) -> None:
-        super().__init__()
-        for key, value in (("block_size", block_size), ("batch_size", batch_size),
-                           ("eval_batch_size", eval_batch_size), ("steps_per_epoch", steps_per_epoch)):
+        super().__init__(data_dir, batch_size, eval_batch_size, verify_checksum)
+        for key, value in (("block_size", block_size), ("steps_per_epoch", steps_per_epoch)):
             if value < 1:
                 raise ConfigError(f"data.{key} must be ≥ 1, got {value}")
-        self.data_dir = Path(data_dir)
-        self.block_size, self.batch_size, self.eval_batch_size = block_size, batch_size, eval_batch_size
-        self.steps_per_epoch, self.verify_checksum = steps_per_epoch, verify_checksum
-        self.meta: Meta | None = None
-        self.splits: dict[str, Dataset] = {}
-        self.ids: dict[str, torch.Tensor] = {}
+        self.block_size, self.steps_per_epoch = block_size, steps_per_epoch
 
-    def load(self) -> Meta:
-        if self.meta is None:
-            meta, raw = load_all(self.data_dir, verify=self.verify_checksum)
-            self.ids = {split: tensors["x"] for split, tensors in raw.items()}
-            self.splits = {
-                "train": RandomWindows(self.ids["train"], self.block_size,
-                                       self.steps_per_epoch * self.batch_size),
-                "val": ContiguousWindows(self.ids["val"], self.block_size),
-                "test": ContiguousWindows(self.ids["test"], self.block_size),
-            }
-            self.meta = meta
-        return self.meta
-
-    @property
-    def input_shape(self) -> list[int]:
-        return [self.block_size]
-
-    def setup(self, stage: str | None = None) -> None:
-        self.load()
-
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.batch_size if train else self.eval_batch_size,
-                          shuffle=False, collate_fn=keep_batch)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
+    def build_splits(self, meta: Meta, raw: dict[str, dict[str, torch.Tensor]]) -> dict[str, Dataset]:
+        return {
+            "train": RandomWindows(raw["train"]["x"], self.block_size,
+                                   self.steps_per_epoch * self.batch_size),
+            "val": ContiguousWindows(raw["val"]["x"], self.block_size),
+            "test": ContiguousWindows(raw["test"]["x"], self.block_size),
+        }
