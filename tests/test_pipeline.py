@@ -8,10 +8,13 @@ import pytest
 from conftest import REPO, run_cli
 
 TINY_PARAMS = """
-datasets: [digits, breast_cancer]
+datasets: [digits, breast_cancer, pydoc_text]
 train:
   digits-logistic: {data: digits, model: logistic, overrides: "trainer.max_epochs=2 logger.log_model=false"}
   breast_cancer-mlp: {data: breast_cancer, model: mlp, overrides: "trainer.max_epochs=2"}
+language_model:
+  pydoc_text-lstm: {data: pydoc_text, model: lstm, overrides: "trainer.max_epochs=1 data.steps_per_epoch=5
+    model.lm_net.hidden_size=32 model.lm_net.num_layers=1 data.sample_length=20 logger.log_model=false"}
 """
 
 
@@ -42,13 +45,15 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
         assert (project / "results/train" / key / "curves.csv").is_file()
     report = (project / "reports/comparison.md").read_text()
     assert "| digits | logistic |" in report and "| breast_cancer | mlp |" in report
+    assert "| pydoc_text | lstm |" in report  # the language-model table
+    assert len((project / "results/train/pydoc_text-lstm/sample.txt").read_text()) == 21
     assert (project / "reports/comparison.png").stat().st_size > 1000
 
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["archbench"])
-    assert sorted(runs["tags.mlflow.runName"]) == ["logistic-digits", "mlp-breast_cancer"]
+    assert sorted(runs["tags.mlflow.runName"]) == ["logistic-digits", "lstm-pydoc_text", "mlp-breast_cancer"]
     assert set(runs["status"]) == {"FINISHED"}
 
     again = run_cli("dvc", "repro", cwd=project, env=env)

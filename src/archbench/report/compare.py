@@ -114,7 +114,7 @@ def bar_chart(rows: list[Row], path: Path) -> None:
     datasets = sorted({r.data for r in rows})
     models = sorted({r.model for r in rows})
     width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(datasets)), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(models) * len(datasets) + 2), 4))
     for i, model in enumerate(models):
         xs, ys = [], []
         for j, data in enumerate(datasets):
@@ -126,8 +126,9 @@ def bar_chart(rows: list[Row], path: Path) -> None:
         ax.bar_label(bars, fmt="%.0f", fontsize=7)
     ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(datasets))], datasets)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=8, ncols=min(4, len(models)))
+    ax.set_ylim(0, 120)  # headroom so the legend sits above the bars
+    ax.set_yticks(range(0, 101, 20))
+    ax.legend(fontsize=8, ncols=min(5, len(models)), loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
