@@ -81,13 +81,15 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> tuple[list, Any]:
         TQDMProgressBar,
     )
 
-    from archbench.tasks.callbacks import EpochCurves
+    from archbench.tasks.callbacks import EpochCurves, RngStateInCheckpoint
 
     cb = cfg.callbacks
-    callbacks: list = [EpochCurves(out_dir / "curves.csv"), LearningRateMonitor("epoch")]
+    callbacks: list = [EpochCurves(out_dir / "curves.csv"), LearningRateMonitor("epoch"),
+                       RngStateInCheckpoint()]
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / "checkpoints", filename="best", monitor=cb.monitor, mode=cb.mode,
-        save_last=bool(cb.checkpoint.save_last), save_top_k=1, auto_insert_metric_name=False)
+        save_last=bool(cb.checkpoint.save_last), save_top_k=1, auto_insert_metric_name=False,
+        save_on_train_epoch_end=True)  # a whole-epoch boundary: resume continues at the next epoch
     if cb.checkpoint.enabled:
         callbacks.append(checkpoint)
     if cb.early_stopping.enabled:
@@ -147,9 +149,11 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     from pytorch_lightning.loggers import MLFlowLogger
 
     from archbench.nets.common import count_parameters
+    from archbench.resume import find_resume_point, start_fresh
     from archbench.tracking.mlflow_run import log_metrics, training_run
 
-    out_dir = Path(cfg.paths.output_dir)
+    point = find_resume_point(cfg)
+    out_dir = point.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     meta = ensure_prepared(to_dict(cfg.data))
@@ -161,7 +165,11 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     monitor, mode = cfg.callbacks.monitor, cfg.callbacks.mode
     tags = {"data": meta.name, "model": cfg.model.name, "data_checksum": meta.checksum,
             "data_layout": str(meta.source.get("layout", "")), "output_dir": str(out_dir)}
-    with training_run(cfg, tags, parent_run_id) as run:
+    start_fresh(point, cfg)
+    with training_run(cfg, tags, parent_run_id, resume_run_id=point.run_id) as run:
+        started_summary = {"data": meta.name, "model": cfg.model.name, "run_id": run.info.run_id,
+                           "status": "running"}
+        (out_dir / "run.json").write_text(json.dumps(started_summary, indent=2) + "\n")
         mlflow.log_params({"data.meta.input_shape": meta.input_shape, "data.meta.splits": meta.splits,
                            "model.parameters": n_params})
         logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name,
@@ -170,7 +178,10 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
         trainer = pl.Trainer(**_trainer_kwargs(cfg), logger=logger, callbacks=callbacks,
                              default_root_dir=str(out_dir))
         started = time.perf_counter()
-        trainer.fit(task, datamodule=datamodule)
+        if point.checkpoint is not None:
+            mlflow.set_tag("resumed_from", str(point.checkpoint))
+        trainer.fit(task, datamodule=datamodule,
+                    ckpt_path=str(point.checkpoint) if point.checkpoint else None)
         train_seconds = time.perf_counter() - started
         best_path = checkpoint.best_model_path if checkpoint is not None else ""
         trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
@@ -185,7 +196,7 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
         }
         log_metrics({k: v for k, v in metrics.items() if k != "parameters"})
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        summary = {"data": meta.name, "model": cfg.model.name, "run_id": run.info.run_id,
+        summary = {**started_summary, "status": "finished",
                    "experiment_id": run.info.experiment_id, "tracking_uri": cfg.logger.tracking_uri,
                    "best_checkpoint": best_path, "data_checksum": meta.checksum}
         if getattr(task, "confusion", None) is not None:

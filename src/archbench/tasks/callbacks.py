@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
 
 class EpochCurves(pl.Callback):
@@ -28,6 +29,12 @@ class EpochCurves(pl.Callback):
         self.rows.append(row)
         self.write()
 
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}  # so a resumed run keeps the epochs before the kill
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict.get("rows", []))
+
     def write(self) -> None:
         if not self.rows:
             return
@@ -37,3 +44,17 @@ class EpochCurves(pl.Callback):
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows)
+
+
+class RngStateInCheckpoint(pl.Callback):
+    """Store torch's global RNG state in each checkpoint and restore it on resume, so a resumed
+    run shuffles, drops out and augments exactly as the uninterrupted run would have."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict) -> None:
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])

@@ -34,16 +34,26 @@ def configure(cfg: DictConfig) -> str:
 
 
 @contextmanager
-def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | None = None
-                 ) -> Iterator[mlflow.ActiveRun]:
-    """An active MLflow run that ends FINISHED, or FAILED (with the reason tagged) on error."""
+def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | None = None,
+                 resume_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """An active MLflow run that ends FINISHED, or FAILED (with the reason tagged) on error.
+
+    With ``resume_run_id`` the killed run itself is reopened and continued (not a new, orphan one).
+    """
     configure(cfg)
     all_tags = {"git_commit": git_commit(Path(cfg.paths.root)), **tags}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    with mlflow.start_run(run_name=cfg.run_name, tags=all_tags) as run:
+    if resume_run_id:
         try:
-            params = {k: ("" if v is None else str(v)[:6000]) for k, v in flatten(cfg).items()}
+            mlflow.get_run(resume_run_id)
+        except mlflow.exceptions.MlflowException:
+            resume_run_id = None  # a different tracking store: start a new run
+    start = {"run_id": resume_run_id} if resume_run_id else {"run_name": cfg.run_name, "tags": all_tags}
+    with mlflow.start_run(**start) as run:
+        try:
+            params = {k: ("" if v is None else str(v)[:6000]) for k, v in flatten(cfg).items()
+                      if k != "resume"}
             mlflow.log_params(params)
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             yield run

@@ -1,0 +1,64 @@
+"""A training killed with SIGKILL resumes from its last checkpoint and ends where an
+uninterrupted run with the same seed ends; its MLflow run is continued, not orphaned."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import mlflow
+import pytest
+
+from conftest import BIN, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _command(tmp_path, run_dir):
+    return ["data=digits", "model=cnn", "data.batch_size=16", "trainer.max_epochs=5",
+            "callbacks.progress_bar=none", "callbacks.early_stopping.enabled=false",
+            "logger.log_model=false", f"paths.data_dir={tmp_path / 'prepared'}",
+            f"hydra.run.dir={run_dir}"]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_cli("archbench-train", *_command(tmp_path, whole), env=env).returncode == 0
+
+    process = subprocess.Popen([str(BIN / "archbench-train"), *_command(tmp_path, killed)],
+                               env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (killed / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # well into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "metrics.json").exists()
+    run_id = json.loads((killed / "run.json").read_text())["run_id"]
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    assert mlflow.get_run(run_id).info.status == "RUNNING"
+
+    again = run_cli("archbench-train", *_command(tmp_path, killed), env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = json.loads((killed / "metrics.json").read_text())
+    reference = json.loads((whole / "metrics.json").read_text())
+    for key in ("test/loss", "test/acc", "val/acc_best", "epochs"):
+        assert resumed[key] == reference[key], key
+    assert (killed / "curves.csv").read_text() == (whole / "curves.csv").read_text()
+
+    runs = mlflow.search_runs(experiment_names=["archbench"])
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
+    continued = mlflow.get_run(run_id)
+    assert continued.data.tags["resumed_from"].endswith("last.ckpt")
+    assert json.loads((killed / "run.json").read_text())["run_id"] == run_id
+
+
+def test_explicit_resume_of_an_empty_directory_is_refused(tmp_path):
+    result = run_cli("archbench-train", "data=digits", f"resume={tmp_path}",
+                     f"paths.data_dir={tmp_path / 'prepared'}",
+                     env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert result.returncode == 2
+    assert f"nothing to resume in {tmp_path}" in result.stderr
