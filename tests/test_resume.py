@@ -9,7 +9,6 @@ import time
 
 import mlflow
 import pytest
-
 from conftest import BIN, run_cli
 
 pytestmark = pytest.mark.slow
