@@ -67,4 +67,4 @@ def test_prepare_cli_rejects_unknown_dataset():
 def test_help_lists_config_groups():
     result = run_cli("archbench-train", "--help")
     assert result.returncode == 0
-    assert "model: cnn, gru, lenet5, logistic, lstm, mlp, perceptron, rnn, transformer" in result.stdout
+    assert "model: cnn, dcgan, gan, gru, lenet5, logistic, lstm, mlp, perceptron, rnn, transformer" in result.stdout

@@ -12,9 +12,13 @@ datasets: [digits, breast_cancer, pydoc_text]
 train:
   digits-logistic: {data: digits, model: logistic, overrides: "trainer.max_epochs=2 logger.log_model=false"}
   breast_cancer-mlp: {data: breast_cancer, model: mlp, overrides: "trainer.max_epochs=2"}
+  digits-cnn: {data: digits, model: cnn, overrides: "trainer.max_epochs=1 logger.log_model=false"}
 language_model:
   pydoc_text-lstm: {data: pydoc_text, model: lstm, overrides: "trainer.max_epochs=1 data.steps_per_epoch=5
     model.lm_net.hidden_size=32 model.lm_net.num_layers=1 data.sample_length=20 logger.log_model=false"}
+generative:
+  digits-gan: {data: digits, model: gan, classifier: digits-cnn, overrides: "trainer.max_epochs=1
+    model.quality.num_samples=200 logger.log_model=false"}
 """
 
 
@@ -48,12 +52,15 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     assert "| pydoc_text | lstm |" in report  # the language-model table
     assert len((project / "results/train/pydoc_text-lstm/sample.txt").read_text()) == 21
     assert (project / "reports/comparison.png").stat().st_size > 1000
+    assert "| digits | gan |" in report and "![gan samples](samples/digits-gan.png)" in report
+    assert (project / "reports/samples/digits-gan.png").stat().st_size > 1000
 
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["archbench"])
-    assert sorted(runs["tags.mlflow.runName"]) == ["logistic-digits", "lstm-pydoc_text", "mlp-breast_cancer"]
+    assert sorted(runs["tags.mlflow.runName"]) == ["cnn-digits", "gan-digits", "logistic-digits",
+                                                   "lstm-pydoc_text", "mlp-breast_cancer"]
     assert set(runs["status"]) == {"FINISHED"}
 
     again = run_cli("dvc", "repro", cwd=project, env=env)

@@ -27,3 +27,18 @@ def test_report_has_classification_and_language_model_tables(tmp_path):
     assert "| pydoc_text | lstm | 1,000 | 2.020 | 2.164 | 1.500 | 30.0 |" in text
     assert "The object is a sample" in text
     assert (tmp_path / "reports" / "comparison.png").stat().st_size > 1000
+
+
+def test_report_has_a_generative_table_with_anchors_and_the_sample_grid(tmp_path):
+    results = tmp_path / "results"
+    _run(results / "digits-gan", "digits", "gan",
+         {"test/fid": 12.5, "test/fid_real_floor": 1.84, "test/fid_untrained": 950.0,
+          "test/classes_covered": 10, "epochs": 60, "train_seconds": 40.0, "parameters": 916801})
+    run = json.loads((results / "digits-gan" / "run.json").read_text())
+    (results / "digits-gan" / "run.json").write_text(json.dumps({**run, "num_classes": 10}))
+    (results / "digits-gan" / "samples.png").write_bytes(b"\x89PNG fake")
+    write_report(results, tmp_path / "reports")
+    text = (tmp_path / "reports" / "comparison.md").read_text()
+    assert "| digits | gan | 916,801 | 12.50 | 1.84 | 950.0 | 76× | 10/10 | 60 | 40.0 |" in text
+    assert "![gan samples](samples/digits-gan.png)" in text
+    assert (tmp_path / "reports" / "samples" / "digits-gan.png").read_bytes() == b"\x89PNG fake"

@@ -42,9 +42,13 @@ def compose(overrides: list[str] | None = None, output_dir: str | Path | None = 
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+    if GlobalHydra.instance().is_initialized():  # inside @hydra.main: its config search path
         cfg = hydra_compose("config", overrides=list(overrides or []))
+    else:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = hydra_compose("config", overrides=list(overrides or []))
     if output_dir is not None:
         cfg.paths.output_dir = str(output_dir)
     return cfg

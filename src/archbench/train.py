@@ -49,10 +49,77 @@ def build_datamodule(cfg: DictConfig, meta):
         return TextDataModule(data.dir, block_size=int(data.block_size), batch_size=int(data.batch_size),
                               eval_batch_size=int(data.eval_batch_size),
                               steps_per_epoch=int(data.steps_per_epoch),
-                              verify_checksum=bool(data.verify_checksum))
+                              verify_checksum=bool(data.verify_checksum), seed=int(cfg.seed))
     return TensorDataModule(data.dir, batch_size=int(data.batch_size),
                             eval_batch_size=int(data.eval_batch_size), layout=data.layout,
-                            verify_checksum=bool(data.verify_checksum))
+                            verify_checksum=bool(data.verify_checksum), seed=int(cfg.seed))
+
+
+def quality_classifier_dir(cfg: DictConfig, meta) -> Path:
+    """The classification run whose features score a GAN: ``model.quality.classifier`` is a run
+    directory, ``runs:/<mlflow run id>``, or ``auto`` (train ``model.quality.auto_model`` on the
+    same data once, cached under ``<output_root>/quality/``)."""
+    import mlflow
+
+    from archbench.errors import ConfigError
+
+    spec = str(cfg.model.quality.classifier)
+    if spec.startswith("runs:/"):
+        mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+        try:
+            run = mlflow.get_run(spec.removeprefix("runs:/").strip("/").split("/")[0])
+        except mlflow.exceptions.MlflowException as err:
+            raise ConfigError(f"model.quality.classifier={spec}: no such MLflow run") from err
+        return Path(run.data.tags.get("output_dir", ""))
+    if spec != "auto":
+        return Path(spec)
+    run_dir = Path(cfg.paths.output_root) / "quality" / f"{meta.name}-{meta.checksum[7:19]}"
+    run_file = run_dir / "run.json"
+    if run_file.is_file() and json.loads(run_file.read_text()).get("status") == "finished":
+        return run_dir
+    from archbench.config import compose
+
+    model = str(cfg.model.quality.auto_model)
+    qcfg = compose([f"data={meta.name}", f"model={model}", "resume=false", "register=false"],
+                   output_dir=run_dir)
+    qcfg.data = cfg.data  # the same prepared data (e.g. the same data.root)
+    qcfg.paths.root, qcfg.paths.data_dir = cfg.paths.root, cfg.paths.data_dir
+    qcfg.logger.tracking_uri, qcfg.logger.log_model = cfg.logger.tracking_uri, False
+    qcfg.callbacks.progress_bar = "none"
+    qcfg.run_name = f"{model}-{meta.name}-gan-features"
+    print(f"archbench: training the {model} classifier that scores GAN samples on {meta.name} "
+          f"(once; cached in {run_dir})", flush=True)
+    train(qcfg)
+    return run_dir
+
+
+def build_adversarial(cfg: DictConfig, datamodule, meta):
+    """Generator, discriminator and the frozen feature classifier around an ``AdversarialTask``."""
+    from hydra.utils import instantiate
+
+    from archbench.errors import IncompatibleError
+    from archbench.tasks.adversarial import AdversarialTask
+    from archbench.tasks.quality import FrozenClassifier, PixelSpace, load_classifier_run
+
+    if meta.kind != "image":
+        raise IncompatibleError(f"model {cfg.model.name} generates images; {meta.name} is {meta.kind} "
+                                f"data (use data=digits or data=mnist)")
+    if datamodule.layout != "default":
+        raise IncompatibleError(f"model {cfg.model.name} needs data.layout=default")
+    shape = list(datamodule.input_shape)
+    noise_dim = int(cfg.model.noise_dim)
+    generator = instantiate(cfg.model.generator, input_shape=shape, noise_dim=noise_dim, _convert_="all")
+    discriminator = instantiate(cfg.model.discriminator, input_shape=shape, _convert_="all")
+    classifier_net = load_classifier_run(quality_classifier_dir(cfg, meta), meta.checksum)
+    space = PixelSpace(meta.normalization["mean"], meta.normalization["std"])
+    model = cfg.model
+    task = AdversarialTask(
+        generator, discriminator, FrozenClassifier(classifier_net, space, shape), meta.num_classes,
+        noise_dim=noise_dim, optimizer=to_dict(cfg.optimizer),
+        discriminator_lr_scale=float(model.discriminator_lr_scale), d_steps=int(model.d_steps),
+        label_smoothing=float(model.label_smoothing), num_samples=int(model.quality.num_samples),
+        coverage_min_share=float(model.quality.coverage_min_share), seed=int(cfg.seed))
+    return task, generator, discriminator
 
 
 def build_task(cfg: DictConfig, net, meta):
@@ -81,7 +148,7 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> tuple[list, Any]:
         TQDMProgressBar,
     )
 
-    from archbench.tasks.callbacks import EpochCurves, RngStateInCheckpoint
+    from archbench.tasks.callbacks import EpochCurves, RngStateInCheckpoint, SampleGrid
 
     cb = cfg.callbacks
     callbacks: list = [EpochCurves(out_dir / "curves.csv"), LearningRateMonitor("epoch"),
@@ -96,6 +163,8 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> tuple[list, Any]:
         callbacks.append(EarlyStopping(monitor=cb.monitor, mode=cb.mode, check_finite=True,
                                        patience=int(cb.early_stopping.patience),
                                        min_delta=float(cb.early_stopping.min_delta)))
+    if cfg.model.get("task") == "adversarial":
+        callbacks.append(SampleGrid(out_dir, int(cfg.model.sample_every_n_epochs)))
     if cb.progress_bar == "rich":
         callbacks.append(RichProgressBar(leave=True))
     elif cb.progress_bar == "tqdm":
@@ -105,53 +174,63 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> tuple[list, Any]:
 
 def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     kwargs = to_dict(cfg.trainer)
+    kwargs.pop("compile", None)  # archbench's switch, not a Trainer argument
     if cfg.callbacks.progress_bar == "none":
         kwargs["enable_progress_bar"] = False
     return kwargs
 
 
-def write_confusion(confusion, class_names: list[str], out_dir: Path) -> tuple[Path, Path]:
-    """``confusion.csv`` (one row per test sample pair count, for dvc plots) and a PNG heat map."""
-    import matplotlib
+def launch_rank() -> int:
+    """This process's global rank when a launcher (torchrun, SLURM, Lightning's ddp) started
+    several copies of the command; 0 otherwise (also in the parent of ``ddp_spawn``)."""
+    from lightning_fabric.utilities.rank_zero import _get_rank
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return _get_rank() or 0
 
-    matrix = confusion.numpy()
-    csv_path = out_dir / "confusion.csv"
-    with csv_path.open("w") as handle:
-        handle.write("actual,predicted\n")
-        for i, row in enumerate(matrix):
-            for j, count in enumerate(row):
-                handle.writelines(f"{class_names[i]},{class_names[j]}\n" for _ in range(int(count)))
-    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(class_names), 1 + 0.4 * len(class_names)))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(class_names)), class_names, rotation=90 if len(class_names) > 10 else 0)
-    ax.set_yticks(range(len(class_names)), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    for i, row in enumerate(matrix):
-        for j, count in enumerate(row):
-            ax.text(j, i, int(count), ha="center", va="center", fontsize=7,
-                    color="white" if count > matrix.max() / 2 else "black")
-    fig.tight_layout()
-    png_path = out_dir / "confusion.png"
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
-    return csv_path, png_path
+
+def _best_score(checkpoint, best_path: str) -> float:
+    """The monitored value of the best checkpoint (read from the file when ddp_spawn trained in
+    child processes, which hand back the path but not the score)."""
+    import torch
+
+    if checkpoint is None:
+        return float("nan")
+    if checkpoint.best_model_score is not None:
+        return float(checkpoint.best_model_score)
+    if best_path and Path(best_path).is_file():
+        state = torch.load(best_path, map_location="cpu", weights_only=True)
+        for key, value in state.get("callbacks", {}).items():
+            if key.startswith("ModelCheckpoint") and value.get("best_model_score") is not None:
+                return float(value["best_model_score"])
+    return float("nan")
+
+
+def _epochs_trained(trainer, out_dir: Path) -> int:
+    if trainer.current_epoch:
+        return int(trainer.current_epoch)
+    curves = out_dir / "curves.csv"  # ddp_spawn: the epochs ran in child processes
+    return max(0, len(curves.read_text().splitlines()) - 1) if curves.is_file() else 0
 
 
 def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]:
-    """Prepare (if needed), fit, test, track and return the run's metrics."""
+    """Prepare (if needed), fit, test, track and return the run's metrics.
+
+    Under a multi-process launcher every rank runs this; only rank 0 opens the MLflow run and
+    writes files (Lightning's loggers and checkpoints are rank-0-only themselves).
+    """
     validate(cfg)
+    from contextlib import nullcontext
+
     import mlflow
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import MLFlowLogger
 
     from archbench.nets.common import count_parameters
     from archbench.resume import find_resume_point, start_fresh
+    from archbench.tasks.callbacks import TestOutputs
     from archbench.tracking.mlflow_run import log_metrics, training_run
 
+    main = launch_rank() == 0
     point = find_resume_point(cfg)
     out_dir = point.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,52 +238,63 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     meta = ensure_prepared(to_dict(cfg.data))
     datamodule = build_datamodule(cfg, meta)
     datamodule.load()
-    net = build_net(cfg.model, datamodule.input_shape, meta.num_classes, meta.kind == "text")
-    task = build_task(cfg, net, meta)
-    n_params = count_parameters(net)
+    if cfg.model.get("task") == "adversarial":
+        task, net, discriminator = build_adversarial(cfg, datamodule, meta)
+        n_params = count_parameters(net) + count_parameters(discriminator)
+    else:
+        net = build_net(cfg.model, datamodule.input_shape, meta.num_classes, meta.kind == "text")
+        task = build_task(cfg, net, meta)
+        n_params = count_parameters(net)
+    if cfg.trainer.get("compile"):
+        net.compile()  # in place: state_dict keys (checkpoints, logged models) stay the same
     monitor, mode = cfg.callbacks.monitor, cfg.callbacks.mode
     tags = {"data": meta.name, "model": cfg.model.name, "data_checksum": meta.checksum,
             "data_layout": str(meta.source.get("layout", "")), "output_dir": str(out_dir)}
-    start_fresh(point, cfg)
-    with training_run(cfg, tags, parent_run_id, resume_run_id=point.run_id) as run:
-        started_summary = {"data": meta.name, "model": cfg.model.name, "run_id": run.info.run_id,
-                           "status": "running"}
-        (out_dir / "run.json").write_text(json.dumps(started_summary, indent=2) + "\n")
-        mlflow.log_params({"data.meta.input_shape": meta.input_shape, "data.meta.splits": meta.splits,
-                           "model.parameters": n_params})
+    if main:
+        start_fresh(point, cfg)
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    tracking = (training_run(cfg, tags, parent_run_id, resume_run_id=point.run_id) if main
+                else nullcontext())
+    with tracking as run:
+        run_id = run.info.run_id if run is not None else None
+        started_summary = {"data": meta.name, "model": cfg.model.name, "run_id": run_id,
+                           "status": "running", "task": str(cfg.model.get("task", "classification")),
+                           "input_shape": list(datamodule.input_shape), "num_classes": meta.num_classes}
+        if main:
+            (out_dir / "run.json").write_text(json.dumps(started_summary, indent=2) + "\n")
+            mlflow.log_params({"data.meta.input_shape": meta.input_shape, "model.parameters": n_params,
+                               "data.meta.splits": json.dumps(meta.splits, sort_keys=True)})
+            if point.checkpoint is not None:
+                mlflow.set_tag("resumed_from", str(point.checkpoint))
+        # other ranks get a logger without a run: Lightning makes it a no-op there
         logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name,
-                              tracking_uri=cfg.logger.tracking_uri, run_id=run.info.run_id)
+                              tracking_uri=cfg.logger.tracking_uri, run_id=run_id)
         callbacks, checkpoint = build_callbacks(cfg, out_dir)
+        callbacks.append(TestOutputs(out_dir, meta.class_names))
         trainer = pl.Trainer(**_trainer_kwargs(cfg), logger=logger, callbacks=callbacks,
                              default_root_dir=str(out_dir))
         started = time.perf_counter()
-        if point.checkpoint is not None:
-            mlflow.set_tag("resumed_from", str(point.checkpoint))
         trainer.fit(task, datamodule=datamodule,
                     ckpt_path=str(point.checkpoint) if point.checkpoint else None)
         train_seconds = time.perf_counter() - started
         best_path = checkpoint.best_model_path if checkpoint is not None else ""
         trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
         results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-        best_score = checkpoint.best_model_score if checkpoint is not None else None
         metrics = {
             **results,
-            f"{monitor}_best": float(best_score) if best_score is not None else float("nan"),
-            "epochs": float(trainer.current_epoch),
+            f"{monitor}_best": _best_score(checkpoint, best_path),
+            "epochs": float(_epochs_trained(trainer, out_dir)),
             "train_seconds": round(train_seconds, 3),
             "parameters": float(n_params),
         }
+        if not main:
+            return metrics
         log_metrics({k: v for k, v in metrics.items() if k != "parameters"})
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         summary = {**started_summary, "status": "finished",
                    "experiment_id": run.info.experiment_id, "tracking_uri": cfg.logger.tracking_uri,
                    "best_checkpoint": best_path, "data_checksum": meta.checksum}
-        if getattr(task, "confusion", None) is not None:
-            _, png = write_confusion(task.confusion, meta.class_names, out_dir)
-            mlflow.log_artifact(str(png))
-        if getattr(task, "samples", None):
-            (out_dir / "sample.txt").write_text(task.samples[-1])
-        if cfg.logger.log_model and trainer.global_rank == 0:
+        if cfg.logger.log_model:
             model_uri = log_trained_model(task, datamodule, cfg.logger.get("model_format"))
             mlflow.set_tag("model_uri", model_uri)
             if cfg.register:
@@ -223,6 +313,13 @@ def log_trained_model(task, datamodule, serialization_format: str | None) -> str
     """Log the classifier (inputs → probabilities) or the language model (ids → logits)."""
     from archbench.tracking.mlflow_run import log_torch_model
 
+    if hasattr(task, "generator"):  # GAN: noise → images in [0, 1]
+        import torch
+
+        from archbench.tasks.adversarial import ImageSampler
+
+        noise = torch.randn(2, task.noise_dim, generator=torch.Generator().manual_seed(0))
+        return log_torch_model(ImageSampler(task.generator).cpu(), noise, serialization_format)
     example = datamodule.example_batch(2)["x"].cpu()
     if hasattr(task, "model"):  # language model: Python control flow in generate → pickle
         return log_torch_model(task.model.cpu(), example, serialization_format or "pickle")

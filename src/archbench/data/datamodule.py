@@ -53,8 +53,9 @@ class InMemoryDataModule(pl.LightningDataModule):
     shuffle_train = True
 
     def __init__(self, data_dir: str | Path, batch_size: int, eval_batch_size: int,
-                 verify_checksum: bool = True) -> None:
+                 verify_checksum: bool = True, seed: int = 0) -> None:
         super().__init__()
+        self.seed = seed
         if batch_size < 1 or eval_batch_size < 1:
             raise ConfigError(f"batch sizes must be ≥ 1, got {batch_size} / {eval_batch_size}")
         self.data_dir = Path(data_dir)
@@ -82,17 +83,39 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.load()
+        world = self._world()
+        if world[1] > 1 and self.batch_size % world[1]:
+            raise ConfigError(f"data.batch_size={self.batch_size} is the global batch: it must divide "
+                              f"evenly across {world[1]} processes")
+
+    def _world(self) -> tuple[int, int]:
+        """(global rank, world size) of the trainer using this datamodule, (0, 1) outside DDP."""
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def example_batch(self, n: int = 4) -> dict[str, torch.Tensor]:
         x, y = self.splits["val"].__getitems__(list(range(n)))
         return {"x": x, "y": y}
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        size = self.batch_size if train else self.eval_batch_size
+        """Under DDP ``data.batch_size`` stays the global batch (each of N processes takes 1/N of
+        it, the learning rate is untouched); training shards are shuffled per epoch, evaluation
+        shards are disjoint and unpadded so every sample is counted exactly once."""
+        from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+        from torch.utils.data import DistributedSampler
+
+        dataset = self.splits[split]
+        rank, world = self._world()
+        size = self.batch_size // world if train else self.eval_batch_size
+        sampler = None
+        if world > 1:
+            sampler = (DistributedSampler(dataset, world, rank, shuffle=self.shuffle_train,
+                                          seed=self.seed) if train else UnrepeatedDistributedSampler(dataset, world, rank, shuffle=False))
         return DataLoader(
-            self.splits[split], batch_size=size, shuffle=train and self.shuffle_train,
+            dataset, batch_size=size, sampler=sampler,
+            shuffle=train and self.shuffle_train and sampler is None,
             # a lone last sample would break batch norm in training mode
-            drop_last=train and len(self.splits[split]) % size == 1,
+            drop_last=train and len(dataset) % size == 1,
             collate_fn=keep_batch)
 
     def train_dataloader(self) -> DataLoader:
@@ -109,8 +132,8 @@ class TensorDataModule(InMemoryDataModule):
     """Images, sequences and tables: ``(x, y)`` batches; ``layout='rows'`` reads images row by row."""
 
     def __init__(self, data_dir: str | Path, batch_size: int = 128, eval_batch_size: int = 1024,
-                 layout: str = "default", verify_checksum: bool = True) -> None:
-        super().__init__(data_dir, batch_size, eval_batch_size, verify_checksum)
+                 layout: str = "default", verify_checksum: bool = True, seed: int = 0) -> None:
+        super().__init__(data_dir, batch_size, eval_batch_size, verify_checksum, seed)
         if layout not in ("default", "rows"):
             raise ConfigError(f"unknown data.layout {layout!r}; valid: default, rows")
         self.layout = layout
@@ -168,8 +191,8 @@ class TextDataModule(InMemoryDataModule):
 
     def __init__(self, data_dir: str | Path, block_size: int = 64, batch_size: int = 12,
                  eval_batch_size: int = 256, steps_per_epoch: int = 200,
-                 verify_checksum: bool = True) -> None:
-        super().__init__(data_dir, batch_size, eval_batch_size, verify_checksum)
+                 verify_checksum: bool = True, seed: int = 0) -> None:
+        super().__init__(data_dir, batch_size, eval_batch_size, verify_checksum, seed)
         for key, value in (("block_size", block_size), ("steps_per_epoch", steps_per_epoch)):
             if value < 1:
                 raise ConfigError(f"data.{key} must be ≥ 1, got {value}")

@@ -32,6 +32,22 @@ class TextRow:
     sample: str
 
 
+@dataclass
+class GenerativeRow:
+    key: str
+    data: str
+    model: str
+    parameters: int
+    test_fid: float
+    fid_floor: float
+    fid_untrained: float
+    classes_covered: int
+    num_classes: int
+    epochs: int
+    train_seconds: float
+    grid: Path | None
+
+
 def _runs(results_dir: Path):
     for run_file in sorted(Path(results_dir).glob("*/run.json")):
         metrics_file = run_file.with_name("metrics.json")
@@ -57,6 +73,25 @@ def collect_text(results_dir: Path) -> list[TextRow]:
     return sorted(rows, key=lambda r: (r.data, r.test_bpc))
 
 
+def collect_generative(results_dir: Path) -> list[GenerativeRow]:
+    """GAN runs (those with ``test/fid``), best (lowest FID) first within each dataset."""
+    rows = []
+    for folder, run, metrics in _runs(results_dir):
+        if "test/fid" not in metrics:
+            continue
+        grid = folder / "samples.png"
+        rows.append(GenerativeRow(
+            key=folder.name, data=run["data"], model=run["model"],
+            parameters=int(metrics.get("parameters", 0)), test_fid=metrics["test/fid"],
+            fid_floor=metrics.get("test/fid_real_floor", float("nan")),
+            fid_untrained=metrics.get("test/fid_untrained", float("nan")),
+            classes_covered=int(metrics.get("test/classes_covered", 0)),
+            num_classes=int(run.get("num_classes", 0)), epochs=int(metrics.get("epochs", 0)),
+            train_seconds=metrics.get("train_seconds", float("nan")),
+            grid=grid if grid.is_file() else None))
+    return sorted(rows, key=lambda r: (r.data, r.test_fid))
+
+
 def collect(results_dir: Path) -> list[Row]:
     """Classification runs (those with ``test/acc``), best first within each dataset."""
     rows = []
@@ -71,7 +106,34 @@ def collect(results_dir: Path) -> list[Row]:
     return sorted(rows, key=lambda r: (r.data, -r.test_acc))
 
 
-def markdown(rows: list[Row], text_rows: list[TextRow] | None = None) -> str:
+def generative_markdown(rows: list[GenerativeRow]) -> list[str]:
+    lines = [
+        "## Generative models",
+        "",
+        "FID between generated samples and the real test split, on the penultimate-layer features of",
+        "a cnn archbench trained on the same data (lower is better), beside its two anchors: real",
+        "training images (the floor) and the same generator untrained (the ceiling). Coverage: classes",
+        "that the classifier finds among the generated samples (a mode-collapse signal).",
+        "",
+        "| dataset | model | parameters | test FID | floor (real) | untrained | untrained ÷ trained "
+        "| classes covered | epochs | train s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.data} | {r.model} | {r.parameters:,} | {r.test_fid:.2f} | {r.fid_floor:.2f} | "
+            f"{r.fid_untrained:.1f} | {r.fid_untrained / r.test_fid:.0f}× | "
+            f"{r.classes_covered}/{r.num_classes} | {r.epochs} | {r.train_seconds:.1f} |")
+    for r in rows:
+        if r.grid is not None:
+            lines += ["", f"**{r.model} on {r.data}**, samples from fixed noise:", "",
+                      f"![{r.model} samples](samples/{r.key}.png)"]
+    lines.append("")
+    return lines
+
+
+def markdown(rows: list[Row], text_rows: list[TextRow] | None = None,
+             generative_rows: list[GenerativeRow] | None = None) -> str:
     lines = [
         "# archbench comparison",
         "",
@@ -102,6 +164,8 @@ def markdown(rows: list[Row], text_rows: list[TextRow] | None = None) -> str:
         for r in text_rows:
             lines += ["", f"**{r.model} on {r.data}**, last sample:", "", "```", r.sample.strip("\n"), "```"]
         lines.append("")
+    if generative_rows:
+        lines += generative_markdown(generative_rows)
     return "\n".join(lines)
 
 
@@ -135,8 +199,15 @@ def bar_chart(rows: list[Row], path: Path) -> None:
 
 
 def write_report(results_dir: Path, reports_dir: Path) -> list[Row]:
+    import shutil
+
     rows = collect(results_dir)
+    generative = collect_generative(results_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    (reports_dir / "comparison.md").write_text(markdown(rows, collect_text(results_dir)))
+    for r in generative:
+        if r.grid is not None:
+            (reports_dir / "samples").mkdir(exist_ok=True)
+            shutil.copyfile(r.grid, reports_dir / "samples" / f"{r.key}.png")
+    (reports_dir / "comparison.md").write_text(markdown(rows, collect_text(results_dir), generative))
     bar_chart(rows, reports_dir / "comparison.png")
     return rows

@@ -58,3 +58,66 @@ class RngStateInCheckpoint(pl.Callback):
                            checkpoint: dict) -> None:
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
+
+
+def save_grid(images, path: str | Path, columns: int = 10) -> Path:
+    """Tile images ``(N, C, H, W)`` in [0, 1] into one PNG (grey for one channel).
+
+    Written with matplotlib: torchvision's ``save_image`` would make torchvision a dependency.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = images.detach().cpu().clamp(0, 1)
+    scale = max(1, 28 // images.shape[-1])  # 8×8 digits drawn at 4× so the grid is legible
+    images = images.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    n, channels, height, width = images.shape
+    rows = -(-n // columns)
+    canvas = torch.ones(channels, rows * (height + 1) + 1, columns * (width + 1) + 1)
+    for i, image in enumerate(images):
+        top, left = 1 + (i // columns) * (height + 1), 1 + (i % columns) * (width + 1)
+        canvas[:, top : top + height, left : left + width] = image
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = canvas[0].numpy() if channels == 1 else canvas.permute(1, 2, 0).numpy()
+    plt.imsave(path, array, cmap="gray" if channels == 1 else None, vmin=0, vmax=1)
+    return path
+
+
+class SampleGrid(pl.Callback):
+    """Every ``every_n_epochs`` validation epochs: a grid of samples from fixed noise, written to
+    ``<out_dir>/samples/epoch_NNN.png`` and logged to the MLflow run under ``samples/``."""
+
+    def __init__(self, out_dir: str | Path, every_n_epochs: int = 5, count: int = 100) -> None:
+        self.out_dir, self.every_n_epochs, self.count = Path(out_dir), max(1, every_n_epochs), count
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        if trainer.sanity_checking or trainer.global_rank != 0:
+            return
+        if (epoch + 1) % self.every_n_epochs and epoch + 1 != trainer.max_epochs:
+            return
+        unit = pl_module.space.to_unit(pl_module.sample(self.count, pl_module.seed + 2))
+        path = save_grid(unit, self.out_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
+        logger = trainer.logger
+        if logger is not None and hasattr(logger, "run_id"):
+            logger.experiment.log_artifact(logger.run_id, str(path), "samples")
+
+
+class TestOutputs(pl.Callback):
+    """After testing, on rank 0 of whichever process tested (the spawned rank under ddp_spawn), let
+    the task write its files (``test_outputs``) into the run directory and log them to MLflow."""
+
+    def __init__(self, out_dir: str | Path, class_names: list[str]) -> None:
+        self.out_dir, self.class_names = Path(out_dir), list(class_names)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_rank != 0 or not hasattr(pl_module, "test_outputs"):
+            return
+        paths = pl_module.test_outputs(self.out_dir, self.class_names)
+        logger = trainer.logger
+        if logger is not None and hasattr(logger, "run_id"):
+            for path in paths:
+                logger.experiment.log_artifact(logger.run_id, str(path))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
@@ -108,6 +110,8 @@ class ClassificationTask(pl.LightningModule):
         self.val_f1 = MulticlassF1Score(average="macro", **metric_args)
         self.test_f1 = MulticlassF1Score(average="macro", **metric_args)
         self.test_confusion = MulticlassConfusionMatrix(**metric_args)
+        # sample-weighted means, synced across DDP processes like the counts above
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.confusion: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,7 +136,8 @@ class ClassificationTask(pl.LightningModule):
                 f"step {self.global_step}: lower optimizer.lr (now {self.optimizer_cfg.get('lr')})"
             )
         self.train_acc(probs, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=len(y))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
@@ -140,7 +145,8 @@ class ClassificationTask(pl.LightningModule):
         loss, probs, y = self._step(batch)
         self.val_acc(probs, y)
         self.val_f1(probs, y)
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(y))
+        self.val_loss.update(loss, weight=len(y))
+        self.log("val/loss", self.val_loss, prog_bar=True, batch_size=len(y))
         self.log("val/acc", self.val_acc, prog_bar=True, batch_size=len(y))
         self.log("val/f1", self.val_f1, batch_size=len(y))
 
@@ -149,13 +155,21 @@ class ClassificationTask(pl.LightningModule):
         self.test_acc(probs, y)
         self.test_f1(probs, y)
         self.test_confusion.update(probs, y)
-        self.log("test/loss", loss, sync_dist=True, batch_size=len(y))
+        self.test_loss.update(loss, weight=len(y))
+        self.log("test/loss", self.test_loss, batch_size=len(y))
         self.log("test/acc", self.test_acc, batch_size=len(y))
         self.log("test/f1", self.test_f1, batch_size=len(y))
 
     def on_test_epoch_end(self) -> None:
         self.confusion = self.test_confusion.compute().cpu()
         self.test_confusion.reset()
+
+    def test_outputs(self, out_dir: Path, class_names: list[str]) -> list[Path]:
+        """confusion.csv (for ``dvc plots``) and confusion.png of the last test."""
+        if self.confusion is None:
+            return []
+        csv_path, png_path = write_confusion(self.confusion, class_names, out_dir)
+        return [png_path]
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.net.parameters(), self.optimizer_cfg)
@@ -165,3 +179,34 @@ class ClassificationTask(pl.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def write_confusion(confusion: torch.Tensor, class_names: list[str], out_dir: Path) -> tuple[Path, Path]:
+    """``confusion.csv`` (one row per test sample, for dvc plots) and a PNG heat map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = confusion.numpy()
+    csv_path = out_dir / "confusion.csv"
+    with csv_path.open("w") as handle:
+        handle.write("actual,predicted\n")
+        for i, row in enumerate(matrix):
+            for j, count in enumerate(row):
+                handle.writelines(f"{class_names[i]},{class_names[j]}\n" for _ in range(int(count)))
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(class_names), 1 + 0.4 * len(class_names)))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=90 if len(class_names) > 10 else 0)
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            ax.text(j, i, int(count), ha="center", va="center", fontsize=7,
+                    color="white" if count > matrix.max() / 2 else "black")
+    fig.tight_layout()
+    png_path = out_dir / "confusion.png"
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return csv_path, png_path

@@ -4,6 +4,7 @@ sampling with temperature and top-k."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -115,6 +116,13 @@ class LanguageModelTask(pl.LightningModule):
         if logger is not None and hasattr(logger, "run_id"):
             logger.experiment.log_text(logger.run_id, sample,
                                        f"samples/epoch_{self.current_epoch:03d}.txt")
+
+    def test_outputs(self, out_dir: Path, class_names: list[str]) -> list[Path]:
+        """sample.txt: a sample from the tested (best) weights."""
+        path = Path(out_dir) / "sample.txt"
+        path.write_text(self.model.generate("\n", self.sample_length, temperature=0.8, top_k=None,
+                                            seed=self.seed))
+        return [path]
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.model.parameters(), self.optimizer_cfg)

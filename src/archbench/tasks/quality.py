@@ -1,0 +1,121 @@
+"""Sample quality of a generator, judged by a classifier archbench trained on the same data.
+
+FID (Fréchet distance between Gaussian fits of penultimate-layer features; torchmetrics computes
+it) and class coverage (how many classes the classifier finds among generated samples).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from archbench.errors import ConfigError, IncompatibleError
+
+
+def penultimate_layers(net: nn.Module) -> nn.Sequential:
+    """Everything of a classifier net but its last (class-score) layer."""
+    if hasattr(net, "features") and isinstance(getattr(net, "classifier", None), nn.Sequential):
+        return nn.Sequential(net.features, *list(net.classifier)[:-1])
+    if isinstance(getattr(net, "layers", None), nn.Sequential):
+        return nn.Sequential(*list(net.layers)[:-1])
+    raise IncompatibleError(f"{type(net).__name__} has no penultimate layer to take FID features "
+                            f"from; use a cnn, lenet5 or mlp classifier")
+
+
+class PixelSpace:
+    """Converts between a prepared dataset's normalised values and the generator's [-1, 1]."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        self.mean, self.std = float(mean), float(std)
+
+    def to_generator(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.std + self.mean) * 2 - 1
+
+    def to_dataset(self, images: torch.Tensor) -> torch.Tensor:
+        return ((images + 1) / 2 - self.mean) / self.std
+
+    def to_unit(self, images: torch.Tensor) -> torch.Tensor:
+        return ((images + 1) / 2).clamp(0, 1)
+
+
+class FrozenClassifier(nn.Module):
+    """A trained classifier seen from generator space: penultimate features (for FID, with the
+    ``num_features`` torchmetrics asks for) and class predictions. Always in eval mode."""
+
+    def __init__(self, net: nn.Module, space: PixelSpace, input_shape: list[int]) -> None:
+        super().__init__()
+        self.net, self.space = net, space
+        self.body = penultimate_layers(net)
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+        self.eval()
+        with torch.no_grad():
+            self.num_features = int(self.body(torch.zeros(2, *input_shape)).flatten(1).shape[-1])
+
+    def train(self, mode: bool = True) -> FrozenClassifier:  # noqa: ARG002 — never trains
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(self.space.to_dataset(images)).flatten(1)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(self.space.to_dataset(images)).argmax(dim=-1)
+
+
+def fid(extractor: FrozenClassifier, real: torch.Tensor, fake: torch.Tensor, chunk: int = 2048) -> float:
+    """Fréchet distance between the two image sets' features (0 for identical distributions)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    metric = FrechetInceptionDistance(feature=extractor, reset_real_features=True).to(real.device)
+    for start in range(0, len(real), chunk):
+        metric.update(real[start : start + chunk], real=True)
+    for start in range(0, len(fake), chunk):
+        metric.update(fake[start : start + chunk], real=False)
+    return float(metric.compute())
+
+
+def class_coverage(extractor: FrozenClassifier, fake: torch.Tensor, num_classes: int,
+                   min_share_of_uniform: float = 0.2) -> tuple[int, torch.Tensor]:
+    """Classes holding at least ``min_share_of_uniform / num_classes`` of the generated samples
+    (a mode-collapsed generator covers few), and the per-class shares."""
+    predicted = torch.cat([extractor.predict(fake[i : i + 2048]) for i in range(0, len(fake), 2048)])
+    shares = torch.bincount(predicted, minlength=num_classes).float() / max(1, len(predicted))
+    return int((shares >= min_share_of_uniform / num_classes).sum()), shares
+
+
+def load_classifier_run(run_dir: str | Path, data_checksum: str) -> nn.Module:
+    """The best checkpoint of a finished archbench classification run directory, as a plain net.
+
+    The net is rebuilt from the run's ``config.yaml`` and its weights loaded with
+    ``weights_only=True``; the run must have been trained on exactly this prepared data.
+    """
+    from omegaconf import OmegaConf
+
+    from archbench.train import build_net
+
+    run_dir = Path(run_dir)
+    run_file, config_file = run_dir / "run.json", run_dir / "config.yaml"
+    if not run_file.is_file() or not config_file.is_file():
+        raise ConfigError(f"model.quality.classifier={run_dir}: not a finished archbench run directory "
+                          f"(run.json and config.yaml missing); train one with "
+                          f"`archbench-train model=cnn data=<same data>` or use classifier=auto")
+    run = json.loads(run_file.read_text())
+    if run.get("status") != "finished" or not run.get("best_checkpoint"):
+        raise ConfigError(f"model.quality.classifier={run_dir}: that run has not finished")
+    if run.get("data_checksum") != data_checksum:
+        raise ConfigError(f"model.quality.classifier={run_dir} was trained on different data "
+                          f"({run.get('data_checksum', '?')[:19]}… vs {data_checksum[:19]}…)")
+    cfg = OmegaConf.load(config_file)
+    checkpoint = Path(run["best_checkpoint"])
+    if not checkpoint.is_file():  # the run directory was moved or cloned elsewhere
+        checkpoint = run_dir / "checkpoints" / checkpoint.name
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    net = build_net(cfg.model, list(run["input_shape"]), int(run["num_classes"]))
+    net.load_state_dict(net_state)
+    return net.eval()

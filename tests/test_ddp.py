@@ -1,0 +1,149 @@
+"""Real multi-process DDP: 2 CPU processes with gloo (``trainer=ddp_cpu``, spawn-launched)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import mlflow
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import run_cli
+
+from archbench.config import to_dict
+from archbench.data.prepare import ensure_prepared
+from archbench.train import build_datamodule, build_net, build_task, train
+
+pytestmark = pytest.mark.slow
+
+
+def _runs(tracking_uri: str, output_dir) -> list:
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("archbench")
+    return [r for r in client.search_runs([experiment.experiment_id])
+            if r.data.tags.get("output_dir") == str(output_dir)]
+
+
+def test_ddp_cpu_training_matches_one_process_with_one_run_and_one_checkpoint(make_cfg, tmp_path):
+    # a budget that converges (93-94 % measured for 2 seeds each way): at 6-10 epochs two
+    # single-process runs with different seeds already differ by ~3 points
+    common = ("data=mnist1d", "model=cnn", "trainer.max_epochs=15", "optimizer.lr=1e-2",
+              "data.batch_size=128", "data.augment_shift=0", "model.net.dropout=0")
+    single = train(make_cfg(*common, output="single"))
+    ddp = train(make_cfg(*common, "trainer=ddp_cpu", output="ddp"))
+
+    assert abs(ddp["test/acc"] - single["test/acc"]) <= 0.02, (ddp, single)
+    assert ddp["epochs"] == 15 and ddp["val/acc_best"] == ddp["val/acc_best"]  # not NaN
+
+    tracking_uri = make_cfg().logger.tracking_uri
+    [run] = _runs(tracking_uri, tmp_path / "ddp")  # exactly one run, from rank 0
+    assert run.info.status == "FINISHED"
+    history = mlflow.MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "val/acc")
+    assert len(history) == 15  # one point per epoch, not one per process
+    assert run.data.params["trainer.strategy"] == "ddp_spawn" and run.data.params["trainer.devices"] == "2"
+    checkpoints = sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").glob("*.ckpt"))
+    assert checkpoints == ["best.ckpt", "last.ckpt"]
+    assert (tmp_path / "ddp" / "confusion.png").is_file()  # written by rank 0 in its process
+    assert len((tmp_path / "ddp" / "curves.csv").read_text().splitlines()) == 16
+
+
+def test_ddp_evaluation_of_fixed_weights_equals_one_process(make_cfg):
+    """Unpadded evaluation shards: every sample counted exactly once (153 validation samples)."""
+    cfg = make_cfg("data=digits", "model=mlp", "data.test_fraction=0.15", "data.eval_batch_size=32")
+    meta = ensure_prepared(to_dict(cfg.data))
+    assert meta.splits["val"] % 2 == 1  # an odd split: a padding sampler would count one twice
+    torch.manual_seed(0)
+    datamodule = build_datamodule(cfg, meta)
+    task = build_task(cfg, build_net(cfg.model, datamodule.input_shape, meta.num_classes), meta)
+    state = {k: v.clone() for k, v in task.state_dict().items()}
+
+    def evaluate(**strategy) -> dict[str, float]:
+        task.load_state_dict(state)
+        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                             enable_model_summary=False, **strategy)
+        [val] = trainer.validate(task, datamodule=datamodule, verbose=False)
+        [test] = trainer.test(task, datamodule=datamodule, verbose=False)
+        return {**val, **test}
+
+    one = evaluate(devices=1)
+    two = evaluate(devices=2, strategy="ddp_spawn")
+    for key in ("val/acc", "test/acc", "val/f1", "test/f1"):
+        assert two[key] == one[key], key
+    for key in ("val/loss", "test/loss"):
+        assert two[key] == pytest.approx(one[key], rel=1e-6), key
+
+
+def test_hydra_multirun_with_ddp_cpu_gives_distinct_trials(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    db = tmp_path / "mlflow.db"
+    result = run_cli(
+        "archbench-train", "-m", "data=digits", "model=logistic", "trainer=ddp_cpu",
+        "trainer.max_epochs=2", "optimizer.lr=0.01,0.03", "callbacks.progress_bar=none",
+        f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep_dir}",
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and (p / "metrics.json").is_file())
+    assert [p.name for p in trials] == ["0_logistic-digits", "1_logistic-digits"]
+    lrs = [json.loads((p / "config.yaml").read_text().split("optimizer:")[1].split("lr:")[1].split()[0])
+           for p in trials]
+    assert lrs == [0.01, 0.03]
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name("archbench").experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert not list(tmp_path.glob("outputs/runs/*"))  # no stray per-process output directories
+
+
+@pytest.mark.skipif(os.name != "posix", reason="starts a server process")
+def test_training_against_a_real_mlflow_server(tmp_path):
+    """`mlflow server` on loopback (SQL backend + served artifacts); everything lands over HTTP."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from conftest import BIN
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    pytest.fail(f"mlflow server did not start: {server.stderr.read()[-2000:]}")
+                time.sleep(0.5)
+        out = tmp_path / "run"
+        result = run_cli("archbench-train", "data=digits", "model=logistic", "trainer.max_epochs=2",
+                         "callbacks.progress_bar=none", f"paths.data_dir={tmp_path / 'data'}",
+                         f"hydra.run.dir={out}", env={"MLFLOW_TRACKING_URI": uri})
+        assert result.returncode == 0, result.stderr[-3000:]
+        run_info = json.loads((out / "run.json").read_text())
+        assert run_info["tracking_uri"] == uri
+
+        client = mlflow.MlflowClient(uri)
+        run = client.get_run(run_info["run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["test/acc"] == pytest.approx(
+            json.loads((out / "metrics.json").read_text())["test/acc"])
+        assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2
+        assert {"config.yaml", "confusion.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert not (tmp_path / "mlflow.db").exists()
+        mlflow.set_tracking_uri(uri)
+        model = mlflow.pytorch.load_model(run_info["model_uri"])  # downloaded over HTTP
+        x = torch.load(tmp_path / "data" / "digits" / "test.pt", weights_only=True)["x"][:5]
+        assert model(x).shape == (5, 10)
+        assert any((tmp_path / "server-artifacts").rglob("MLmodel"))  # stored by the server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
