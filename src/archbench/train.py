@@ -227,10 +227,12 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
 
     from archbench.nets.common import count_parameters
     from archbench.resume import find_resume_point, start_fresh
+    from archbench.sweep.context import current
     from archbench.tasks.callbacks import TestOutputs
     from archbench.tracking.mlflow_run import log_metrics, training_run
 
     main = launch_rank() == 0
+    trial = current()  # set when an Optuna sweep runs this training as one of its trials
     point = find_resume_point(cfg)
     out_dir = point.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +251,12 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
         net.compile()  # in place: state_dict keys (checkpoints, logged models) stay the same
     monitor, mode = cfg.callbacks.monitor, cfg.callbacks.mode
     tags = {"data": meta.name, "model": cfg.model.name, "data_checksum": meta.checksum,
-            "data_layout": str(meta.source.get("layout", "")), "output_dir": str(out_dir)}
+            "data_layout": str(meta.source.get("layout", "")), "output_dir": str(out_dir),
+            "class_names": json.dumps(meta.class_names)[:4000],
+            "input_shape": json.dumps(list(datamodule.input_shape)),
+            **(trial.tags if trial else {})}
+    if trial is not None:
+        parent_run_id = parent_run_id or trial.parent_run_id
     if main:
         start_fresh(point, cfg)
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -257,6 +264,10 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
                 else nullcontext())
     with tracking as run:
         run_id = run.info.run_id if run is not None else None
+        if trial is not None:
+            trial.run_id = run_id
+            if main:  # recorded now, so a restarted sweep can close the run if this process dies
+                trial.trial().set_user_attr("mlflow_run_id", run_id)
         started_summary = {"data": meta.name, "model": cfg.model.name, "run_id": run_id,
                            "status": "running", "task": str(cfg.model.get("task", "classification")),
                            "input_shape": list(datamodule.input_shape), "num_classes": meta.num_classes}
@@ -271,12 +282,23 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
                               tracking_uri=cfg.logger.tracking_uri, run_id=run_id)
         callbacks, checkpoint = build_callbacks(cfg, out_dir)
         callbacks.append(TestOutputs(out_dir, meta.class_names))
+        if trial is not None:
+            from archbench.sweep.pruning import OptunaPruning
+
+            callbacks.append(OptunaPruning(trial, monitor))
         trainer = pl.Trainer(**_trainer_kwargs(cfg), logger=logger, callbacks=callbacks,
                              default_root_dir=str(out_dir))
         started = time.perf_counter()
         trainer.fit(task, datamodule=datamodule,
                     ckpt_path=str(point.checkpoint) if point.checkpoint else None)
         train_seconds = time.perf_counter() - started
+        if trial is not None:
+            from archbench.sweep.pruning import pruned
+
+            if pruned(trial):
+                import optuna
+
+                raise optuna.TrialPruned(f"pruned after epoch {_epochs_trained(trainer, out_dir)}")
         best_path = checkpoint.best_model_path if checkpoint is not None else ""
         trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
         results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}

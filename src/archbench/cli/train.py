@@ -39,8 +39,20 @@ def _precheck(argv: list[str]) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from archbench.train import run_from_hydra
 
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        # one job of a sweep: report in one line, but let the sweeper see the error and go on
+        from archbench.errors import ArchbenchError, NonFiniteLossError
+
+        try:
+            return run_from_hydra(cfg)
+        except (ArchbenchError, NonFiniteLossError) as err:
+            print(f"{PROGRAM}: error: job {HydraConfig.get().job.num}: {err}", file=sys.stderr)
+            raise
     return reporting_errors(PROGRAM, lambda: run_from_hydra(cfg))
 
 

@@ -26,10 +26,26 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
+@contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise the first touch of a local sqlite store: MLflow creates and migrates its tables
+    then, and two processes doing it at once collide ("table already exists")."""
+    from filelock import FileLock
+
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=300):
+        yield
+
+
 def configure(cfg: DictConfig) -> str:
     """Point MLflow at the configured store; returns the experiment id."""
     mlflow.set_tracking_uri(cfg.logger.tracking_uri)
-    experiment = mlflow.set_experiment(cfg.logger.experiment_name)
+    with store_lock(cfg.logger.tracking_uri):
+        experiment = mlflow.set_experiment(cfg.logger.experiment_name)
     return experiment.experiment_id
 
 
@@ -58,6 +74,10 @@ def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | Non
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             yield run
         except BaseException as err:
+            if type(err).__name__ == "TrialPruned":  # stopped by the sweep's pruner: not a failure
+                mlflow.set_tag("optuna.trial_state", "PRUNED")
+                mlflow.end_run("KILLED")
+                raise
             mlflow.set_tag("failure_reason", f"{type(err).__name__}: {err}"[:5000])
             raise
 

@@ -1,0 +1,105 @@
+"""``archbench-predict INPUT [--model-uri URI]``: classify the rows of a ``.npy``, ``.csv`` or
+prepared ``.pt`` file with a registered or logged classifier (default: the ``champion`` of
+``archbench-<data>-<model>``), printing one line per sample: index, label, probability, and the
+top classes. Inputs are in the space of archbench's prepared data (``data/prepared/<name>``),
+i.e. normalised as ``meta.json`` records; ``.csv`` rows are flattened samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from math import prod
+from pathlib import Path
+
+from archbench.cli.common import fail, reporting_errors
+
+PROGRAM = "archbench-predict"
+
+
+def _load_inputs(path: Path, input_shape: list[int]):
+    import numpy as np
+    import torch
+
+    if not path.is_file():
+        fail(PROGRAM, f"no input file {path}")
+    if path.suffix == ".npy":
+        x = np.load(path, allow_pickle=False)
+    elif path.suffix == ".csv":
+        x = np.loadtxt(path, delimiter=",", ndmin=2)
+    elif path.suffix == ".pt":
+        x = torch.load(path, map_location="cpu", weights_only=True)["x"].numpy()
+    else:
+        fail(PROGRAM, f"{path}: unsupported input type {path.suffix!r}; valid: .npy, .csv, .pt")
+    x = np.asarray(x, dtype=np.float32)
+    if input_shape and x.size % prod(input_shape) == 0 and list(x.shape[1:]) != input_shape:
+        x = x.reshape(-1, *input_shape)  # flattened rows (csv) → the model's input shape
+    if input_shape and list(x.shape[1:]) != input_shape:
+        fail(PROGRAM, f"{path}: samples of shape {list(x.shape[1:])}, the model expects {input_shape}")
+    return x
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
+    parser.add_argument("input", type=Path, help=".npy / .csv / prepared .pt file of samples")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model-uri", help="e.g. models:/archbench-mnist1d-cnn@champion or runs:/<id>/model")
+    where.add_argument("--registered", metavar="DATA-MODEL",
+                       help="shorthand for models:/archbench-DATA-MODEL@champion, e.g. mnist1d-cnn")
+    parser.add_argument("--top", type=int, default=3, help="how many classes to list per sample")
+    parser.add_argument("--limit", type=int, default=None, help="classify only the first N samples")
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                        help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project root")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        import mlflow
+        import mlflow.pytorch
+        import torch
+        from mlflow.exceptions import MlflowException
+
+        from archbench.paths import project_root
+
+        uri = args.model_uri or f"models:/archbench-{args.registered}@champion"
+        mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}")
+        client = mlflow.MlflowClient()
+        try:
+            run_id = _source_run(client, uri)
+            tags = client.get_run(run_id).data.tags if run_id else {}
+            model = mlflow.pytorch.load_model(uri, map_location="cpu")
+        except (MlflowException, OSError) as err:
+            fail(PROGRAM, f"cannot load {uri}: {str(err).splitlines()[0]}")
+        class_names = json.loads(tags.get("class_names", "[]"))
+        x = _load_inputs(args.input, json.loads(tags.get("input_shape", "[]")))[: args.limit]
+        with torch.no_grad():
+            probs = model(torch.from_numpy(x))
+        if probs.dim() != 2:
+            fail(PROGRAM, f"{uri} is not a classifier (output shape {tuple(probs.shape)})")
+        top = probs.topk(min(args.top, probs.shape[1]), dim=1)
+        print("index,label,probability,top")
+        for i, (p, c) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
+            names = [class_names[j] if j < len(class_names) else str(j) for j in c]
+            ranked = " ".join(f"{n}:{q:.3f}" for n, q in zip(names, p, strict=True))
+            print(f"{i},{names[0]},{p[0]:.4f},{ranked}")
+
+    reporting_errors(PROGRAM, run)
+
+
+def _source_run(client, uri: str) -> str | None:
+    """The training run behind a model URI (registered alias/version, or runs:/)."""
+    if uri.startswith("runs:/"):
+        return uri.removeprefix("runs:/").split("/")[0]
+    if uri.startswith("models:/"):
+        name, _, ref = uri.removeprefix("models:/").partition("@")
+        if ref:
+            return client.get_model_version_by_alias(name, ref).run_id
+        name, _, version = uri.removeprefix("models:/").partition("/")
+        if name.startswith("m-") and not version:  # an MLflow 3 logged-model id
+            return client.get_logged_model(name).source_run_id
+        return client.get_model_version(name, version).run_id if version.isdigit() else None
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""The sweep loop behind ``archbench-train -m hparams_search=…``: ask Optuna, launch the trial
+through Hydra's launcher, tell Optuna how it ended; MLflow parent run and registry at the end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from archbench.errors import ConfigError
+from archbench.sweep import study as studies
+from archbench.sweep.context import TrialContext, activate
+from archbench.sweep.space import suggest, validate_space
+
+EXIT_SWEEP_BROKEN = 4
+
+
+def _select(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+
+
+def _base_overrides(arguments: list[str], space: dict[str, Any]) -> list[str]:
+    """The command line's overrides, minus the keys the study searches."""
+    kept = []
+    for argument in arguments:
+        key = argument.split("=", 1)[0].lstrip("+~")
+        if key in space:
+            continue
+        if "," in argument.split("=", 1)[-1] and "[" not in argument and "(" not in argument:
+            raise ConfigError(f"{argument}: a comma list sweeps with Hydra's basic sweeper; under "
+                              f"hparams_search put the key in hydra.sweeper.params instead")
+        kept.append(argument)
+    return kept
+
+
+def _outcome(job_return) -> tuple[TrialState, float | None, str]:
+    try:
+        value = job_return.return_value
+    except optuna.TrialPruned as err:
+        return TrialState.PRUNED, None, str(err)
+    except Exception as err:  # the job failed: NaN loss, bad value, crash — the sweep goes on
+        return TrialState.FAIL, None, f"{type(err).__name__}: {err}"[:2000]
+    if value is None or not math.isfinite(float(value)):
+        return TrialState.FAIL, None, f"objective is {value!r}"
+    return TrialState.COMPLETE, float(value), ""
+
+
+class Tracking:
+    """The study's MLflow parent run (one per study, reused when the study is continued)."""
+
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        from mlflow import MlflowClient
+
+        from archbench.tracking.mlflow_run import store_lock
+
+        self.tracking_uri = tracking_uri
+        with store_lock(tracking_uri):  # the client creates (and migrates) a new store
+            self.client = MlflowClient(tracking_uri)
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+
+    def parent_run(self, study: optuna.Study, tags: dict[str, str]) -> str:
+        from mlflow.exceptions import MlflowException
+
+        run_id = study.user_attrs.get("mlflow_parent_run_id")
+        if run_id:
+            try:
+                self.client.get_run(run_id)
+                self.client.update_run(run_id, status="RUNNING")
+                return run_id
+            except MlflowException:
+                pass  # a different tracking store than the study's first run
+        run = self.client.create_run(self.experiment_id, run_name=f"sweep-{study.study_name}", tags=tags)
+        study.set_user_attr("mlflow_parent_run_id", run.info.run_id)
+        return run.info.run_id
+
+    def fail_orphans(self, study: optuna.Study) -> None:
+        """Trials marked FAIL as stale (their process died) still have a RUNNING MLflow run."""
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            run_id = trial.user_attrs.get("mlflow_run_id")
+            if run_id and self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_tag(run_id, "optuna.trial_state", "FAIL")
+                self.client.set_tag(run_id, "failure_reason", "the trial's process died (stale heartbeat)")
+                self.client.set_terminated(run_id, "FAILED")
+
+
+def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
+    conf: dict[str, Any] = sweeper.conf
+    cfg: DictConfig = sweeper.config
+    space = dict(conf.get("params") or {})
+    validate_space(space)
+    n_trials = int(conf["n_trials"])
+    monitor, mode = _select(cfg, "callbacks.monitor"), _select(cfg, "callbacks.mode")
+    direction = conf.get("direction") or ("maximize" if mode == "max" else "minimize")
+    data, model = _select(cfg, "data.name"), _select(cfg, "model.name")
+    url = conf.get("storage") or f"sqlite:///{_select(cfg, 'paths.root')}/optuna.db"
+    name = conf.get("study_name") or studies.study_name(data, model, space)
+    storage = studies.open_storage(url, conf.get("heartbeat_interval"), conf.get("grace_period"))
+    sampler_cfg = dict(conf.get("sampler") or {})
+    base = _base_overrides(list(arguments), space)
+    tracking = Tracking(_select(cfg, "logger.tracking_uri"), _select(cfg, "logger.experiment_name"))
+
+    with studies.budget_lock(url):
+        study = optuna.create_study(storage=storage, study_name=name, direction=direction,
+                                    sampler=studies.make_sampler(sampler_cfg),
+                                    pruner=studies.make_pruner(dict(conf.get("pruner") or {})),
+                                    load_if_exists=True)
+        optuna.storages.fail_stale_trials(study)  # a no-op for storages without heartbeats
+        parent = tracking.parent_run(study, {"optuna.study": name, "archbench.sweep": "parent",
+                                             "data": data, "model": model})
+    tracking.fail_orphans(study)
+    study_id = storage.get_study_id_from_name(name)
+    print(f"archbench-sweep: study {name!r} in {url}: {len(study.trials)} of {n_trials} trials "
+          f"exist; objective {direction} {monitor}_best", flush=True)
+
+    results = []
+    while True:
+        with studies.budget_lock(url):
+            # enqueued (WAITING) trials are not spent yet: ask() hands them out first
+            existing = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
+            if existing >= n_trials:
+                break
+            if sampler_cfg.get("seed") is not None:  # seed per trial number: reproducible, and
+                study.sampler = studies.make_sampler(  # parallel workers do not draw alike
+                    {**sampler_cfg, "seed": int(sampler_cfg["seed"]) + existing})
+            trial = study.ask()
+        values = suggest(trial, space)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        context = TrialContext(url, name, trial_id, trial.number, parent_run_id=parent,
+                               pruner=dict(conf.get("pruner") or {}),
+                               tags={"optuna.study": name, "optuna.trial_number": str(trial.number)})
+        overrides = base + [f"{key}={value!r}" for key, value in values.items()]
+        activate(context)
+        try:
+            with studies.Heartbeat(storage, trial_id, conf.get("heartbeat_interval")):
+                [job] = sweeper.launcher.launch([overrides], initial_job_idx=trial.number)
+        finally:
+            activate(None)
+        state, value, reason = _outcome(job)
+        if context.run_id:
+            trial.set_user_attr("mlflow_run_id", context.run_id)
+            tracking.client.set_tag(context.run_id, "optuna.trial_state", state.name)
+        if reason:
+            trial.set_user_attr("reason", reason)
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        shown = f"{value:.4f}" if value is not None else reason.splitlines()[0][:160]
+        print(f"archbench-sweep: trial {trial.number} {state.name}: {shown} {values}", flush=True)
+        results.append({"trial": trial.number, "state": state.name, "value": value, "params": values})
+        _stop_if_broken(study, float(conf.get("max_failure_rate", 1.0)))
+
+    return _finish(study, conf, cfg, tracking, parent, monitor, mode, data, model, results)
+
+
+def _stop_if_broken(study: optuna.Study, max_failure_rate: float) -> None:
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state in studies.FINISHED]
+    failed = [t for t in finished if t.state == TrialState.FAIL]
+    if len(failed) >= 2 and len(failed) / len(finished) > max_failure_rate:
+        last = failed[-1].user_attrs.get("reason", "?").splitlines()[0]
+        print(f"archbench-train: error: sweep stopped: {len(failed)} of {len(finished)} trials failed "
+              f"(hydra.sweeper.max_failure_rate={max_failure_rate}); last: {last}", flush=True)
+        raise SystemExit(EXIT_SWEEP_BROKEN)
+
+
+def _finish(study, conf, cfg, tracking, parent, monitor, mode, data, model, results):
+    """Summary file, the parent run's params/metrics/artifacts, and the registry champion."""
+    sweep_dir = Path(_select(cfg, "hydra.sweep.dir"))
+    result = studies.summary(study)
+    client = tracking.client
+    client.log_batch(parent, params=[
+        _param("search_space", json.dumps(conf.get("params"), sort_keys=True)),
+        _param("sampler", json.dumps(conf.get("sampler"), sort_keys=True)),
+        _param("pruner", json.dumps(conf.get("pruner"), sort_keys=True)),
+        _param("n_trials", conf["n_trials"]), _param("direction", study.direction.name.lower()),
+        _param("objective", f"{monitor}_best"),
+    ] if "search_space" not in client.get_run(parent).data.params else [])
+    for key in ("trials", "complete", "pruned", "fail", "trial_epochs", "best_value"):
+        if key in result:
+            client.log_metric(parent, f"sweep/{key}", float(result[key]))
+    if "best_params" in result:
+        client.set_tag(parent, "best_params", json.dumps(result["best_params"], sort_keys=True))
+        client.set_tag(parent, "best_run_id", str(result.get("best_run_id")))
+        if conf.get("register", True):
+            result["registered"] = _register_best(tracking, result, monitor, mode, data, model)
+    for path in studies.write_study_artifacts(study, sweep_dir):
+        client.log_artifact(parent, str(path))
+    (sweep_dir / "sweep.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    client.set_terminated(parent, "FINISHED")
+    print(f"archbench-sweep: done: {json.dumps(result, default=str)}", flush=True)
+    return results
+
+
+def _param(key: str, value: Any):
+    from mlflow.entities import Param
+
+    return Param(key, str(value)[:6000])
+
+
+def _register_best(tracking: Tracking, result, monitor, mode, data, model) -> dict[str, Any] | None:
+    import mlflow
+
+    from archbench.tracking.registry import register_and_promote, registered_name
+
+    run_id = result.get("best_run_id")
+    if not run_id:
+        return None
+    model_uri = tracking.client.get_run(run_id).data.tags.get("model_uri")
+    if not model_uri:
+        return None
+    name = registered_name(data, model)
+    for version in tracking.client.search_model_versions(f"name='{name}'"):
+        if version.run_id == run_id:  # a continued study whose best did not change
+            return {"name": name, "version": version.version, "champion": None}
+    mlflow.set_tracking_uri(tracking.tracking_uri)
+    promotion = register_and_promote(model_uri, name, run_id, f"{monitor}_best", mode)
+    return {"name": promotion.name, "version": promotion.version, "champion": promotion.promoted}

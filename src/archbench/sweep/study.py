@@ -1,0 +1,168 @@
+"""Optuna study plumbing for the sweeper: storage, sampler, pruner, the trial budget shared by
+parallel workers, stale trials, and the MLflow parent run with the study's summary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from archbench.errors import ConfigError
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+_STORAGES: dict[tuple, Any] = {}
+
+
+def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None):
+    """An Optuna storage: ``sqlite:///…`` or any SQLAlchemy URL (RDB, with heartbeats so a killed
+    trial is later marked FAIL), or ``journal:<path>`` (a journal file on shared disk)."""
+    key = (url, heartbeat_interval, grace_period)
+    if key in _STORAGES:
+        return _STORAGES[key]
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = url.removeprefix("journal:")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.JournalStorage(JournalFileBackend(path))
+    else:
+        engine_kwargs = {}
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine_kwargs = {"connect_args": {"timeout": 60}}  # parallel workers wait, not fail
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                             heartbeat_interval=heartbeat_interval,
+                                             grace_period=grace_period)
+    _STORAGES[key] = storage
+    return storage
+
+
+def make_sampler(cfg: dict[str, Any]) -> optuna.samplers.BaseSampler:
+    name, seed = cfg.get("name", "tpe"), cfg.get("seed")
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(cfg.get("n_startup_trials", 4)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
+
+
+def make_pruner(cfg: dict[str, Any]) -> optuna.pruners.BasePruner:
+    name = cfg.get("name", "median")
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=int(cfg.get("n_startup_trials", 2)),
+                                           n_warmup_steps=int(cfg.get("n_warmup_steps", 2)))
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=int(cfg.get("min_resource", 2)),
+                                              max_resource=cfg.get("max_resource", "auto"),
+                                              reduction_factor=int(cfg.get("reduction_factor", 3)))
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"unknown pruner {name!r}; valid: {', '.join(PRUNERS)}")
+
+
+def study_name(data: str, model: str, space: dict[str, Any], extra: str = "") -> str:
+    """``<data>-<model>-<hash of the search space>``: the same command continues the same study."""
+    digest = hashlib.sha256(json.dumps([space, extra], sort_keys=True, default=str).encode()).hexdigest()
+    return f"{data}-{model}-{digest[:8]}"
+
+
+@contextmanager
+def budget_lock(url: str) -> Iterator[None]:
+    """Serialise "count the trials, then ask for one" across worker processes so that N workers
+    create exactly ``n_trials``. A lock file beside a local storage file; a server database is
+    shared across machines, where a lock file cannot reach, so there the budget is best effort."""
+    from filelock import FileLock
+
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+    elif url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:"))
+    else:
+        path = None
+    with FileLock(str(path) + ".lock", timeout=120) if path else nullcontext():
+        yield
+
+
+class Heartbeat:
+    """Records the running trial's heartbeat (RDB storages) so a restarted sweep can tell a trial
+    whose process died from one another worker is still running (``fail_stale_trials``)."""
+
+    def __init__(self, storage, trial_id: int, interval: int | None) -> None:
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if self.interval and hasattr(self.storage, "record_heartbeat"):
+            self.storage.record_heartbeat(self.trial_id)
+            self._thread = threading.Thread(target=self._beat, daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.storage.record_heartbeat(self.trial_id)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def trial_epochs(study: optuna.Study) -> int:
+    """Epochs actually trained across the study's trials (one reported value per epoch)."""
+    return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
+
+
+def summary(study: optuna.Study) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
+    result: dict[str, Any] = {"study": study.study_name, "direction": study.direction.name.lower(),
+                              "trials": len(trials), **counts, "trial_epochs": trial_epochs(study)}
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    if completed:
+        best = study.best_trial
+        result.update(best_value=best.value, best_params=best.params, best_trial=best.number,
+                      best_run_id=best.user_attrs.get("mlflow_run_id"))
+    return result
+
+
+def write_study_artifacts(study: optuna.Study, out_dir: Path) -> list[Path]:
+    """trials.csv, optimisation history and parameter importances (PNG) for the parent run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    trials_csv = out_dir / "trials.csv"
+    study.trials_dataframe().to_csv(trials_csv, index=False)
+    paths.append(trials_csv)
+    completed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    plots = [("optimization_history.png", ovm.plot_optimization_history)]
+    if len(completed) >= 2:
+        plots.append(("param_importances.png", ovm.plot_param_importances))
+    for name, plot in plots:
+        try:
+            ax = plot(study)
+        except (ValueError, RuntimeError) as err:  # e.g. importances of a constant parameter
+            print(f"archbench-sweep: skipped {name}: {err}")
+            continue
+        figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        figure.tight_layout()
+        figure.savefig(out_dir / name, dpi=100)
+        plt.close(figure)
+        paths.append(out_dir / name)
+    return paths

@@ -1,0 +1,1 @@
+"""Hydra sweeper ``archbench_optuna``: Optuna ≥ 4 studies behind ``archbench-train -m``."""

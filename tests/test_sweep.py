@@ -1,0 +1,171 @@
+"""Optuna sweeps through Hydra multirun (``hparams_search=lr_wd``), real sqlite storages, real MLflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+import torch
+from conftest import BIN, REPO, run_cli
+from optuna.trial import TrialState
+
+from archbench.errors import ConfigError
+from archbench.sweep.space import suggest, validate_space
+
+
+def test_search_space_is_validated_and_can_include_zero():
+    with pytest.raises(ConfigError, match="low > 0"):
+        validate_space({"optimizer.weight_decay": {"low": 0, "high": 1e-2, "log": True}})
+    with pytest.raises(ConfigError, match="low < high"):
+        validate_space({"optimizer.lr": {"low": 1e-2, "high": 1e-3}})
+    space = {"optimizer.weight_decay": {"low": 1e-6, "high": 1e-2, "log": True, "include_zero": True}}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    values = [suggest(study.ask(), space)["optimizer.weight_decay"] for _ in range(40)]
+    assert 0.0 in values and any(1e-6 <= v <= 1e-2 for v in values)
+
+
+def _sweep_args(tmp_path, *extra: str, trials: int = 4) -> tuple[list[str], dict]:
+    args = ["archbench-train", "-m", "hparams_search=lr_wd", "data=digits", "model=logistic",
+            "trainer.max_epochs=3", f"hydra.sweeper.n_trials={trials}",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+            f"paths.data_dir={tmp_path / 'data'}", f"paths.output_root={tmp_path / 'outputs'}", *extra]
+    return args, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+
+
+def _study(tmp_path) -> optuna.Study:
+    [summary] = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'optuna.db'}")
+    return optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+
+
+def _runs(tmp_path) -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return client.search_runs([client.get_experiment_by_name("archbench").experiment_id])
+
+
+@pytest.mark.slow
+def test_sweep_runs_n_trials_nests_runs_registers_and_continues(tmp_path):
+    args, env = _sweep_args(tmp_path, "hydra.sweeper.pruner.name=none")
+    result = run_cli(*args, env=env, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    study = _study(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert all(len(t.intermediate_values) == 3 for t in study.trials)  # one report per epoch
+    runs = _runs(tmp_path)
+    [parent] = [r for r in runs if r.data.tags.get("archbench.sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["optuna.trial_number"] for r in children) == ["0", "1", "2", "3"]
+    assert {r.data.tags["optuna.trial_state"] for r in children} == {"COMPLETE"}
+    lrs = {float(r.data.params["optimizer.lr"]) for r in children}
+    assert len(lrs) == 4  # each trial trained with its own suggested value
+    assert parent.data.metrics["sweep/best_value"] == pytest.approx(study.best_value)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "optimization_history.png"} <= artifacts
+    champion = client.get_model_version_by_alias("archbench-digits-logistic", "champion")
+    assert champion.run_id == study.best_trial.user_attrs["mlflow_run_id"]
+
+    # the same command continues the study: nothing runs twice, nothing is registered twice
+    again = run_cli(*args, env=env, timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(_study(tmp_path).trials) == 4 and len(_runs(tmp_path)) == 5
+    assert len(client.search_model_versions("name='archbench-digits-logistic'")) == 1
+
+    # the predict CLI classifies a .npy file with the champion
+    test = torch.load(tmp_path / "data" / "digits" / "test.pt", weights_only=True)
+    np.save(tmp_path / "x.npy", test["x"][:50].numpy())
+    predicted = run_cli("archbench-predict", str(tmp_path / "x.npy"), "--registered", "digits-logistic",
+                        env=env)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    lines = predicted.stdout.strip().splitlines()
+    assert lines[0] == "index,label,probability,top" and len(lines) == 51
+    labels = [int(line.split(",")[1]) for line in lines[1:]]
+    assert np.mean(np.array(labels) == test["y"][:50].numpy()) > 0.7
+
+
+@pytest.mark.slow
+def test_failing_and_hopeless_trials_end_fail_and_pruned_and_the_sweep_goes_on(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args, env = _sweep_args(tmp_path, "hydra.sweeper.pruner.name=median",
+                            "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0",
+                            "hydra.sweeper.study_name=forced", "trainer.max_epochs=4", trials=3)
+    study = optuna.create_study(study_name="forced", storage=storage, direction="maximize")
+    no_decay = {"optimizer.weight_decay=0": True}
+    study.enqueue_trial({"optimizer.lr": 0.03, **no_decay})  # a good baseline
+    study.enqueue_trial({"optimizer.lr": 1e-6, **no_decay}, skip_if_exists=False)  # learns nothing
+    # Adam's first step is lr / (1 - β1) = 1e38 per weight: float32 logits overflow, the loss is NaN
+    study.enqueue_trial({"optimizer.lr": 1e37, **no_decay}, skip_if_exists=False)
+    result = run_cli(*args, env=env, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    trials = _study(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
+    assert len(trials[1].intermediate_values) < 4  # stopped before its last epoch
+    assert "NonFiniteLossError" in trials[2].user_attrs["reason"]
+    by_trial = {r.data.tags.get("optuna.trial_number"): r for r in _runs(tmp_path)}
+    assert by_trial["1"].info.status == "KILLED" and by_trial["1"].data.tags["optuna.trial_state"] == "PRUNED"
+    assert by_trial["2"].info.status == "FAILED" and by_trial["2"].data.tags["optuna.trial_state"] == "FAIL"
+    assert "non-finite" in by_trial["2"].data.tags["failure_reason"]
+
+
+@pytest.mark.slow
+def test_parallel_workers_share_one_study_and_make_exactly_n_trials(tmp_path):
+    """Two processes, one command: the same sqlite Optuna storage and MLflow store, no lock errors."""
+    args, env = _sweep_args(tmp_path, "hydra.sweeper.pruner.name=none", "trainer.max_epochs=2")
+    full_env = {**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    # prepare once so both workers start training at the same time
+    assert run_cli("archbench-prepare", "digits", f"paths.data_dir={tmp_path / 'data'}").returncode == 0
+    workers = [subprocess.Popen([str(BIN / args[0]), *args[1:]], cwd=REPO, env=full_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=400) for w in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+        assert "database is locked" not in err
+    trials = _study(tmp_path).trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.params["optimizer.lr"] for t in trials}) == 4
+    both_ran = [out.count("archbench-sweep: trial ") for out, _ in outputs]
+    assert sum(both_ran) == 4 and min(both_ran) >= 1, both_ran
+    children = [r for r in _runs(tmp_path) if r.data.tags.get("optuna.trial_number")]
+    assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_trial_resumes_to_exactly_n_trials(tmp_path):
+    args, env = _sweep_args(tmp_path, "hydra.sweeper.pruner.name=none", "trainer.max_epochs=40",
+                            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
+                            trials=2)
+    full_env = {**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    sweep = subprocess.Popen([str(BIN / args[0]), *args[1:]], cwd=REPO, env=full_env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline:  # wait until trial 0 is training
+        time.sleep(1)
+        try:
+            trials = _study(tmp_path).trials
+        except (ValueError, KeyError, RuntimeError, optuna.exceptions.StorageInternalError):
+            continue
+        if trials and trials[0].state == TrialState.RUNNING and trials[0].intermediate_values:
+            break
+    else:
+        pytest.fail("the first trial never started")
+    os.killpg(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    assert _study(tmp_path).trials[0].state == TrialState.RUNNING  # orphaned by the kill
+    time.sleep(4)  # past the grace period: its heartbeat is stale
+
+    shorter = [a.replace("trainer.max_epochs=40", "trainer.max_epochs=3") for a in args]
+    resumed = run_cli(*shorter, env=env, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = _study(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    statuses = {r.data.tags.get("optuna.trial_number"): r.info.status for r in _runs(tmp_path)}
+    assert statuses["0"] == "FAILED" and statuses["1"] == "FINISHED"  # no run left RUNNING
