@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 
+import mlflow
 import pytest
 from conftest import REPO, run_cli
 
@@ -16,6 +17,8 @@ train:
 language_model:
   pydoc_text-lstm: {data: pydoc_text, model: lstm, overrides: "trainer.max_epochs=1 data.steps_per_epoch=5
     model.lm_net.hidden_size=32 model.lm_net.num_layers=1 data.sample_length=20 logger.log_model=false"}
+sweep:
+  digits-logistic: {data: digits, model: logistic, overrides: "hydra.sweeper.n_trials=2 trainer.max_epochs=2"}
 generative:
   digits-gan: {data: digits, model: gan, classifier: digits-cnn, overrides: "trainer.max_epochs=1
     model.quality.num_samples=200 logger.log_model=false"}
@@ -54,13 +57,18 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     assert (project / "reports/comparison.png").stat().st_size > 1000
     assert "| digits | gan |" in report and "![gan samples](samples/digits-gan.png)" in report
     assert (project / "reports/samples/digits-gan.png").stat().st_size > 1000
+    assert "## Hyperparameter sweeps" in report and "| digits-logistic-" in report
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    assert client.get_model_version_by_alias("archbench-digits-logistic", "champion")
 
-    import mlflow
+
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["archbench"])
-    assert sorted(runs["tags.mlflow.runName"]) == ["cnn-digits", "gan-digits", "logistic-digits",
-                                                   "lstm-pydoc_text", "mlp-breast_cancer"]
+    trained = runs[runs["tags.archbench.sweep"].isna() & runs["tags.optuna.trial_number"].isna()]
+    assert sorted(trained["tags.mlflow.runName"]) == ["cnn-digits", "gan-digits", "logistic-digits",
+                                                      "lstm-pydoc_text", "mlp-breast_cancer"]
+    assert len(runs) == 5 + 1 + 2  # plus the sweep's parent run and its two trials
     assert set(runs["status"]) == {"FINISHED"}
 
     again = run_cli("dvc", "repro", cwd=project, env=env)

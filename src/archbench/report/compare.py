@@ -198,6 +198,31 @@ def bar_chart(rows: list[Row], path: Path) -> None:
     plt.close(fig)
 
 
+def sweep_markdown(sweep_dir: Path) -> list[str]:
+    """One row per finished sweep (``results/sweep/*/sweep.json``)."""
+    import json
+
+    summaries = [json.loads(p.read_text()) for p in sorted(Path(sweep_dir).glob("*/sweep.json"))]
+    if not summaries:
+        return []
+    lines = ["## Hyperparameter sweeps", "",
+             "Optuna studies run by `archbench-train -m hparams_search=lr_wd` (stage `sweep`); objective",
+             "the best validation value of each trial.", "",
+             "| study | trials | complete | pruned | failed | trial-epochs | best value | best params | registered |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    for s in summaries:
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in s.get("best_params", {}).items())
+        registered = s.get("registered") or {}
+        reg = f"{registered.get('name')} v{registered.get('version')}" if registered else ""
+        best = s.get("best_value")
+        lines.append(f"| {s['study']} | {s['trials']} | {s['complete']} | {s['pruned']} | {s['fail']} | "
+                     f"{s['trial_epochs']} | {best:.4f} | {params} | {reg} |" if best is not None else
+                     f"| {s['study']} | {s['trials']} | {s['complete']} | {s['pruned']} | {s['fail']} | "
+                     f"{s['trial_epochs']} | – | | |")
+    return lines + [""]
+
+
 def write_report(results_dir: Path, reports_dir: Path) -> list[Row]:
     import shutil
 
@@ -208,6 +233,8 @@ def write_report(results_dir: Path, reports_dir: Path) -> list[Row]:
         if r.grid is not None:
             (reports_dir / "samples").mkdir(exist_ok=True)
             shutil.copyfile(r.grid, reports_dir / "samples" / f"{r.key}.png")
-    (reports_dir / "comparison.md").write_text(markdown(rows, collect_text(results_dir), generative))
+    text = markdown(rows, collect_text(results_dir), generative)
+    text += "\n".join(sweep_markdown(Path(results_dir).parent / "sweep"))
+    (reports_dir / "comparison.md").write_text(text)
     bar_chart(rows, reports_dir / "comparison.png")
     return rows
