@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -74,24 +75,31 @@ def test_ddp_evaluation_of_fixed_weights_equals_one_process(make_cfg):
         assert two[key] == pytest.approx(one[key], rel=1e-6), key
 
 
-def test_hydra_multirun_with_ddp_cpu_gives_distinct_trials(tmp_path):
+def test_an_optuna_sweep_whose_trials_train_with_ddp_cpu(tmp_path):
+    """Hydra multirun + DDP: each trial spawns its 2 processes inside trainer.fit (no re-executed
+    command line), gets its own output directory, and trains with the trial's values."""
     sweep_dir = tmp_path / "sweep"
     db = tmp_path / "mlflow.db"
     result = run_cli(
-        "archbench-train", "-m", "data=digits", "model=logistic", "trainer=ddp_cpu",
-        "trainer.max_epochs=2", "optimizer.lr=0.01,0.03", "callbacks.progress_bar=none",
-        f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep_dir}",
-        env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}, timeout=400)
+        "archbench-train", "-m", "hparams_search=lr_wd", "data=digits", "model=logistic",
+        "trainer=ddp_cpu", "trainer.max_epochs=2", "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.pruner.name=none", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+        f"paths.data_dir={tmp_path / 'data'}", f"paths.output_root={tmp_path / 'outputs'}",
+        f"hydra.sweep.dir={sweep_dir}", env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
-    trials = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and (p / "metrics.json").is_file())
+    trials = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
     assert [p.name for p in trials] == ["0_logistic-digits", "1_logistic-digits"]
-    lrs = [json.loads((p / "config.yaml").read_text().split("optimizer:")[1].split("lr:")[1].split()[0])
-           for p in trials]
-    assert lrs == [0.01, 0.03]
+    assert all((p / "metrics.json").is_file() and (p / "checkpoints" / "best.ckpt").is_file() for p in trials)
     client = mlflow.MlflowClient(f"sqlite:///{db}")
     runs = client.search_runs([client.get_experiment_by_name("archbench").experiment_id])
-    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
-    assert not list(tmp_path.glob("outputs/runs/*"))  # no stray per-process output directories
+    children = [r for r in runs if r.data.tags.get("optuna.trial_number")]
+    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+    assert all(r.data.params["trainer.strategy"] == "ddp_spawn" for r in children)
+    lrs = {r.data.params["optimizer.lr"] for r in children}
+    assert len(lrs) == 2
+    for run in children:  # the value the rank-0 process trained with is the trial's value
+        config = (Path(run.data.tags["output_dir"]) / "config.yaml").read_text()
+        assert f"lr: {float(run.data.params['optimizer.lr'])}" in config
 
 
 @pytest.mark.skipif(os.name != "posix", reason="starts a server process")

@@ -14,6 +14,8 @@ import pytorch_lightning as pl
 
 from archbench.sweep.context import TrialContext
 
+PRUNED_AT = "archbench_pruned_at_epoch"
+
 
 class OptunaPruning(pl.Callback):
     def __init__(self, context: TrialContext, monitor: str) -> None:
@@ -38,16 +40,16 @@ class OptunaPruning(pl.Callback):
                 trial = self._live_trial()
                 trial.report(float(value), step=trainer.current_epoch)
                 prune = trial.should_prune()
+                if prune:  # recorded: successive-halving pruners answer a second call differently
+                    trial.set_user_attr(PRUNED_AT, trainer.current_epoch)
         prune = trainer.strategy.broadcast(prune, src=0)
         if prune:
             trainer.should_stop = True
 
 
 def pruned(context: TrialContext) -> bool:
-    """Whether the pruner stops this trial at its last reported epoch (checked from storage, so it
-    holds however the epochs ran)."""
+    """Whether the pruning callback stopped this trial (read from storage, so it holds however the
+    epochs ran: in this process or in DDP processes)."""
     from archbench.sweep.study import open_storage
 
-    if not open_storage(context.storage).get_trial(context.trial_id).intermediate_values:
-        return False
-    return context.trial().should_prune()
+    return PRUNED_AT in open_storage(context.storage).get_trial(context.trial_id).user_attrs
