@@ -19,6 +19,14 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ["ARCHBENCH_ROOT"] = str(REPO)
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri():
+    """``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI; keep it out of later tests and
+    the subprocesses they start."""
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Prepared data shared by the whole session (prepared on first use by each test)."""
@@ -51,7 +59,8 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     """Run an installed console script; returns the CompletedProcess."""
     import subprocess
 
-    full_env = {**os.environ, **(env or {})}
+    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full_env.update(env or {})
     full_env["PATH"] = f"{BIN}{os.pathsep}{full_env.get('PATH', '')}"
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)

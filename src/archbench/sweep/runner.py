@@ -100,12 +100,12 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
     data, model = _select(cfg, "data.name"), _select(cfg, "model.name")
     url = conf.get("storage") or f"sqlite:///{_select(cfg, 'paths.root')}/optuna.db"
     name = conf.get("study_name") or studies.study_name(data, model, space)
-    storage = studies.open_storage(url, conf.get("heartbeat_interval"), conf.get("grace_period"))
     sampler_cfg = dict(conf.get("sampler") or {})
     base = _base_overrides(list(arguments), space)
     tracking = Tracking(_select(cfg, "logger.tracking_uri"), _select(cfg, "logger.experiment_name"))
 
-    with studies.budget_lock(url):
+    with studies.budget_lock(url):  # the first worker creates the storage's tables, alone
+        storage = studies.open_storage(url, conf.get("heartbeat_interval"), conf.get("grace_period"))
         study = optuna.create_study(storage=storage, study_name=name, direction=direction,
                                     sampler=studies.make_sampler(sampler_cfg),
                                     pruner=studies.make_pruner(dict(conf.get("pruner") or {})),
