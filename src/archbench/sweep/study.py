@@ -89,7 +89,8 @@ def budget_lock(url: str) -> Iterator[None]:
         path = Path(url.removeprefix("journal:"))
     else:
         path = None
-    with FileLock(str(path) + ".lock", timeout=120) if path else nullcontext():
+    # not "<file>.lock": Optuna's journal backend takes that name for its own lock
+    with FileLock(str(path) + ".workers.lock", timeout=120) if path else nullcontext():
         yield
 
 
