@@ -60,39 +60,39 @@ def _optimizer(task):
     return build_optimizer(task.net.parameters(), task.optimizer_cfg)
 
 
+def _timed_steps(batches, task, steps: int) -> float:
+    """Seconds for ``steps`` plain optimisation steps over ``batches`` (fetching them included)."""
+    optimizer, net = _optimizer(task), task.net.train()
+    started = time.perf_counter()
+    for _, (xb, yb) in zip(range(steps), batches, strict=False):
+        loss = torch.nn.functional.cross_entropy(net(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - started
+
+
 def run_loader(x, y, task, batch: int, steps: int) -> float:
     from torch.utils.data import DataLoader, TensorDataset
 
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
-    optimizer, net, done = _optimizer(task), task.net.train(), 0
-    started = time.perf_counter()
-    while done < steps:
-        for xb, yb in loader:
-            loss = torch.nn.functional.cross_entropy(net(xb), yb)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            done += 1
-            if done == steps:
-                break
-    return time.perf_counter() - started
+
+    def batches():
+        while True:
+            yield from loader
+
+    return _timed_steps(batches(), task, steps)
 
 
 def run_tensors(x, y, task, batch: int, steps: int) -> float:
-    optimizer, net, done = _optimizer(task), task.net.train(), 0
-    started = time.perf_counter()
-    while done < steps:
-        order = torch.randperm(len(y))
-        for start in range(0, len(y) - batch + 1, batch):
-            index = order[start : start + batch]
-            loss = torch.nn.functional.cross_entropy(net(x[index]), y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            done += 1
-            if done == steps:
-                break
-    return time.perf_counter() - started
+    def batches():
+        while True:
+            order = torch.randperm(len(y))
+            for start in range(0, len(y) - batch + 1, batch):
+                index = order[start : start + batch]
+                yield x[index], y[index]
+
+    return _timed_steps(batches(), task, steps)
 
 
 def main() -> None:

@@ -215,11 +215,9 @@ def sweep_markdown(sweep_dir: Path) -> list[str]:
                            for k, v in s.get("best_params", {}).items())
         registered = s.get("registered") or {}
         reg = f"{registered.get('name')} v{registered.get('version')}" if registered else ""
-        best = s.get("best_value")
+        best = f"{s['best_value']:.4f}" if s.get("best_value") is not None else "–"
         lines.append(f"| {s['study']} | {s['trials']} | {s['complete']} | {s['pruned']} | {s['fail']} | "
-                     f"{s['trial_epochs']} | {best:.4f} | {params} | {reg} |" if best is not None else
-                     f"| {s['study']} | {s['trials']} | {s['complete']} | {s['pruned']} | {s['fail']} | "
-                     f"{s['trial_epochs']} | – | | |")
+                     f"{s['trial_epochs']} | {best} | {params} | {reg} |")
     return lines + [""]
 
 

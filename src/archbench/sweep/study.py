@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from archbench.errors import ConfigError
+from archbench.locks import local_store_path, lock_beside
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
@@ -29,17 +28,16 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     key = (url, heartbeat_interval, grace_period)
     if key in _STORAGES:
         return _STORAGES[key]
+    path = local_store_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
-        path = url.removeprefix("journal:")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        storage = optuna.storages.JournalStorage(JournalFileBackend(path))
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     else:
-        engine_kwargs = {}
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine_kwargs = {"connect_args": {"timeout": 60}}  # parallel workers wait, not fail
+        # parallel workers on one sqlite file wait for each other instead of failing
+        engine_kwargs = {"connect_args": {"timeout": 60}} if path is not None else {}
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
                                              heartbeat_interval=heartbeat_interval,
                                              grace_period=grace_period)
@@ -76,22 +74,12 @@ def study_name(data: str, model: str, space: dict[str, Any], extra: str = "") ->
     return f"{data}-{model}-{digest[:8]}"
 
 
-@contextmanager
-def budget_lock(url: str) -> Iterator[None]:
+def budget_lock(url: str):
     """Serialise "count the trials, then ask for one" across worker processes so that N workers
     create exactly ``n_trials``. A lock file beside a local storage file; a server database is
-    shared across machines, where a lock file cannot reach, so there the budget is best effort."""
-    from filelock import FileLock
-
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-    elif url.startswith("journal:"):
-        path = Path(url.removeprefix("journal:"))
-    else:
-        path = None
-    # not "<file>.lock": Optuna's journal backend takes that name for its own lock
-    with FileLock(str(path) + ".workers.lock", timeout=120) if path else nullcontext():
-        yield
+    shared across machines, where a lock file cannot reach, so there the budget is best effort.
+    (Not "<file>.lock": Optuna's journal backend takes that name for its own lock.)"""
+    return lock_beside(url, ".workers.lock", timeout=120)
 
 
 class Heartbeat:

@@ -31,7 +31,7 @@ class ImageSampler(nn.Module):
         self.generator = generator
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return ((self.generator(z) + 1) / 2).clamp(0, 1)
+        return PixelSpace.to_unit(self.generator(z))
 
 
 class AdversarialTask(pl.LightningModule):

@@ -37,7 +37,9 @@ class PixelSpace:
     def to_dataset(self, images: torch.Tensor) -> torch.Tensor:
         return ((images + 1) / 2 - self.mean) / self.std
 
-    def to_unit(self, images: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def to_unit(images: torch.Tensor) -> torch.Tensor:
+        """Generator output in [-1, 1] → pixel values in [0, 1]."""
         return ((images + 1) / 2).clamp(0, 1)
 
 
@@ -55,7 +57,7 @@ class FrozenClassifier(nn.Module):
         with torch.no_grad():
             self.num_features = int(self.body(torch.zeros(2, *input_shape)).flatten(1).shape[-1])
 
-    def train(self, mode: bool = True) -> FrozenClassifier:  # noqa: ARG002 — never trains
+    def train(self, mode: bool = True) -> FrozenClassifier:  # never trains
         return super().train(False)
 
     @torch.no_grad()

@@ -26,19 +26,12 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
-@contextmanager
-def store_lock(tracking_uri: str) -> Iterator[None]:
+def store_lock(tracking_uri: str):
     """Serialise the first touch of a local sqlite store: MLflow creates and migrates its tables
     then, and two processes doing it at once collide ("table already exists")."""
-    from filelock import FileLock
+    from archbench.locks import lock_beside
 
-    if not tracking_uri.startswith("sqlite:///"):
-        yield
-        return
-    path = Path(tracking_uri.removeprefix("sqlite:///"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=300):
-        yield
+    return lock_beside(tracking_uri, ".lock")
 
 
 def configure(cfg: DictConfig) -> str:
