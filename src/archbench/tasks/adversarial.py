@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
 from archbench.tasks.optim import build_optimizer
 from archbench.tasks.quality import FrozenClassifier, PixelSpace, class_coverage, fid
 
@@ -72,6 +73,8 @@ class AdversarialTask(pl.LightningModule):
         self.initial_generator_state = {k: v.detach().clone() for k, v in generator.state_dict().items()}
         self._real: dict[str, list[torch.Tensor]] = {"val": [], "test": []}
         self.coverage_shares: torch.Tensor | None = None
+        self.train_metrics = TrainEpochMetrics(prog_bar=("d_loss", "g_loss"), d_loss=running_mean(),
+                                               d_real=running_mean(), g_loss=running_mean())
 
     # --- sampling -------------------------------------------------------------------------
     def noise(self, n: int, seed: int) -> torch.Tensor:
@@ -116,9 +119,8 @@ class AdversarialTask(pl.LightningModule):
         opt_d.zero_grad()
         self.manual_backward(d_loss)
         opt_d.step()
-        self.log("train/d_loss", d_loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
-        self.log("train/d_real", torch.sigmoid(real_logits).mean(), on_step=False, on_epoch=True,
-                 batch_size=len(x))
+        self.train_metrics.update_mean("d_loss", d_loss, len(x))
+        self.train_metrics.update_mean("d_real", torch.sigmoid(real_logits).mean(), len(x))
 
         if (batch_idx + 1) % self.d_steps == 0:
             g_loss = self._bce(self.discriminator.logits(fake), 1.0)  # non-saturating: -log D(G(z))
@@ -126,7 +128,8 @@ class AdversarialTask(pl.LightningModule):
             opt_g.zero_grad()
             self.manual_backward(g_loss)
             opt_g.step()
-            self.log("train/g_loss", g_loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+            self.train_metrics.update_mean("g_loss", g_loss, len(x))
+        self.train_metrics.log_if_epoch_ends(self)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         d_cfg = {**self.optimizer_cfg, "lr": float(self.optimizer_cfg["lr"]) * self.discriminator_lr_scale}

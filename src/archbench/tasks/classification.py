@@ -17,6 +17,7 @@ from torchmetrics.classification import (
 )
 
 from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
 from archbench.tasks.optim import build_optimizer, build_scheduler
 
 LOSSES = ("cross_entropy", "perceptron", "mse")
@@ -104,7 +105,10 @@ class ClassificationTask(pl.LightningModule):
         self.l1 = float(l1)
         self.augment_shift = float(augment_shift)
         metric_args = {"num_classes": num_classes}
-        self.train_acc = MulticlassAccuracy(average="micro", **metric_args)
+        # the net's own outputs need no per-step argument validation
+        self.train_metrics = TrainEpochMetrics(
+            loss=running_mean(),
+            acc=MulticlassAccuracy(average="micro", validate_args=False, **metric_args))
         self.val_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.test_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.val_f1 = MulticlassF1Score(average="macro", **metric_args)
@@ -127,7 +131,8 @@ class ClassificationTask(pl.LightningModule):
         x, y = batch
         if self.augment_shift > 0 and x.dim() in (3, 4):
             x = random_shift(x, self.augment_shift)
-        loss, probs, y = self._step((x, y))
+        scores = self.net(x)
+        loss = classification_loss(self.loss_name, scores, y)
         if self.l1 > 0:
             loss = loss + self.l1 * sum(p.abs().sum() for n, p in self.net.named_parameters() if "weight" in n)
         if not torch.isfinite(loss):
@@ -135,10 +140,11 @@ class ClassificationTask(pl.LightningModule):
                 f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, "
                 f"step {self.global_step}: lower optimizer.lr (now {self.optimizer_cfg.get('lr')})"
             )
-        self.train_acc(probs, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True,
-                 batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        self.train_metrics.update_mean("loss", loss, len(y))
+        # accuracy needs only the arg-max: the softmax is skipped unless a lone logit needs it
+        scores = scores.detach()
+        self.train_metrics["acc"].update(scores if scores.shape[-1] > 1 else scores_to_probs(scores), y)
+        self.train_metrics.log_if_epoch_ends(self)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

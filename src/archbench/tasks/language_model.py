@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
 from archbench.tasks.optim import build_optimizer, build_scheduler
 
 
@@ -74,6 +75,7 @@ class LanguageModelTask(pl.LightningModule):
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self.sample_every, self.sample_length, self.seed = sample_every_n_epochs, sample_length, seed
         self.samples: list[str] = []
+        self.train_metrics = TrainEpochMetrics(loss=running_mean())
 
     @property
     def net(self) -> nn.Module:
@@ -89,7 +91,8 @@ class LanguageModelTask(pl.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at step {self.global_step}: "
                                      f"lower optimizer.lr (now {self.optimizer_cfg.get('lr')})")
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch[0].numel())
+        self.train_metrics.update_mean("loss", loss, batch[0].numel())
+        self.train_metrics.log_if_epoch_ends(self)
         return loss
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:

@@ -11,7 +11,7 @@ import torch
 from archbench.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad")
-SCHEDULERS = ("none", "cosine", "step", "exponential", "onecycle")
+SCHEDULERS = ("none", "cosine", "warmup_cosine", "step", "exponential", "onecycle")
 
 
 def _positive_float(cfg: dict[str, Any], key: str, allow_zero: bool = False) -> float:
@@ -33,18 +33,36 @@ def validate_optimizer(cfg: dict[str, Any]) -> None:
     _positive_float(cfg, "weight_decay", allow_zero=True)
 
 
+def _fused_or_default(cls: type[torch.optim.Optimizer], params: list[torch.nn.Parameter], fused: bool,
+                      **kwargs: Any) -> torch.optim.Optimizer:
+    """``cls`` with torch's fused kernel (one update per parameter group instead of a handful of
+    small ops per tensor: ~3× faster steps for Adam on small nets, bench/throughput.py) where the
+    parameters' device and dtype allow it; torch's default implementation otherwise."""
+    if fused and all(p.is_floating_point() for p in params):
+        try:
+            return cls(params, fused=True, **kwargs)
+        except RuntimeError:  # a device or dtype without a fused kernel
+            pass
+    return cls(params, **kwargs)
+
+
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """``optimizer.fused`` (default true) picks torch's fused kernels where they exist (sgd,
+    momentum, adam, adamw); the update rule is the same."""
     validate_optimizer(cfg)
     name = cfg["name"]
     lr = _positive_float(cfg, "lr")
     wd = _positive_float(cfg, "weight_decay", allow_zero=True)
+    params = list(params)
+    fused = bool(cfg.get("fused", True))
     if name in ("sgd", "momentum"):
         momentum = float(cfg.get("momentum") or (0.9 if name == "momentum" else 0.0))
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=momentum,
-                               nesterov=bool(cfg.get("nesterov", False)) and momentum > 0)
+        return _fused_or_default(torch.optim.SGD, params, fused, lr=lr, weight_decay=wd, momentum=momentum,
+                                 nesterov=bool(cfg.get("nesterov", False)) and momentum > 0)
     if name in ("adam", "adamw"):
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls(params, lr=lr, weight_decay=wd, betas=tuple(cfg.get("betas") or (0.9, 0.999)))
+        return _fused_or_default(cls, params, fused, lr=lr, weight_decay=wd,
+                                 betas=tuple(cfg.get("betas") or (0.9, 0.999)))
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, momentum=float(cfg.get("momentum") or 0))
     return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
@@ -62,6 +80,16 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], max_e
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=max(1, max_epochs), eta_min=float(cfg.get("min_lr", 0.0)))
         return {"scheduler": sched, "interval": "epoch"}
+    if name == "warmup_cosine":
+        # per step, as nanoGPT: linear warm-up to optimizer.lr, then cosine decay to min_lr
+        warmup = max(1, min(int(cfg.get("warmup_steps", 100)), total_steps - 1))
+        lr = optimizer.param_groups[0]["lr"]
+        sched = torch.optim.lr_scheduler.SequentialLR(optimizer, [
+            torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup, total_iters=warmup),
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup),
+                                                       eta_min=min(lr, float(cfg.get("min_lr", 0.0))))],
+            milestones=[warmup])
+        return {"scheduler": sched, "interval": "step"}
     if name == "step":
         sched = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=int(cfg.get("step_size", 10)), gamma=float(cfg.get("gamma", 0.1)))

@@ -1,0 +1,148 @@
+"""Pipeline overheads: what a user waits for besides training itself.
+
+  help         `archbench-train --help` (median of --repeats)
+  first step   process start → first training batch of `archbench-train data=digits model=mlp`
+               (the real CLI: imports, config, data, MLflow run, Trainer setup), median of --repeats
+  no-op repro  `dvc repro` of an up-to-date pipeline, median of --repeats (skipped when the
+               pipeline here is not up to date: run `dvc repro` first)
+  cold repro   `dvc repro` of the default pipeline in a fresh clone of HEAD (same venv), with --cold
+
+Writes reports/benchmarks/overheads.{json,md}.
+
+    python bench/overheads.py [--repeats 3] [--cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TARGETS = {"help": 3.0, "noop_repro": 5.0, "cold_repro": 15 * 60.0}
+
+# Run in a child process: the real CLI, with one observing callback appended to archbench's own.
+FIRST_STEP_PROBE = """
+import sys, time
+import pytorch_lightning as pl
+import archbench.train as train
+
+class FirstStep(pl.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == 0:
+            print(f"FIRST_STEP {time.time():.6f}", flush=True)
+
+build = train.build_callbacks
+train.build_callbacks = lambda cfg, out_dir: (lambda c: ([*c[0], FirstStep()], c[1]))(build(cfg, out_dir))
+from archbench.cli.train import main
+sys.argv = ["archbench-train", *sys.argv[1:]]
+main()
+"""
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def timed(command: list[str], cwd: Path, environ: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, env=environ or env(), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def first_step_seconds(work: Path) -> float:
+    """Wall seconds from launching the CLI to the first training batch (digits, mlp, 1 epoch)."""
+    environ = {**env(), "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+    overrides = ["data=digits", "model=mlp", "trainer.max_epochs=1", "callbacks.progress_bar=none",
+                 f"paths.output_root={work / 'outputs'}", f"paths.data_dir={work / 'prepared'}",
+                 "logger.log_model=false"]
+    started = time.time()
+    result = subprocess.run([sys.executable, "-c", FIRST_STEP_PROBE, *overrides], cwd=ROOT, env=environ,
+                            check=True, capture_output=True, text=True)
+    stamp = next(line for line in result.stdout.splitlines() if line.startswith("FIRST_STEP"))
+    return float(stamp.split()[1]) - started
+
+
+def pipeline_up_to_date() -> bool:
+    out = subprocess.run([str(BIN / "dvc"), "status", "--quiet"], cwd=ROOT, env=env(), capture_output=True)
+    return out.returncode == 0
+
+
+def cold_repro(work: Path) -> float:
+    clone = work / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    environ = {**env(), "ARCHBENCH_ROOT": str(clone)}
+    environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        return timed([str(BIN / "dvc"), "repro"], clone, environ)
+    finally:
+        shutil.rmtree(clone, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cold", action="store_true", help="also time a cold `dvc repro` in a fresh clone")
+    args = parser.parse_args(argv)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        help_s = [timed([str(BIN / "archbench-train"), "--help"], ROOT) for _ in range(args.repeats)]
+        results["help"] = {"seconds": statistics.median(help_s), "runs": help_s}
+        # the first run also prepares digits; the median is of runs with the data already there
+        first = [first_step_seconds(work) for _ in range(args.repeats + 1)]
+        results["first_step"] = {"seconds": statistics.median(first[1:]), "runs": first,
+                                 "cold_data_seconds": first[0]}
+        if pipeline_up_to_date():
+            noop = [timed([str(BIN / "dvc"), "repro"], ROOT) for _ in range(args.repeats)]
+            results["noop_repro"] = {"seconds": statistics.median(noop), "runs": noop}
+        else:
+            results["noop_repro"] = {"skipped": "the pipeline here is not up to date: run `dvc repro` first"}
+        if args.cold:
+            results["cold_repro"] = {"seconds": cold_repro(work), "runs": 1}
+    command = "python bench/overheads.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    write(results, command.strip())
+    return results
+
+
+def write(results: dict, command: str) -> None:
+    out = ROOT / "reports" / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    previous = {}
+    if (out / "overheads.json").is_file():  # a run without --cold keeps the last cold figure
+        previous = json.loads((out / "overheads.json").read_text()).get("results", {})
+    if "cold_repro" not in results and "cold_repro" in previous:
+        results["cold_repro"] = {**previous["cold_repro"], "from_earlier_run": True}
+    (out / "overheads.json").write_text(json.dumps({"command": command, "results": results}, indent=2) + "\n")
+    labels = {"help": "`archbench-train --help`", "first_step": "process start → first training step "
+              "(`archbench-train data=digits model=mlp`, data prepared)", "noop_repro": "no-op `dvc repro`",
+              "cold_repro": "cold `dvc repro` of the default pipeline (fresh clone, venv present)"}
+    lines = ["# Pipeline overheads", "", f"`{command}` on this machine ({os.cpu_count()} CPUs); medians of the "
+             "repeats.", "", "| what | seconds | target | met |", "| --- | ---: | ---: | --- |"]
+    for key, label in labels.items():
+        entry = results.get(key, {"skipped": "not measured (run with --cold)"})
+        target = TARGETS.get(key)
+        if "seconds" not in entry:
+            lines.append(f"| {label} | — | {target or '—'} | {entry['skipped']} |")
+            continue
+        note = " (from an earlier run)" if entry.get("from_earlier_run") else ""
+        met = "—" if target is None else ("yes" if entry["seconds"] <= target else "**no**")
+        lines.append(f"| {label}{note} | {entry['seconds']:.1f} | {target if target else '—'} | {met} |")
+    if "first_step" in results:
+        lines += ["", f"The first first-step run, which also prepared the digits data, took "
+                  f"{results['first_step']['cold_data_seconds']:.1f} s."]
+    (out / "overheads.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

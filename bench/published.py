@@ -1,0 +1,153 @@
+"""Results beside published references, each with its seed and budget.
+
+Figures the default pipeline trains (`dvc repro`, stage train@<data>-<model>) are read from
+results/train/<key>/; the rest are trained here with `archbench-train` (default recipe, seed 42)
+into results/bench/published/<key>/ — a re-run with an unchanged config only re-tests
+(resume=auto), --retrain starts afresh. Writes reports/benchmarks/published.{json,md}.
+
+    python bench/published.py [--retrain] [--only KEY ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SHARED = ROOT.parent / "shared" / "datasets"
+MNIST1D_PAPER = "MNIST-1D paper (Greydanus 2020), Table 1"
+NANOGPT = ("nanoGPT README, shakespeare_char on CPU: 4 layers, 4 heads, 128 embedding, context 64, "
+           "batch 12, 2,000 iterations")
+
+
+@dataclass
+class Entry:
+    data: str
+    model: str
+    reference: float | None = None
+    source: str = ""
+    overrides: list[str] = field(default_factory=list)
+    needs: Path | None = None  # a local file the run reads (the shared datasets)
+
+    @property
+    def key(self) -> str:
+        return f"{self.data}-{self.model}"
+
+    @property
+    def language_model(self) -> bool:
+        return self.data == "tinyshakespeare"
+
+
+SHAKESPEARE = SHARED / "tinyshakespeare" / "input.txt"
+ENTRIES = [
+    Entry("mnist1d", "logistic", 0.32, MNIST1D_PAPER),
+    Entry("mnist1d", "mlp", 0.68, MNIST1D_PAPER),
+    Entry("mnist1d", "cnn", 0.94, MNIST1D_PAPER),
+    Entry("mnist1d", "gru", 0.91, MNIST1D_PAPER),
+    Entry("mnist1d", "lstm"),
+    Entry("mnist1d", "transformer"),
+    Entry("digits", "cnn"),
+    Entry("mnist", "cnn", overrides=[f"data.root={SHARED / 'mnist'}"],
+          needs=SHARED / "mnist" / "t10k-images-idx3-ubyte.gz"),
+    Entry("tinyshakespeare", "transformer", 1.88, NANOGPT, [f"data.path={SHAKESPEARE}"], SHAKESPEARE),
+    Entry("tinyshakespeare", "lstm", None, "", [f"data.path={SHAKESPEARE}"], SHAKESPEARE),
+]
+
+
+def run_dir(entry: Entry) -> tuple[Path, str]:
+    """Where the entry's result lives: the pipeline's stage directory when it has one."""
+    stage = ROOT / "results" / "train" / entry.key
+    if (stage / "metrics.json").is_file():
+        return stage, f"dvc stage `train@{entry.key}`"
+    return ROOT / "results" / "bench" / "published" / entry.key, "bench/published.py"
+
+
+def train(entry: Entry, directory: Path, retrain: bool) -> None:
+    command = [str(BIN / "archbench-train"), f"data={entry.data}", f"model={entry.model}", "seed=42",
+               *entry.overrides, "callbacks.progress_bar=none", "logger.log_model=false",
+               "logger.experiment_name=archbench-bench", f"hydra.run.dir={directory}",
+               f"resume={'false' if retrain else 'auto'}"]
+    print("+", " ".join(command), flush=True)
+    environ = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    subprocess.run(command, cwd=ROOT, env=environ, check=True, stdout=subprocess.DEVNULL)
+
+
+def row(entry: Entry, directory: Path, origin: str) -> dict:
+    metrics = json.loads((directory / "metrics.json").read_text())
+    cfg = OmegaConf.to_container(OmegaConf.load(directory / "config.yaml"))
+    if entry.language_model:
+        ours, test = metrics["val/loss_best"], metrics.get("test/loss")
+        steps = int(cfg["data"]["steps_per_epoch"]) * int(metrics["epochs"])
+        budget = f"{steps:,} steps × batch {cfg['data']['batch_size']}, context {cfg['data']['block_size']}"
+    else:
+        ours, test = metrics["test/acc"], None
+        budget = f"{int(metrics['epochs'])} epochs × batch {cfg['data']['batch_size']}"
+    return {"key": entry.key, "data": entry.data, "model": entry.model, "metric": "best val loss (nats/char)"
+            if entry.language_model else "test accuracy", "ours": ours, "test_loss": test,
+            "reference": entry.reference, "source": entry.source, "seed": cfg["seed"], "budget": budget,
+            "train_seconds": metrics.get("train_seconds"), "parameters": metrics.get("parameters"),
+            "origin": origin}
+
+
+def fmt(value: float | None, language_model: bool) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3f}" if language_model else f"{100 * value:.1f} %"
+
+
+def markdown(rows: list[dict], skipped: list[str]) -> str:
+    lines = ["# Results beside published references", "",
+             "`python bench/published.py` — archbench's default recipe for each pair, seed 42; classifiers "
+             "are scored on their held-out test split (model chosen on validation), language models by "
+             "their best validation loss in nats per character. MNIST here is the 10,000-image t10k set "
+             "split 72/8/20 (no published figure for that split).", "",
+             "| data | model | metric | archbench | published | source | seed | budget | train s | from |",
+             "| --- | --- | --- | ---: | ---: | --- | ---: | --- | ---: | --- |"]
+    for r in rows:
+        lm = "loss" in r["metric"]
+        ours = fmt(r["ours"], lm) + (f" (test {r['test_loss']:.3f})" if r["test_loss"] is not None else "")
+        lines.append(f"| {r['data']} | {r['model']} | {r['metric']} | {ours} | {fmt(r['reference'], lm)} | "
+                     f"{r['source'] or '—'} | {r['seed']} | {r['budget']} | {r['train_seconds']:.0f} | "
+                     f"{r['origin']} |")
+    lines += ["", "Train seconds are wall time on this 2-core machine, taken from each run's metrics.json "
+              "(pipeline stages ran one at a time)."]
+    lines += [f"Skipped: {reason}" for reason in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--retrain", action="store_true", help="train the non-pipeline entries afresh")
+    parser.add_argument("--only", nargs="*", help="keys to include, e.g. tinyshakespeare-transformer")
+    args = parser.parse_args(argv)
+    rows, skipped = [], []
+    for entry in ENTRIES:
+        if args.only and entry.key not in args.only:
+            continue
+        if entry.needs is not None and not entry.needs.is_file():
+            skipped.append(f"{entry.key}: {entry.needs} is missing")
+            continue
+        directory, origin = run_dir(entry)
+        if origin == "bench/published.py":
+            train(entry, directory, args.retrain)
+        rows.append(row(entry, directory, origin))
+        print(rows[-1]["key"], rows[-1]["ours"], flush=True)
+    out = ROOT / "reports" / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "published.json").write_text(json.dumps({"rows": rows, "skipped": skipped}, indent=2) + "\n")
+    text = markdown(rows, skipped)
+    (out / "published.md").write_text(text)
+    print(text)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Regenerate every benchmark report in reports/benchmarks/, one after the other (never in
+parallel: each timing is taken on a quiet machine).
+
+  1. `dvc repro`                      brings the default pipeline up to date (published.py reads it)
+  2. bench/throughput.py              Trainer path vs hand-written loops
+  3. bench/published.py               results beside the published references
+  4. bench/sweep_efficiency.py        Optuna with and without pruning
+  5. bench/overheads.py               --help, first step, no-op and (with --cold) cold `dvc repro`
+
+    python bench/run_all.py [--cold] [--skip throughput published ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+STEPS = {
+    "repro": [str(BIN / "dvc"), "repro"],
+    "throughput": [sys.executable, "bench/throughput.py", "--steps", "300", "--repeats", "5"],
+    "published": [sys.executable, "bench/published.py"],
+    "sweep_efficiency": [sys.executable, "bench/sweep_efficiency.py", "--trials", "12", "--epochs", "20"],
+    "overheads": [sys.executable, "bench/overheads.py", "--repeats", "3"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cold", action="store_true", help="also time a cold `dvc repro` in a fresh clone")
+    parser.add_argument("--skip", nargs="*", default=[], choices=list(STEPS))
+    args = parser.parse_args()
+    environ = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for name, command in STEPS.items():
+        if name in args.skip:
+            continue
+        if name == "overheads" and args.cold:
+            command = [*command, "--cold"]
+        print(f"== {name}: {' '.join(command)}", flush=True)
+        started = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, env=environ, check=True)
+        print(f"== {name} done in {time.perf_counter() - started:.0f} s", flush=True)
+    print("reports in", ROOT / "reports" / "benchmarks")
+
+
+if __name__ == "__main__":
+    main()

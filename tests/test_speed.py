@@ -1,0 +1,99 @@
+"""What the speed work changed must not change what is computed: epoch-level training metrics,
+fused optimizers and the warm-up schedule; plus a smoke run of the throughput benchmark."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from archbench.config import to_dict
+from archbench.data.prepare import ensure_prepared
+from archbench.tasks.optim import build_optimizer, build_scheduler
+from archbench.train import build_datamodule, build_net, build_task
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_epoch_training_metrics_equal_the_whole_split(make_cfg):
+    """With frozen weights (a negligible lr, no dropout), the once-per-epoch train/loss and train/acc
+    must equal the sample-weighted loss and accuracy over every training sample, ragged last
+    batch included: nothing lost or double-counted by accumulating instead of logging per step."""
+    cfg = make_cfg("data=digits", "model=mlp", "model.net.dropout=0", "optimizer.lr=1e-30",
+                   "scheduler=none", "data.batch_size=100", "trainer.max_epochs=1")
+    meta = ensure_prepared(to_dict(cfg.data))
+    datamodule = build_datamodule(cfg, meta)
+    datamodule.load()
+    torch.manual_seed(0)
+    task = build_task(cfg, build_net(cfg.model, datamodule.input_shape, meta.num_classes), meta)
+    x, y = datamodule.splits["train"].x, datamodule.splits["train"].y
+    assert len(y) % 100, "the split should end in a partial batch for this test to mean something"
+    with torch.no_grad():
+        scores = task.net.eval()(x)
+    expected_loss = F.cross_entropy(scores, y).item()
+    expected_acc = (scores.argmax(-1) == y).float().mean().item()
+    trainer = pl.Trainer(max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(task, datamodule=datamodule)
+    logged = trainer.callback_metrics
+    assert logged["train/loss"].item() == pytest.approx(expected_loss, rel=1e-5)
+    assert logged["train/acc"].item() == pytest.approx(expected_acc, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw"])
+def test_fused_optimizer_takes_the_same_steps(name):
+    torch.manual_seed(0)
+    fused_net = torch.nn.Sequential(torch.nn.Linear(20, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    plain_net = torch.nn.Sequential(torch.nn.Linear(20, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    plain_net.load_state_dict(fused_net.state_dict())
+    cfg = {"name": name, "lr": 1e-2, "weight_decay": 1e-3}
+    fused = build_optimizer(fused_net.parameters(), cfg)
+    plain = build_optimizer(plain_net.parameters(), {**cfg, "fused": False})
+    assert fused.defaults["fused"] and not plain.defaults.get("fused")
+    for _ in range(50):
+        x, y = torch.randn(16, 20), torch.randint(0, 4, (16,))
+        for net, optimizer in ((fused_net, fused), (plain_net, plain)):
+            optimizer.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            optimizer.step()
+    for a, b in zip(fused_net.parameters(), plain_net.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(fused_net[0].weight, torch.nn.Linear(20, 32).weight)
+
+
+def test_warmup_cosine_rises_then_decays_to_min_lr():
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], {"name": "adamw", "lr": 1e-3,
+                                                                       "weight_decay": 0.1})
+    schedule = build_scheduler(optimizer, {"name": "warmup_cosine", "warmup_steps": 10, "min_lr": 1e-4},
+                               max_epochs=1, total_steps=100)
+    assert schedule["interval"] == "step"
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule["scheduler"].step()
+    assert lrs[0] == pytest.approx(1e-4) and lrs[10] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11], strict=True))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert lrs[-1] == pytest.approx(1e-4, rel=1e-2)
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_runs_and_reports(tmp_path, monkeypatch):
+    """A smoke run (no timing asserted): every path trains and the report has its row."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    sys.modules.pop("throughput", None)
+    import throughput
+
+    rows = throughput.main(["--steps", "30", "--warmup", "5", "--repeats", "1", "--cases", "mnist1d:mlp",
+                            "--out", str(tmp_path)])
+    assert [(r["data"], r["model"]) for r in rows] == [("mnist1d", "mlp")]
+    assert all(rate > 0 for rate in rows[0]["samples_per_s"].values())
+    saved = json.loads((tmp_path / "throughput.json").read_text())
+    assert set(saved["rows"][0]["samples_per_s"]) == {"trainer", "loader", "tensors", "floor", "tensors_fused"}
+    assert "| mnist1d | mlp | 1×40 | 64 |" in (tmp_path / "throughput.md").read_text()
