@@ -40,10 +40,25 @@ def test_transformer_classifier_shapes(pooling, positions):
     net = TransformerClassifier([1, 40], 10, d_model=16, n_heads=4, patch_size=4,
                                 pooling=pooling, positions=positions)
     assert net(torch.randn(3, 1, 40)).shape == (3, 10)
-    with pytest.raises(IncompatibleError, match="does not divide"):
+    with pytest.raises(IncompatibleError, match="do not tile"):
         TransformerClassifier([1, 40], 10, patch_size=3)
     with pytest.raises(ConfigError, match="divisible"):
         TransformerClassifier([1, 40], 10, d_model=10, n_heads=4)
+
+
+def test_overlapping_patches_see_every_window():
+    """patch_stride < patch_size: one token per window start; each token embeds exactly its window."""
+    net = TransformerClassifier([2, 40], 10, d_model=16, n_heads=4, patch_size=8, patch_stride=4)
+    assert net.encoder.pos.shape[1] == 9  # starts 0, 4, …, 32
+    x = torch.randn(3, 2, 40)
+    assert net(x).shape == (3, 10)
+    seen = []
+    net.embed.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    net(x)
+    window = x[:, :, 12:20].transpose(1, 2).reshape(3, -1)  # fourth token: steps 12..19, step-major
+    assert torch.equal(seen[0][:, 3], window)
+    with pytest.raises(IncompatibleError, match="do not tile"):
+        TransformerClassifier([1, 40], 10, patch_size=8, patch_stride=5)
 
 
 @pytest.mark.parametrize("net_cls", [CharTransformer, CharRNN])

@@ -116,6 +116,7 @@ class TransformerClassifier(nn.Module):
         pooling: str = "mean",
         positions: str = "learned",
         pre_norm: bool = False,
+        patch_stride: int | None = None,
     ) -> None:
         super().__init__()
         require_shape("transformer", input_shape, (2,),
@@ -123,10 +124,13 @@ class TransformerClassifier(nn.Module):
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
         channels, length = int(input_shape[0]), int(input_shape[1])
-        if length % patch_size:
-            raise IncompatibleError(f"patch_size {patch_size} does not divide sequence length {length}")
-        self.patch_size, self.pooling = patch_size, pooling
-        tokens = length // patch_size + (1 if pooling == "cls" else 0)
+        stride = int(patch_stride or patch_size)  # a stride below patch_size overlaps the patches
+        if not 1 <= stride <= patch_size <= length or (length - patch_size) % stride:
+            raise IncompatibleError(f"patches of {patch_size} steps every {stride} do not tile the sequence "
+                                    f"length {length} (need stride ≤ patch_size and (length − patch_size) "
+                                    f"divisible by the stride)")
+        self.patch_size, self.patch_stride, self.pooling = patch_size, stride, pooling
+        tokens = (length - patch_size) // stride + 1 + (1 if pooling == "cls" else 0)
         self.embed = nn.Linear(channels * patch_size, d_model)
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
         self.encoder = TransformerEncoder(tokens, d_model, n_layers, n_heads, ff_mult, dropout,
@@ -134,9 +138,10 @@ class TransformerClassifier(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, length = x.shape
-        patches = x.transpose(1, 2).reshape(n, length // self.patch_size, self.patch_size * c)
-        h = self.embed(patches)
+        n, c, _ = x.shape
+        # (N, C, tokens, patch) → (N, tokens, patch·C), step-major as the embedding expects
+        patches = x.unfold(2, self.patch_size, self.patch_stride).permute(0, 2, 3, 1)
+        h = self.embed(patches.reshape(n, patches.shape[1], -1))
         if self.cls is not None:
             h = torch.cat([self.cls.expand(n, -1, -1), h], dim=1)
         h = self.encoder(h)
