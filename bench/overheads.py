@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from common import BIN, REPORTS, ROOT, venv_env, write_report
+
 TARGETS = {"help": 3.0, "noop_repro": 5.0, "cold_repro": 15 * 60.0}
 
 # Run in a child process: the real CLI, with one observing callback appended to archbench's own.
@@ -48,20 +48,16 @@ main()
 """
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
 def timed(command: list[str], cwd: Path, environ: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
-    subprocess.run(command, cwd=cwd, env=environ or env(), check=True,
+    subprocess.run(command, cwd=cwd, env=environ or venv_env(), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
 def first_step_seconds(work: Path) -> float:
     """Wall seconds from launching the CLI to the first training batch (digits, mlp, 1 epoch)."""
-    environ = {**env(), "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+    environ = venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}")
     overrides = ["data=digits", "model=mlp", "trainer.max_epochs=1", "callbacks.progress_bar=none",
                  f"paths.output_root={work / 'outputs'}", f"paths.data_dir={work / 'prepared'}",
                  "logger.log_model=false"]
@@ -73,14 +69,14 @@ def first_step_seconds(work: Path) -> float:
 
 
 def pipeline_up_to_date() -> bool:
-    out = subprocess.run([str(BIN / "dvc"), "status", "--quiet"], cwd=ROOT, env=env(), capture_output=True)
+    out = subprocess.run([str(BIN / "dvc"), "status", "--quiet"], cwd=ROOT, env=venv_env(), capture_output=True)
     return out.returncode == 0
 
 
 def cold_repro(work: Path) -> float:
     clone = work / "clone"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-    environ = {**env(), "ARCHBENCH_ROOT": str(clone)}
+    environ = venv_env(ARCHBENCH_ROOT=str(clone))
     environ.pop("MLFLOW_TRACKING_URI", None)
     try:
         return timed([str(BIN / "dvc"), "repro"], clone, environ)
@@ -115,14 +111,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def write(results: dict, command: str) -> None:
-    out = ROOT / "reports" / "benchmarks"
-    out.mkdir(parents=True, exist_ok=True)
     previous = {}
-    if (out / "overheads.json").is_file():  # a run without --cold keeps the last cold figure
-        previous = json.loads((out / "overheads.json").read_text()).get("results", {})
+    if (REPORTS / "overheads.json").is_file():  # a run without --cold keeps the last cold figure
+        previous = json.loads((REPORTS / "overheads.json").read_text()).get("results", {})
     if "cold_repro" not in results and "cold_repro" in previous:
         results["cold_repro"] = {**previous["cold_repro"], "from_earlier_run": True}
-    (out / "overheads.json").write_text(json.dumps({"command": command, "results": results}, indent=2) + "\n")
     labels = {"help": "`archbench-train --help`", "first_step": "process start → first training step "
               "(`archbench-train data=digits model=mlp`, data prepared)", "noop_repro": "no-op `dvc repro`",
               "cold_repro": "cold `dvc repro` of the default pipeline (fresh clone, venv present)"}
@@ -140,8 +133,7 @@ def write(results: dict, command: str) -> None:
     if "first_step" in results:
         lines += ["", f"The first first-step run, which also prepared the digits data, took "
                   f"{results['first_step']['cold_data_seconds']:.1f} s."]
-    (out / "overheads.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report("overheads", {"command": command, "results": results}, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import BIN, ROOT, SHARED_DATASETS, venv_env, write_report
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-SHARED = ROOT.parent / "shared" / "datasets"
 MNIST1D_PAPER = "MNIST-1D paper (Greydanus 2020), Table 1"
 NANOGPT = ("nanoGPT README, shakespeare_char on CPU: 4 layers, 4 heads, 128 embedding, context 64, "
            "batch 12, 2,000 iterations")
@@ -46,7 +42,7 @@ class Entry:
         return self.data == "tinyshakespeare"
 
 
-SHAKESPEARE = SHARED / "tinyshakespeare" / "input.txt"
+SHAKESPEARE = SHARED_DATASETS / "tinyshakespeare" / "input.txt"
 ENTRIES = [
     Entry("mnist1d", "logistic", 0.32, MNIST1D_PAPER),
     Entry("mnist1d", "mlp", 0.68, MNIST1D_PAPER),
@@ -55,8 +51,8 @@ ENTRIES = [
     Entry("mnist1d", "lstm"),
     Entry("mnist1d", "transformer"),
     Entry("digits", "cnn"),
-    Entry("mnist", "cnn", overrides=[f"data.root={SHARED / 'mnist'}"],
-          needs=SHARED / "mnist" / "t10k-images-idx3-ubyte.gz"),
+    Entry("mnist", "cnn", overrides=[f"data.root={SHARED_DATASETS / 'mnist'}"],
+          needs=SHARED_DATASETS / "mnist" / "t10k-images-idx3-ubyte.gz"),
     Entry("tinyshakespeare", "transformer", 1.88, NANOGPT, [f"data.path={SHAKESPEARE}"], SHAKESPEARE),
     Entry("tinyshakespeare", "lstm", None, "", [f"data.path={SHAKESPEARE}"], SHAKESPEARE),
 ]
@@ -76,8 +72,7 @@ def train(entry: Entry, directory: Path, retrain: bool) -> None:
                "logger.experiment_name=archbench-bench", f"hydra.run.dir={directory}",
                f"resume={'false' if retrain else 'auto'}"]
     print("+", " ".join(command), flush=True)
-    environ = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    subprocess.run(command, cwd=ROOT, env=environ, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, cwd=ROOT, env=venv_env(), check=True, stdout=subprocess.DEVNULL)
 
 
 def row(entry: Entry, directory: Path, origin: str) -> dict:
@@ -140,12 +135,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             train(entry, directory, args.retrain)
         rows.append(row(entry, directory, origin))
         print(rows[-1]["key"], rows[-1]["ours"], flush=True)
-    out = ROOT / "reports" / "benchmarks"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "published.json").write_text(json.dumps({"rows": rows, "skipped": skipped}, indent=2) + "\n")
-    text = markdown(rows, skipped)
-    (out / "published.md").write_text(text)
-    print(text)
+    write_report("published", {"rows": rows, "skipped": skipped}, markdown(rows, skipped))
     return rows
 
 

@@ -13,14 +13,12 @@ parallel: each timing is taken on a quiet machine).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from common import BIN, REPORTS, ROOT, venv_env
+
 STEPS = {
     "repro": [str(BIN / "dvc"), "repro"],
     "throughput": [sys.executable, "bench/throughput.py", "--steps", "300", "--repeats", "5"],
@@ -35,7 +33,6 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="also time a cold `dvc repro` in a fresh clone")
     parser.add_argument("--skip", nargs="*", default=[], choices=list(STEPS))
     args = parser.parse_args()
-    environ = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     for name, command in STEPS.items():
         if name in args.skip:
             continue
@@ -43,9 +40,9 @@ def main() -> None:
             command = [*command, "--cold"]
         print(f"== {name}: {' '.join(command)}", flush=True)
         started = time.perf_counter()
-        subprocess.run(command, cwd=ROOT, env=environ, check=True)
+        subprocess.run(command, cwd=ROOT, env=venv_env(), check=True)
         print(f"== {name} done in {time.perf_counter() - started:.0f} s", flush=True)
-    print("reports in", ROOT / "reports" / "benchmarks")
+    print("reports in", REPORTS)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from common import BIN, ROOT, venv_env, write_report
 
 
 def run(pruner: str, args: argparse.Namespace, work: Path) -> dict:
@@ -28,7 +26,7 @@ def run(pruner: str, args: argparse.Namespace, work: Path) -> dict:
         f"hydra.sweep.dir={out / 'sweep'}", "hydra.sweeper.register=false", "logger.log_model=false",
         f"paths.output_root={out}",
     ]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{out / 'mlflow.db'}"}
+    env = venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{out / 'mlflow.db'}")
     started = time.perf_counter()
     subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
@@ -45,11 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = [run(pruner, args, Path(tmp)) for pruner in ("none", "hyperband")]
-    reports = ROOT / "reports" / "benchmarks"
-    reports.mkdir(parents=True, exist_ok=True)
     record = {"command": " ".join(sys.argv), "trials": args.trials, "epochs": args.epochs,
               "data": args.data, "model": args.model, "results": results}
-    (reports / "sweep_efficiency.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     none, hyper = results
     lines = [
         "# Sweep efficiency: hyperband pruning vs none",
@@ -68,8 +63,7 @@ def main() -> None:
     lines += ["", f"Hyperband spent {hyper['trial_epochs'] / none['trial_epochs']:.2f}× the trial-epochs "
               f"and {hyper['seconds'] / none['seconds']:.2f}× the wall time of the unpruned sweep; best "
               f"val/acc {100 * hyper['best_value']:.2f} % vs {100 * none['best_value']:.2f} %.", ""]
-    (reports / "sweep_efficiency.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report("sweep_efficiency", record, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Writes reports/benchmarks/throughput.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -30,9 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from common import REPORTS, SHARED_DATASETS, write_report
 
-ROOT = Path(__file__).resolve().parents[1]
-MNIST_FILES = ROOT.parent / "shared" / "datasets" / "mnist"
+MNIST_FILES = SHARED_DATASETS / "mnist"
 CASES = [("mnist1d", "mlp"), ("mnist1d", "cnn"), ("mnist1d", "lstm"), ("mnist", "mlp"), ("mnist", "cnn")]
 
 
@@ -192,7 +191,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmarks")
+    parser.add_argument("--out", type=Path, default=REPORTS)
     parser.add_argument("--cases", nargs="*", default=[f"{d}:{m}" for d, m in CASES],
                         help="data:model pairs (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -206,13 +205,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 continue
             rows.append(measure(data, model, args.steps, args.warmup, args.repeats, Path(tmp)))
             print(case, {k: round(v) for k, v in rows[-1]["samples_per_s"].items()}, flush=True)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "throughput.json").write_text(json.dumps({"command": command.strip(), "rows": rows,
-                                                     "skipped": skipped}, indent=2) + "\n")
-    text = markdown(rows, command.strip(), skipped)
-    (out / "throughput.md").write_text(text)
-    print(text)
+    write_report("throughput", {"command": command.strip(), "rows": rows, "skipped": skipped},
+                 markdown(rows, command.strip(), skipped), args.out)
     return rows
 
 
