@@ -67,11 +67,14 @@ class MLPDiscriminator(nn.Module):
         return torch.sigmoid(self.logits(x))
 
 
-def _check_divisible(input_shape: Sequence[int]) -> None:
-    _, height, width = input_shape
+def _dcgan_image(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """(channels, height, width) of an image DCGAN can make: both sides multiples of 4."""
+    require_shape("dcgan", input_shape, (3,), IMAGES)
+    channels, height, width = (int(s) for s in input_shape)
     if height % 4 or width % 4:
         raise IncompatibleError(f"dcgan upsamples twice by 2: image sides must be multiples of 4, got "
                                 f"{height}×{width} (use model=gan)")
+    return channels, height, width
 
 
 class DCGenerator(nn.Module):
@@ -79,9 +82,7 @@ class DCGenerator(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], noise_dim: int = 100, base_channels: int = 64) -> None:
         super().__init__()
-        require_shape("dcgan", input_shape, (3,), IMAGES)
-        _check_divisible(input_shape)
-        channels, height, width = (int(s) for s in input_shape)
+        channels, height, width = _dcgan_image(input_shape)
         self.noise_dim, self.start = int(noise_dim), (2 * base_channels, height // 4, width // 4)
         self.project = nn.Sequential(nn.Linear(self.noise_dim, prod(self.start), bias=False),
                                      nn.BatchNorm1d(prod(self.start)), nn.ReLU())
@@ -101,9 +102,7 @@ class DCDiscriminator(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], base_channels: int = 64, leaky_slope: float = 0.2) -> None:
         super().__init__()
-        require_shape("dcgan", input_shape, (3,), IMAGES)
-        _check_divisible(input_shape)
-        channels, height, width = (int(s) for s in input_shape)
+        channels, height, width = _dcgan_image(input_shape)
         self.layers = nn.Sequential(
             nn.Conv2d(channels, base_channels, 4, stride=2, padding=1), nn.LeakyReLU(leaky_slope),
             nn.Conv2d(base_channels, 2 * base_channels, 4, stride=2, padding=1, bias=False),
