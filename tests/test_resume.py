@@ -11,6 +11,8 @@ import mlflow
 import pytest
 from conftest import BIN, run_cli
 
+from archbench.tasks.callbacks import TrainingClock
+
 pytestmark = pytest.mark.slow
 
 
@@ -40,12 +42,19 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     assert mlflow.get_run(run_id).info.status == "RUNNING"
 
+    before_kill = TrainingClock.seconds_in(killed / "checkpoints" / "last.ckpt")
+    assert before_kill > 0
     again = run_cli("archbench-train", *_command(tmp_path, killed), env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     resumed = json.loads((killed / "metrics.json").read_text())
     reference = json.loads((whole / "metrics.json").read_text())
     for key in ("test/loss", "test/acc", "val/acc_best", "epochs"):
         assert resumed[key] == reference[key], key
+    # the reported training time covers the epochs before the kill as well
+    assert resumed["train_seconds"] > before_kill
+    # re-running the finished run (as a re-run DVC stage does) re-tests it and keeps its time
+    assert run_cli("archbench-train", *_command(tmp_path, whole), env=env).returncode == 0
+    assert json.loads((whole / "metrics.json").read_text())["train_seconds"] >= reference["train_seconds"]
     assert (killed / "curves.csv").read_text() == (whole / "curves.csv").read_text()
 
     runs = mlflow.search_runs(experiment_names=["archbench"])

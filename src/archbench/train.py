@@ -228,7 +228,7 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     from archbench.nets.common import count_parameters
     from archbench.resume import find_resume_point, start_fresh
     from archbench.sweep.context import current
-    from archbench.tasks.callbacks import TestOutputs
+    from archbench.tasks.callbacks import TestOutputs, TrainingClock
     from archbench.tracking.mlflow_run import log_metrics, training_run
 
     main = launch_rank() == 0
@@ -281,7 +281,8 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
         logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name,
                               tracking_uri=cfg.logger.tracking_uri, run_id=run_id)
         callbacks, checkpoint = build_callbacks(cfg, out_dir)
-        callbacks.append(TestOutputs(out_dir, meta.class_names))
+        prior_seconds = TrainingClock.seconds_in(point.checkpoint)
+        callbacks += [TestOutputs(out_dir, meta.class_names), TrainingClock(prior_seconds)]
         if trial is not None:
             from archbench.sweep.pruning import OptunaPruning
 
@@ -291,7 +292,7 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
         started = time.perf_counter()
         trainer.fit(task, datamodule=datamodule,
                     ckpt_path=str(point.checkpoint) if point.checkpoint else None)
-        train_seconds = time.perf_counter() - started
+        train_seconds = prior_seconds + time.perf_counter() - started  # a resumed run counts it all
         if trial is not None:
             from archbench.sweep.pruning import pruned
 

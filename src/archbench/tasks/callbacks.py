@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -58,6 +59,31 @@ class RngStateInCheckpoint(pl.Callback):
                            checkpoint: dict) -> None:
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
+
+
+class TrainingClock(pl.Callback):
+    """Store the run's training wall time so far in each checkpoint, so a resumed run reports the
+    whole of it (``prior_seconds`` from the checkpoint it resumes, plus this fit's time)."""
+
+    KEY = "archbench_train_seconds"
+
+    def __init__(self, prior_seconds: float = 0.0) -> None:
+        self.prior_seconds, self.started = float(prior_seconds), time.perf_counter()
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started = time.perf_counter()  # in the process that trains (a ddp_spawn child too)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict) -> None:
+        checkpoint[self.KEY] = self.prior_seconds + time.perf_counter() - self.started
+
+    @classmethod
+    def seconds_in(cls, checkpoint_path: str | Path | None) -> float:
+        """Training seconds recorded in a checkpoint (0 without one, or from before this callback)."""
+        if not checkpoint_path or not Path(checkpoint_path).is_file():
+            return 0.0
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        return float(state.get(cls.KEY, 0.0))
 
 
 def save_grid(images, path: str | Path, columns: int = 10) -> Path:
