@@ -1,12 +1,13 @@
 # archbench: the two commands (both idempotent, both set up a fresh clone first)
 #   make repro   set up .venv and run the default DVC pipeline (dvc repro)
 #   make test    set up .venv and run the test suite
+#   (make test-fast: the unit and in-process tests only, for the inner loop)
 PYTHON ?= python3
 VENV := .venv
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test lint ui clean
+.PHONY: setup repro test test-fast lint ui clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,10 @@ repro: setup
 
 test: setup
 	pytest
+
+# the inner loop: unit and in-process tests only (no subprocesses, servers, DDP or DVC pipeline)
+test-fast: setup
+	pytest -m "not slow"
 
 lint: setup
 	ruff check src tests bench

@@ -41,7 +41,7 @@ class FirstStep(pl.Callback):
             print(f"FIRST_STEP {time.time():.6f}", flush=True)
 
 build = train.build_callbacks
-train.build_callbacks = lambda cfg, out_dir: (lambda c: ([*c[0], FirstStep()], c[1]))(build(cfg, out_dir))
+train.build_callbacks = lambda *args: (lambda c: ([*c[0], FirstStep()], c[1]))(build(*args))
 from archbench.cli.train import main
 sys.argv = ["archbench-train", *sys.argv[1:]]
 main()

@@ -37,22 +37,19 @@ CASES = [("mnist1d", "mlp"), ("mnist1d", "cnn"), ("mnist1d", "lstm"), ("mnist", 
 
 def setup(data: str, model: str, data_dir: Path, overrides: list[str] = ()):
     """The composed config, a loaded datamodule and a factory of identically seeded tasks."""
-    from archbench.config import compose, to_dict
-    from archbench.data.prepare import ensure_prepared
-    from archbench.train import build_datamodule, build_net, build_task
+    from archbench.config import compose
+    from archbench.train import build
 
     extra = [f"data.root={MNIST_FILES}"] if data == "mnist" else []
     cfg = compose([f"data={data}", f"model={model}", f"paths.data_dir={data_dir}", "data.augment_shift=0",
                    "callbacks.progress_bar=none", "callbacks.checkpoint.enabled=false",
                    "callbacks.early_stopping.enabled=false", *extra, *overrides],
                   output_dir=data_dir / "unused")
-    meta = ensure_prepared(to_dict(cfg.data))
-    datamodule = build_datamodule(cfg, meta)
-    datamodule.load()
+    cfg, task, datamodule, _ = build(cfg)
 
     def fresh_task():
         torch.manual_seed(0)
-        return build_task(cfg, build_net(cfg.model, datamodule.input_shape, meta.num_classes), meta)
+        return task.build(cfg, datamodule.meta, datamodule).module
 
     return cfg, datamodule, fresh_task
 
@@ -85,7 +82,7 @@ def run_trainer(cfg, datamodule, task, steps: int, warmup: int, out_dir: Path, f
 
     clock = StepClock()
     # LearningRateMonitor only writes to a logger, and this path runs without one
-    callbacks = [c for c in build_callbacks(cfg, out_dir)[0] if not isinstance(c, pl.callbacks.LearningRateMonitor)]
+    callbacks = [c for c in build_callbacks(cfg, out_dir, cfg.callbacks.monitor, cfg.callbacks.mode)[0] if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     kwargs = {**_trainer_kwargs(cfg), "max_epochs": -1, "min_epochs": None, "max_steps": steps,
               "limit_val_batches": 0, "enable_checkpointing": False, "enable_model_summary": False}
     trainer = pl.Trainer(**kwargs, logger=False, callbacks=[*callbacks, clock], default_root_dir=str(out_dir))

@@ -6,12 +6,20 @@ import pytest
 import torch
 from conftest import SHARED_MNIST
 
+from archbench.config import compose
 from archbench.data.datamodule import TensorDataModule
-from archbench.data.prepare import MNIST_FILES, prepare
+from archbench.data.prepare import prepare as prepare_config_dict
+from archbench.data.sources.idx import MNIST_FILES
 from archbench.data.store import load_all
 from archbench.errors import ConfigError, DataError
 
 SMALL_MNIST1D = {"seed": 42, "val_fraction": 0.1, "generate": {"num_samples": 1000}}
+
+
+def prepare(name: str, cfg: dict, out_dir):
+    """The engine on ``cfg`` with the source that conf/data/<name>.yaml declares."""
+    return prepare_config_dict({"name": name, "source": compose([f"data={name}"]).data.source, **cfg},
+                               out_dir)
 
 
 def test_prepare_is_deterministic(tmp_path):
@@ -123,9 +131,10 @@ def test_a_failed_prepare_keeps_the_previous_data(tmp_path):
     shutil.rmtree(tmp_path / "d")
 
 
-def test_unknown_dataset_lists_choices(tmp_path):
-    with pytest.raises(ConfigError, match="valid: breast_cancer, digits, mnist, mnist1d, pydoc_text, tinyshakespeare"):
-        prepare("cifar", {}, tmp_path)
+def test_unknown_source_function_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="data.source=archbench.data.sources.nowhere.cifar: no such function"):
+        prepare_config_dict({"name": "cifar", "source": "archbench.data.sources.nowhere.cifar"}, tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_rows_layout_rejects_sequences(tmp_path):

@@ -12,9 +12,7 @@ import pytorch_lightning as pl
 import torch
 from conftest import run_cli
 
-from archbench.config import to_dict
-from archbench.data.prepare import ensure_prepared
-from archbench.train import build_datamodule, build_net, build_task, train
+from archbench.train import build, train
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +50,10 @@ def test_ddp_cpu_training_matches_one_process_with_one_run_and_one_checkpoint(ma
 def test_ddp_evaluation_of_fixed_weights_equals_one_process(make_cfg):
     """Unpadded evaluation shards: every sample counted exactly once (153 validation samples)."""
     cfg = make_cfg("data=digits", "model=mlp", "data.test_fraction=0.15", "data.eval_batch_size=32")
-    meta = ensure_prepared(to_dict(cfg.data))
-    assert meta.splits["val"] % 2 == 1  # an odd split: a padding sampler would count one twice
     torch.manual_seed(0)
-    datamodule = build_datamodule(cfg, meta)
-    task = build_task(cfg, build_net(cfg.model, datamodule.input_shape, meta.num_classes), meta)
+    _, _, datamodule, built = build(cfg)
+    assert datamodule.meta.splits["val"] % 2 == 1  # an odd split: a padding sampler would count one twice
+    task = built.module
     state = {k: v.clone() for k, v in task.state_dict().items()}
 
     def evaluate(**strategy) -> dict[str, float]:

@@ -70,8 +70,8 @@ def test_fid_is_zero_for_a_set_against_itself_and_large_for_noise(make_cfg):
     from archbench.data.prepare import ensure_prepared
 
     cfg = make_cfg("data=digits")
-    meta = ensure_prepared(to_dict(cfg.data))
-    data = TensorDataModule(cfg.data.dir)
+    meta, data_dir = ensure_prepared(to_dict(cfg.data))
+    data = TensorDataModule(data_dir)
     data.load()
     space = PixelSpace(meta.normalization["mean"], meta.normalization["std"])
     torch.manual_seed(0)
@@ -90,8 +90,10 @@ def test_fid_is_zero_for_a_set_against_itself_and_large_for_noise(make_cfg):
 
 
 def test_gan_refuses_tabular_and_text_data(make_cfg):
-    with pytest.raises(IncompatibleError, match="generates images; breast_cancer is tabular"):
+    with pytest.raises(IncompatibleError, match="model gan.*needs image data; breast_cancer is tabular"):
         train(make_cfg("data=breast_cancer", "model=gan"))
+    with pytest.raises(IncompatibleError, match="needs image data; pydoc_text is text"):
+        train(make_cfg("data=pydoc_text", "model=gan"))
 
 
 def test_gan_on_digits_end_to_end(make_cfg, tmp_path):

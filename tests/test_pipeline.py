@@ -3,26 +3,38 @@
 import json
 import shutil
 import subprocess
+from contextlib import contextmanager
 
 import mlflow
 import pytest
 from conftest import REPO, run_cli
 
 TINY_PARAMS = """
-datasets: [digits, breast_cancer, pydoc_text]
+datasets: [digits, breast_cancer, diabetes, pydoc_text]
+classify:
+  digits-logistic: {data: digits, model: logistic, reads: data/prepared/digits,
+    overrides: "trainer.max_epochs=2 logger.log_model=false"}
+  breast_cancer-mlp: {data: breast_cancer, model: mlp, reads: data/prepared/breast_cancer,
+    overrides: "trainer.max_epochs=2"}
+  digits-cnn: {data: digits, model: cnn, reads: data/prepared/digits,
+    overrides: "trainer.max_epochs=1 logger.log_model=false"}
 train:
-  digits-logistic: {data: digits, model: logistic, overrides: "trainer.max_epochs=2 logger.log_model=false"}
-  breast_cancer-mlp: {data: breast_cancer, model: mlp, overrides: "trainer.max_epochs=2"}
-  digits-cnn: {data: digits, model: cnn, overrides: "trainer.max_epochs=1 logger.log_model=false"}
+  diabetes-linear: {data: diabetes, model: linear, reads: data/prepared/diabetes,
+    overrides: "trainer.max_epochs=3 logger.log_model=false"}
 language_model:
-  pydoc_text-lstm: {data: pydoc_text, model: lstm, overrides: "trainer.max_epochs=1 data.steps_per_epoch=5
-    model.lm_net.hidden_size=32 model.lm_net.num_layers=1 data.sample_length=20 logger.log_model=false"}
+  pydoc_text-lstm: {data: pydoc_text, model: lstm, reads: data/prepared/pydoc_text,
+    overrides: "trainer.max_epochs=1 data.steps_per_epoch=5 model.lm_net.hidden_size=32
+    model.lm_net.num_layers=1 data.sample_length=20 logger.log_model=false"}
 sweep:
-  digits-logistic: {data: digits, model: logistic, overrides: "hydra.sweeper.n_trials=2 trainer.max_epochs=2"}
+  digits-logistic: {data: digits, model: logistic, reads: data/prepared/digits,
+    overrides: "hydra.sweeper.n_trials=2 trainer.max_epochs=2"}
 generative:
-  digits-gan: {data: digits, model: gan, classifier: digits-cnn, overrides: "trainer.max_epochs=1
-    model.quality.num_samples=200 logger.log_model=false"}
+  digits-gan: {data: digits, model: gan, reads: results/train/digits-cnn/checkpoints,
+    overrides: "trainer.max_epochs=1 model.quality.num_samples=200 logger.log_model=false"}
 """
+RUN_STAGES = {"classify@digits-logistic", "classify@breast_cancer-mlp", "classify@digits-cnn",
+              "train@diabetes-linear", "language_model@pydoc_text-lstm", "sweep@digits-logistic",
+              "generative@digits-gan"}
 
 
 @pytest.fixture
@@ -37,6 +49,7 @@ def project(tmp_path):
             shutil.copy(source, copy / name)
     (copy / "params.yaml").write_text(TINY_PARAMS)
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=copy, check=True)  # so `dvc params diff` has a HEAD
     return copy
 
 
@@ -53,6 +66,7 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     report = (project / "reports/comparison.md").read_text()
     assert "| digits | logistic |" in report and "| breast_cancer | mlp |" in report
     assert "| pydoc_text | lstm |" in report  # the language-model table
+    assert "## Regression" in report and "| diabetes | linear |" in report
     assert len((project / "results/train/pydoc_text-lstm/sample.txt").read_text()) == 21
     assert (project / "reports/comparison.png").stat().st_size > 1000
     assert "| digits | gan |" in report and "![gan samples](samples/digits-gan.png)" in report
@@ -66,9 +80,10 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["archbench"])
     trained = runs[runs["tags.archbench.sweep"].isna() & runs["tags.optuna.trial_number"].isna()]
-    assert sorted(trained["tags.mlflow.runName"]) == ["cnn-digits", "gan-digits", "logistic-digits",
-                                                      "lstm-pydoc_text", "mlp-breast_cancer"]
-    assert len(runs) == 5 + 1 + 2  # plus the sweep's parent run and its two trials
+    assert sorted(trained["tags.mlflow.runName"]) == ["cnn-digits", "gan-digits", "linear-diabetes",
+                                                      "logistic-digits", "lstm-pydoc_text",
+                                                      "mlp-breast_cancer"]
+    assert len(runs) == 6 + 1 + 2  # plus the sweep's parent run and its two trials
     assert set(runs["status"]) == {"FINISHED"}
 
     again = run_cli("dvc", "repro", cwd=project, env=env)
@@ -79,8 +94,62 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     assert "test/acc" in shown.stdout
 
     # editing one model's config makes only the stages that use it stale (compare follows them)
-    mlp_yaml = project / "conf/model/mlp.yaml"
-    mlp_yaml.write_text(mlp_yaml.read_text().replace("dropout: 0.2", "dropout: 0.1"))
+    with edited(project / "conf/model/mlp.yaml", "dropout: 0.2", "dropout: 0.1"):
+        assert stale_stages(project, env) == {"classify@breast_cancer-mlp"}
+    # one recipe (a pair's DVC params): exactly its pair, and `dvc params diff` shows the value
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "repro"],
+                   cwd=project, check=True)
+    with edited(project / "conf/recipe/digits_logistic.yaml", "lr: 3.0e-3", "lr: 5.0e-3"):
+        assert stale_stages(project, env) == {"classify@digits-logistic", "sweep@digits-logistic"}
+        diff = run_cli("dvc", "params", "diff", "--all", cwd=project, env=env).stdout
+        assert "conf/recipe/digits_logistic.yaml" in diff and "optimizer.lr" in diff, diff
+    # data code (batching, layout) is code every run executes: every run stage is stale
+    with edited(project / "src/archbench/data/datamodule.py", '"""One in-memory', '"""One  in-memory'):
+        assert stale_stages(project, env) == RUN_STAGES
+    assert stale_stages(project, env) == set()
+
+
+@contextmanager
+def edited(path, old: str, new: str):
+    """``path`` with ``old`` replaced by ``new`` inside the block, restored after it."""
+    original = path.read_text()
+    assert old in original, f"{old!r} not in {path}"
+    path.write_text(original.replace(old, new, 1))
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+def stale_stages(project, env) -> set[str]:
     status = run_cli("dvc", "status", "--json", cwd=project, env=env)
-    stale = set(json.loads(status.stdout))
-    assert stale == {"train@breast_cancer-mlp"}, stale
+    return set(json.loads(status.stdout))
+
+
+def test_run_stages_depend_on_every_module_a_run_executes():
+    """The shared dependency list names every part of the package but the report (which only the
+    compare stage runs): a new module cannot silently escape DVC's notice."""
+    import yaml
+
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    deps = set(pipeline["stages"]["classify"]["do"]["deps"])
+    for kind in ("train", "language_model", "generative", "sweep"):
+        assert set(pipeline["stages"][kind]["do"]["deps"]) == deps, kind  # one list, the anchor
+    package = REPO / "src" / "archbench"
+    for entry in sorted(package.iterdir()):
+        if entry.name in ("report", "__pycache__") or entry.name.startswith("."):
+            continue
+        if entry.is_dir() or entry.suffix == ".py":
+            assert f"src/archbench/{entry.name}" in deps, entry.name
+    assert "src/hydra_plugins" in deps and "${item.reads}" in deps
+
+
+def test_every_pipeline_pair_has_a_recipe():
+    """Recipes are the pairs' DVC params: a pair without one could not declare them."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for kind in ("classify", "train", "language_model", "generative", "sweep"):
+        for key, item in (params.get(kind) or {}).items():
+            recipe = REPO / "conf" / "recipe" / f"{item['data']}_{item['model']}.yaml"
+            assert recipe.is_file(), f"{kind}@{key} has no {recipe.relative_to(REPO)}"

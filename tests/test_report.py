@@ -3,9 +3,10 @@ import json
 from archbench.report.compare import write_report
 
 
-def _run(folder, data, model, metrics, sample=None):
+def _run(folder, data, model, metrics, sample=None, task="classification"):
     folder.mkdir(parents=True)
-    (folder / "run.json").write_text(json.dumps({"data": data, "model": model, "run_id": "abcdef123456"}))
+    (folder / "run.json").write_text(json.dumps({"data": data, "model": model, "task": task,
+                                                 "run_id": "abcdef123456"}))
     (folder / "metrics.json").write_text(json.dumps(metrics))
     if sample:
         (folder / "sample.txt").write_text(sample)
@@ -19,10 +20,10 @@ def test_report_has_classification_and_language_model_tables(tmp_path):
                                                    "epochs": 20, "train_seconds": 4.0, "parameters": 9610})
     _run(results / "pydoc_text-lstm", "pydoc_text", "lstm",
          {"test/loss": 1.5, "test/bpc": 2.164, "val/loss_best": 1.4, "train_seconds": 30, "parameters": 1000},
-         sample="\nThe object is a sample")
-    rows = write_report(results, tmp_path / "reports")
-    assert [r.model for r in rows] == ["cnn", "mlp"]  # best first
+         sample="\nThe object is a sample", task="language_model")
+    assert write_report(results, tmp_path / "reports") == 3
     text = (tmp_path / "reports" / "comparison.md").read_text()
+    assert text.index("| digits | cnn |") < text.index("| digits | mlp |")  # best first
     assert "| digits | cnn | 53,002 | 98.0 % | 97.0 % | 99.0 % | 40 | 12.3 | `abcdef12` |" in text
     assert "| pydoc_text | lstm | 1,000 | 2.020 | 2.164 | 1.500 | 30.0 |" in text
     assert "The object is a sample" in text
@@ -33,7 +34,8 @@ def test_report_has_a_generative_table_with_anchors_and_the_sample_grid(tmp_path
     results = tmp_path / "results"
     _run(results / "digits-gan", "digits", "gan",
          {"test/fid": 12.5, "test/fid_real_floor": 1.84, "test/fid_untrained": 950.0,
-          "test/classes_covered": 10, "epochs": 60, "train_seconds": 40.0, "parameters": 916801})
+          "test/classes_covered": 10, "epochs": 60, "train_seconds": 40.0, "parameters": 916801},
+         task="adversarial")
     run = json.loads((results / "digits-gan" / "run.json").read_text())
     (results / "digits-gan" / "run.json").write_text(json.dumps({**run, "num_classes": 10}))
     (results / "digits-gan" / "samples.png").write_bytes(b"\x89PNG fake")
@@ -42,3 +44,17 @@ def test_report_has_a_generative_table_with_anchors_and_the_sample_grid(tmp_path
     assert "| digits | gan | 916,801 | 12.50 | 1.84 | 950.0 | 76× | 10/10 | 60 | 40.0 |" in text
     assert "![gan samples](samples/digits-gan.png)" in text
     assert (tmp_path / "reports" / "samples" / "digits-gan.png").read_bytes() == b"\x89PNG fake"
+
+
+def test_report_has_a_regression_section_in_the_targets_units(tmp_path):
+    """A fourth task brings its own section: RMSE from the MSE, MAE and R², best R² first."""
+    results = tmp_path / "results"
+    for model, mse, r2 in (("linear", 2858.6, 0.46), ("mlp", 2623.5, 0.505)):
+        _run(results / f"diabetes-{model}", "diabetes", model,
+             {"test/mse": mse, "test/mae": 42.0, "test/r2": r2, "epochs": 50, "train_seconds": 1.0,
+              "parameters": 11}, task="regression")
+    write_report(results, tmp_path / "reports")
+    text = (tmp_path / "reports" / "comparison.md").read_text()
+    assert "## Regression" in text and "## Classification" not in text
+    assert "| diabetes | mlp | 11 | 51.22 | 42.00 | 0.505 | 50 | 1.0 |" in text
+    assert text.index("| diabetes | mlp |") < text.index("| diabetes | linear |")

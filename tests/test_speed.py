@@ -12,10 +12,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from archbench.config import to_dict
-from archbench.data.prepare import ensure_prepared
 from archbench.tasks.optim import build_optimizer, build_scheduler
-from archbench.train import build_datamodule, build_net, build_task
+from archbench.train import build
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,11 +24,9 @@ def test_epoch_training_metrics_equal_the_whole_split(make_cfg):
     batch included: nothing lost or double-counted by accumulating instead of logging per step."""
     cfg = make_cfg("data=digits", "model=mlp", "model.net.dropout=0", "optimizer.lr=1e-30",
                    "scheduler=none", "data.batch_size=100", "trainer.max_epochs=1")
-    meta = ensure_prepared(to_dict(cfg.data))
-    datamodule = build_datamodule(cfg, meta)
-    datamodule.load()
     torch.manual_seed(0)
-    task = build_task(cfg, build_net(cfg.model, datamodule.input_shape, meta.num_classes), meta)
+    _, _, datamodule, built = build(cfg)
+    task = built.module
     x, y = datamodule.splits["train"].x, datamodule.splits["train"].y
     assert len(y) % 100, "the split should end in a partial batch for this test to mean something"
     with torch.no_grad():

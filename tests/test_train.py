@@ -158,5 +158,8 @@ def test_character_language_model_trains_samples_and_generates(make_cfg, tmp_pat
 
 
 def test_models_without_a_language_head_refuse_text(make_cfg):
-    with pytest.raises(IncompatibleError, match="cannot model text"):
+    from archbench.tasks.base import models_with
+
+    with pytest.raises(IncompatibleError, match="model cnn has no 'lm_net'.*models that have one: "
+                       + ", ".join(models_with("lm_net"))):
         train(make_cfg("data=pydoc_text", "model=cnn"))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from archbench.errors import ConfigError
 from archbench.paths import conf_dir, project_root
@@ -35,8 +35,18 @@ def config_groups(root: Path | None = None) -> dict[str, list[str]]:
     return groups
 
 
-def compose(overrides: list[str] | None = None, output_dir: str | Path | None = None) -> DictConfig:
-    """The config ``archbench-train`` would run with these overrides (for tests and tools).
+NO_RECIPE = ("recipe=null", "recipe=none", "recipe=None")
+
+
+def normalise_overrides(overrides: list[str]) -> list[str]:
+    """``recipe=null``/``recipe=none`` → ``~recipe`` (Hydra cannot null an interpolated default)."""
+    return ["~recipe" if o in NO_RECIPE else o for o in overrides]
+
+
+def compose(overrides: list[str] | None = None, output_dir: str | Path | None = None,
+            quiet: bool = True) -> DictConfig:
+    """The config ``archbench-train`` would run with these overrides, recipe applied (for tests
+    and tools).
 
     ``paths.output_dir`` normally comes from Hydra's run directory; pass ``output_dir`` here.
     """
@@ -44,6 +54,7 @@ def compose(overrides: list[str] | None = None, output_dir: str | Path | None = 
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    overrides = normalise_overrides(list(overrides or []))
     if GlobalHydra.instance().is_initialized():  # inside @hydra.main: its config search path
         cfg = hydra_compose("config", overrides=list(overrides or []))
     else:
@@ -51,7 +62,75 @@ def compose(overrides: list[str] | None = None, output_dir: str | Path | None = 
             cfg = hydra_compose("config", overrides=list(overrides or []))
     if output_dir is not None:
         cfg.paths.output_dir = str(output_dir)
+    line = apply_recipe(cfg, list(overrides or []))
+    if line and not quiet:
+        print(line, flush=True)
     return cfg
+
+
+PAIR_GROUPS = ("data", "model", "recipe")
+
+
+def explicit_keys(overrides: list[str]) -> set[str]:
+    """Config keys the user chose: every ``key=value``/``group=option`` override, and every key an
+    ``experiment=NAME`` config sets. ``data=``/``model=`` choose the pair a recipe belongs to, so
+    they make no key explicit by themselves."""
+    import yaml
+
+    keys: set[str] = set()
+    for override in overrides:
+        key, _, value = override.partition("=")
+        key = key.lstrip("+~")
+        if key.startswith("hydra") or key in PAIR_GROUPS:
+            continue
+        keys.add(key)
+        path = conf_dir() / "experiment" / f"{value}.yaml"
+        if key == "experiment" and path.is_file():
+            body = yaml.safe_load(path.read_text()) or {}
+            for entry in body.pop("defaults", []) or []:
+                if isinstance(entry, dict):  # `override /optimizer: sgd` chooses the group
+                    keys.update(k.split()[-1].strip("/") for k in entry)
+            keys.update(_leaves(body))
+    return keys
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict) or not node:
+        return {prefix: node} if prefix else {}
+    leaves: dict[str, Any] = {}
+    for key, value in node.items():
+        leaves.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return leaves
+
+
+def apply_recipe(cfg: DictConfig, overrides: list[str]) -> str | None:
+    """Fill in the pair's recipe (loaded by Hydra under ``recipe_preset``) where the user chose
+    nothing; returns the line that says so.
+
+    A recipe key is kept out when the user set it, a parent of it (``optimizer=sgd`` keeps every
+    ``optimizer.*`` key of the recipe out), or a key below it. ``recipe_preset`` is then replaced
+    by ``recipe_applied`` (file, keys set, keys kept), so applying twice does nothing more.
+    """
+    preset = OmegaConf.select(cfg, "recipe_preset", default=None)
+    if preset is None:
+        return None
+    chosen_recipe = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "recipe"]
+    name = chosen_recipe[-1] if chosen_recipe else f"{cfg.data.name}_{cfg.model.name}"
+    explicit = explicit_keys(overrides)
+
+    def chosen(key: str) -> bool:
+        return any(key == e or key.startswith(e + ".") or e.startswith(key + ".") for e in explicit)
+
+    leaves = _leaves(OmegaConf.to_container(preset, resolve=False))
+    applied = {k: v for k, v in leaves.items() if not chosen(k)}
+    with open_dict(cfg):
+        del cfg["recipe_preset"]
+        for key, value in applied.items():
+            OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+        kept = sorted(k for k in leaves if k not in applied)
+        cfg.recipe_applied = {"file": f"conf/recipe/{name}.yaml", "keys": sorted(applied), "kept": kept}
+    line = f"archbench: recipe conf/recipe/{name}.yaml sets {', '.join(sorted(applied)) or 'nothing'}"
+    return line + (f" (your choice kept: {', '.join(kept)})" if kept else "")
 
 
 def _int_at_least(cfg: DictConfig, key: str, minimum: int) -> None:
@@ -62,10 +141,18 @@ def _int_at_least(cfg: DictConfig, key: str, minimum: int) -> None:
         raise ConfigError(f"{key} must be an integer ≥ {minimum}, got {value!r}")
 
 
+def validate_split_fractions(cfg: dict[str, Any]) -> None:
+    for key in ("val_fraction", "test_fraction"):
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or not 0 < float(value) < 1:
+            raise ConfigError(f"data.{key} must be a number strictly between 0 and 1, got {value!r}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject values that cannot work before anything is written."""
-    from archbench.data.prepare import validate_split_fractions
-    from archbench.tasks.optim import validate_optimizer
+    from archbench.tasks.optim import validate_optimizer, validate_scheduler
 
     _int_at_least(cfg, "trainer.max_epochs", 1)
     _int_at_least(cfg, "data.batch_size", 1)
@@ -73,9 +160,10 @@ def validate(cfg: DictConfig) -> None:
     _int_at_least(cfg, "seed", 0)
     validate_split_fractions(to_dict(cfg.data))
     validate_optimizer(to_dict(cfg.optimizer))
+    validate_scheduler(to_dict(cfg.scheduler))
     monitor_mode = OmegaConf.select(cfg, "callbacks.mode")
-    if monitor_mode not in ("min", "max"):
-        raise ConfigError(f"callbacks.mode must be min or max, got {monitor_mode!r}")
+    if monitor_mode not in ("min", "max", "auto"):
+        raise ConfigError(f"callbacks.mode must be min, max or auto, got {monitor_mode!r}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -19,3 +19,14 @@ class IncompatibleError(ArchbenchError):
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+class RunStopped(Exception):
+    """A callback ended the run early on purpose (e.g. a sweep's pruner): not a failure.
+
+    The MLflow run ends KILLED with ``tags`` set; whoever started the run decides what it means.
+    """
+
+    def __init__(self, message: str, tags: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.tags = dict(tags or {})

@@ -17,8 +17,8 @@ def main(argv: list[str] | None = None) -> None:
         fail("archbench-compare", f"no results directory {args.results}: run `dvc repro` first")
     from archbench.report.compare import write_report
 
-    rows = write_report(args.results, args.reports)
-    print(f"compared {len(rows)} runs -> {args.reports / 'comparison.md'}")
+    count = write_report(args.results, args.reports)
+    print(f"compared {count} runs -> {args.reports / 'comparison.md'}")
 
 
 if __name__ == "__main__":

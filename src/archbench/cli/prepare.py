@@ -1,4 +1,5 @@
-"""``archbench-prepare NAME [NAME ...] [overrides]``: write data/prepared/<name>/ for each dataset.
+"""``archbench-prepare NAME [NAME ...] [overrides]``: write data/prepared/<name>/ for each dataset
+(``<name>-<hash>/`` when the overrides make a variant of it).
 
 Configs come from conf/data/<name>.yaml through Hydra's compose API, so ``data.root=...`` style
 overrides work as for archbench-train.
@@ -28,13 +29,13 @@ def main(argv: list[str] | None = None) -> None:
             fail(PROGRAM, problem)
 
     def run() -> None:
-        from archbench.data.prepare import prepare, prepare_config
+        from archbench.data.prepare import prepare, prepare_config, variant_dir
 
         for name in names:
-            cfg = compose([f"data={name}", *overrides])
-            data = to_dict(cfg.data)
-            meta = prepare(name, prepare_config(data), data["dir"])
-            print(f"{name}: {meta.splits} {meta.kind} {meta.input_shape} -> {data['dir']} ({meta.checksum[:19]}…)")
+            data = to_dict(compose([f"data={name}", *overrides]).data)
+            out_dir = variant_dir(data)
+            meta = prepare(prepare_config(data), out_dir)
+            print(f"{name}: {meta.splits} {meta.kind} {meta.input_shape} -> {out_dir} ({meta.checksum[:19]}…)")
 
     reporting_errors(PROGRAM, run)
 

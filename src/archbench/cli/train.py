@@ -37,19 +37,52 @@ def _precheck(argv: list[str]) -> None:
         fail(PROGRAM, " ".join(str(err).split()))
 
 
+def _print_config(argv: list[str]) -> bool:
+    """``--cfg job`` (or ``-c job``): print the effective config, recipe applied, as the run would
+    use it. Hydra's own printer runs before archbench applies the recipe, so archbench prints it."""
+    asked = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--cfg", "-c")]
+    if asked != ["job"]:
+        return False
+    from omegaconf import OmegaConf
+
+    from archbench.config import compose
+
+    overrides = [a for a in argv if ("=" in a or a.startswith("~")) and not a.startswith("-")]
+    cfg = reporting_errors(PROGRAM, lambda: compose(overrides, quiet=False))
+    print(OmegaConf.to_yaml(cfg), end="")
+    return True
+
+
+def run_from_hydra(cfg: DictConfig) -> float | None:
+    """Body of the ``@hydra.main`` entry: the recipe, the runs this one needs, the training; returns
+    the best monitored validation value (what sweepers optimise)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from archbench.config import apply_recipe
+    from archbench.provision import scoring_classifier
+    from archbench.train import objective, train
+
+    line = apply_recipe(cfg, list(HydraConfig.get().overrides.task))
+    if line:
+        print(line, flush=True)
+    OmegaConf.resolve(cfg)
+    return objective(train(scoring_classifier(cfg)))
+
+
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from archbench.train import run_from_hydra
-
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         # one job of a sweep: report in one line, but let the sweeper see the error and go on
-        from archbench.errors import ArchbenchError, NonFiniteLossError
+        from archbench.errors import ArchbenchError, NonFiniteLossError, RunStopped
 
         try:
             return run_from_hydra(cfg)
+        except RunStopped:
+            raise  # the sweeper records it (e.g. PRUNED); not an error
         except (ArchbenchError, NonFiniteLossError) as err:
             print(f"{PROGRAM}: error: job {HydraConfig.get().job.num}: {err}", file=sys.stderr)
             raise
@@ -57,8 +90,13 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    from archbench.config import normalise_overrides
+
     register_resolvers()
+    sys.argv[1:] = normalise_overrides(sys.argv[1:])
     _precheck(sys.argv[1:])
+    if _print_config(sys.argv[1:]):
+        return
     _hydra_main()
 
 

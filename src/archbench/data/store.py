@@ -33,6 +33,8 @@ class Meta:
     source: dict[str, Any]
     checksum: str
     extra: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"  # the learning problem the data poses by default
+    target: dict[str, Any] = field(default_factory=dict)  # regression: the targets' mean and std
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -37,3 +37,14 @@ class Logistic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x.flatten(1))
+
+
+class Linear(nn.Module):
+    """``y = W·x + b``: one output per target (regression) or per class (a linear classifier)."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(prod(input_shape), num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))

@@ -1,10 +1,16 @@
-"""The sweep loop behind ``archbench-train -m hparams_search=…``: ask Optuna, launch the trial
-through Hydra's launcher, tell Optuna how it ended; MLflow parent run and registry at the end."""
+"""The sweep loop behind ``archbench-train -m hparams_search=…``: ask Optuna for a batch of trials
+(one per parallel launcher job), launch them through Hydra's launcher (basic: in this process;
+joblib: in parallel processes), tell Optuna how each ended; MLflow parent run and registry at the end.
+
+A trial's identity travels in its job's overrides (``logger.parent_run_id``, ``logger.tags``,
+``callbacks.extra.optuna_pruning``): ``train()`` never sees Optuna.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +18,8 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from archbench.errors import ConfigError
+from archbench.errors import ConfigError, RunStopped
 from archbench.sweep import study as studies
-from archbench.sweep.context import TrialContext, activate
 from archbench.sweep.space import suggest, validate_space
 
 EXIT_SWEEP_BROKEN = 4
@@ -41,13 +46,26 @@ def _base_overrides(arguments: list[str], space: dict[str, Any]) -> list[str]:
 def _outcome(job_return) -> tuple[TrialState, float | None, str]:
     try:
         value = job_return.return_value
-    except optuna.TrialPruned as err:
+    except RunStopped as err:
         return TrialState.PRUNED, None, str(err)
     except Exception as err:  # the job failed: NaN loss, bad value, crash — the sweep goes on
         return TrialState.FAIL, None, f"{type(err).__name__}: {err}"[:2000]
     if value is None or not math.isfinite(float(value)):
         return TrialState.FAIL, None, f"objective is {value!r}"
     return TrialState.COMPLETE, float(value), ""
+
+
+def _monitor(cfg: DictConfig) -> tuple[str, str]:
+    """The objective's metric and mode; ``auto`` means the task's own (decided by the config)."""
+    monitor, mode = _select(cfg, "callbacks.monitor"), _select(cfg, "callbacks.mode")
+    if "auto" not in (monitor, mode):
+        return monitor, mode
+    from archbench.tasks import load_task, task_name
+
+    name = task_name(cfg.model, cfg.data, None)  # a task only the data can decide: say it
+    task_monitor = load_task(name).monitor
+    monitor = task_monitor[0] if monitor == "auto" else monitor
+    return monitor, (task_monitor[1] if monitor == task_monitor[0] else "min") if mode == "auto" else mode
 
 
 class Tracking:
@@ -95,7 +113,7 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
     space = dict(conf.get("params") or {})
     validate_space(space)
     n_trials = int(conf["n_trials"])
-    monitor, mode = _select(cfg, "callbacks.monitor"), _select(cfg, "callbacks.mode")
+    monitor, mode = _monitor(cfg)
     direction = conf.get("direction") or ("maximize" if mode == "max" else "minimize")
     data, model = _select(cfg, "data.name"), _select(cfg, "model.name")
     url = conf.get("storage") or f"sqlite:///{_select(cfg, 'paths.root')}/optuna.db"
@@ -118,42 +136,84 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
     print(f"archbench-sweep: study {name!r} in {url}: {len(study.trials)} of {n_trials} trials "
           f"exist; objective {direction} {monitor}_best", flush=True)
 
-    results = []
+    results: list[dict[str, Any]] = []
+    jobs = _parallel_jobs(cfg)
+    trial_base = base + _threads_override(base, jobs)
     while True:
-        with studies.budget_lock(url):
-            # enqueued (WAITING) trials are not spent yet: ask() hands them out first
-            existing = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
-            if existing >= n_trials:
-                break
-            if sampler_cfg.get("seed") is not None:  # seed per trial number: reproducible, and
-                study.sampler = studies.make_sampler(  # parallel workers do not draw alike
-                    {**sampler_cfg, "seed": int(sampler_cfg["seed"]) + existing})
-            trial = study.ask()
-        values = suggest(trial, space)
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        context = TrialContext(url, name, trial_id, trial.number, parent_run_id=parent,
-                               pruner=dict(conf.get("pruner") or {}),
-                               tags={"optuna.study": name, "optuna.trial_number": str(trial.number)})
-        overrides = base + [f"{key}={value!r}" for key, value in values.items()]
-        activate(context)
-        try:
-            with studies.Heartbeat(storage, trial_id, conf.get("heartbeat_interval")):
-                [job] = sweeper.launcher.launch([overrides], initial_job_idx=trial.number)
-        finally:
-            activate(None)
-        state, value, reason = _outcome(job)
-        if context.run_id:
-            trial.set_user_attr("mlflow_run_id", context.run_id)
-            tracking.client.set_tag(context.run_id, "optuna.trial_state", state.name)
-        if reason:
-            trial.set_user_attr("reason", reason)
-        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-        shown = f"{value:.4f}" if value is not None else reason.splitlines()[0][:160]
-        print(f"archbench-sweep: trial {trial.number} {state.name}: {shown} {values}", flush=True)
-        results.append({"trial": trial.number, "state": state.name, "value": value, "params": values})
+        batch = _ask(study, url, n_trials, jobs, sampler_cfg)
+        if not batch:
+            break
+        launched = []
+        for trial in batch:
+            values = suggest(trial, space)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            launched.append((trial, trial_id, values, trial_base + _trial_overrides(
+                url, name, trial_id, trial.number, parent, monitor, conf) + [
+                f"{key}={value!r}" for key, value in values.items()]))
+        with studies.Heartbeats(storage, [t[1] for t in launched], conf.get("heartbeat_interval")):
+            returns = sweeper.launcher.launch([t[3] for t in launched],
+                                              initial_job_idx=batch[0].number)
+        for (trial, trial_id, values, _), job in zip(launched, returns, strict=True):
+            results.append(_tell(study, storage, trial, trial_id, values, job, tracking))
         _stop_if_broken(study, float(conf.get("max_failure_rate", 1.0)))
 
     return _finish(study, conf, cfg, tracking, parent, monitor, mode, data, model, results)
+
+
+def _parallel_jobs(cfg: DictConfig) -> int:
+    """Trials run at once: the launcher's ``n_jobs`` (joblib), 1 for Hydra's basic launcher."""
+    n_jobs = OmegaConf.select(cfg, "hydra.launcher.n_jobs", default=None)
+    if n_jobs is None:
+        return 1
+    n_jobs = int(n_jobs)
+    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)  # joblib's -1 = all
+
+
+def _threads_override(base: list[str], jobs: int) -> list[str]:
+    """Parallel trials share the cores: each gets cores ÷ jobs torch threads unless the user said."""
+    if jobs == 1 or any(a.split("=", 1)[0].lstrip("+") == "threads" for a in base):
+        return []
+    return [f"threads={max(1, (os.cpu_count() or 1) // jobs)}"]
+
+
+def _ask(study: optuna.Study, url: str, n_trials: int, jobs: int, sampler_cfg: dict) -> list:
+    """Up to ``jobs`` new trials, never past the study's budget (counted under the workers' lock)."""
+    batch = []
+    with studies.budget_lock(url):
+        # enqueued (WAITING) trials are not spent yet: ask() hands them out first
+        existing = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
+        for number in range(existing, min(n_trials, existing + jobs)):
+            if sampler_cfg.get("seed") is not None:  # seed per trial number: reproducible, and
+                study.sampler = studies.make_sampler(  # parallel workers do not draw alike
+                    {**sampler_cfg, "seed": int(sampler_cfg["seed"]) + number})
+            batch.append(study.ask())
+    return batch
+
+
+def _trial_overrides(url: str, study: str, trial_id: int, number: int, parent: str, monitor: str,
+                     conf: dict) -> list[str]:
+    """What makes a job a trial: nested under the parent run, tagged, pruned by callback."""
+    pruner = json.dumps(dict(conf.get("pruner") or {}), sort_keys=True)
+    key = "+callbacks.extra.optuna_pruning"
+    return [f"logger.parent_run_id={parent}", f"+logger.tags.optuna.study='{study}'",
+            f"+logger.tags.optuna.trial_number={number}",
+            f"{key}._target_=archbench.sweep.pruning.OptunaPruning", f"{key}.storage='{url}'",
+            f"{key}.study_name='{study}'", f"{key}.trial_id={trial_id}", f"{key}.monitor='{monitor}'",
+            f"{key}.pruner='{pruner}'"]
+
+
+def _tell(study, storage, trial, trial_id: int, values: dict, job, tracking) -> dict[str, Any]:
+    """Record how one trial's job ended, in Optuna and on its MLflow run."""
+    state, value, reason = _outcome(job)
+    run_id = storage.get_trial(trial_id).user_attrs.get("mlflow_run_id")
+    if run_id:
+        tracking.client.set_tag(run_id, "optuna.trial_state", state.name)
+    if reason:
+        trial.set_user_attr("reason", reason)
+    study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    shown = f"{value:.4f}" if value is not None else reason.splitlines()[0][:160]
+    print(f"archbench-sweep: trial {trial.number} {state.name}: {shown} {values}", flush=True)
+    return {"trial": trial.number, "state": state.name, "value": value, "params": values}
 
 
 def _stop_if_broken(study: optuna.Study, max_failure_rate: float) -> None:

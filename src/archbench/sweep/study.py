@@ -108,6 +108,22 @@ class Heartbeat:
             self._thread.join()
 
 
+class Heartbeats:
+    """One ``Heartbeat`` per trial of a batch launched together."""
+
+    def __init__(self, storage, trial_ids: list[int], interval: int | None) -> None:
+        self.beats = [Heartbeat(storage, trial_id, interval) for trial_id in trial_ids]
+
+    def __enter__(self) -> Heartbeats:
+        for beat in self.beats:
+            beat.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for beat in self.beats:
+            beat.__exit__(*exc)
+
+
 def trial_epochs(study: optuna.Study) -> int:
     """Epochs actually trained across the study's trials (one reported value per epoch)."""
     return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.errors import ConfigError, IncompatibleError, NonFiniteLossError
+from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
 from archbench.tasks.optim import build_optimizer
 from archbench.tasks.quality import FrozenClassifier, PixelSpace, class_coverage, fid
@@ -179,3 +180,78 @@ class AdversarialTask(pl.LightningModule):
         values = [] if self.coverage_shares is None else [round(float(v), 4) for v in self.coverage_shares]
         shares.write_text(json.dumps(dict(zip(class_names, values, strict=False)), indent=2) + "\n")
         return [grid, shares]
+
+
+class Adversarial(Task):
+    """A generator against a discriminator on images; scored by FID and class coverage."""
+
+    name = "adversarial"
+    data_kinds = ("image",)
+    monitor = ("val/fid", "min")
+
+    def build(self, cfg, meta, datamodule) -> Built:
+        from hydra.utils import instantiate
+
+        from archbench.config import to_dict
+        from archbench.tasks.quality import classifier_run_dir, load_classifier_run
+
+        if datamodule.layout != "default":
+            raise IncompatibleError(f"model {cfg.model.name} needs data.layout=default")
+        shape, model = list(datamodule.input_shape), cfg.model
+        noise_dim = int(model.noise_dim)
+        generator = instantiate(model.generator, input_shape=shape, noise_dim=noise_dim, _convert_="all")
+        discriminator = instantiate(model.discriminator, input_shape=shape, _convert_="all")
+        run_dir = classifier_run_dir(str(model.quality.classifier), str(cfg.logger.tracking_uri))
+        classifier_net = load_classifier_run(run_dir, meta.checksum)
+        space = PixelSpace(meta.normalization["mean"], meta.normalization["std"])
+        module = AdversarialTask(
+            generator, discriminator, FrozenClassifier(classifier_net, space, shape), meta.num_classes,
+            noise_dim=noise_dim, optimizer=to_dict(cfg.optimizer),
+            discriminator_lr_scale=float(model.discriminator_lr_scale), d_steps=int(model.d_steps),
+            label_smoothing=float(model.label_smoothing), num_samples=int(model.quality.num_samples),
+            coverage_min_share=float(model.quality.coverage_min_share), seed=int(cfg.seed))
+        return Built(module, [generator, discriminator])
+
+    def callbacks(self, cfg, out_dir: Path) -> list:
+        from archbench.tasks.callbacks import SampleGrid
+
+        return [SampleGrid(out_dir, int(cfg.model.sample_every_n_epochs))]
+
+    def export(self, module, datamodule, serialization_format: str | None) -> str:
+        """noise (N, noise_dim) → images in [0, 1]."""
+        from archbench.tracking.mlflow_run import log_torch_model
+
+        noise = torch.randn(2, module.noise_dim, generator=torch.Generator().manual_seed(0))
+        return log_torch_model(ImageSampler(module.generator).cpu(), noise, serialization_format)
+
+    def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
+        import shutil
+
+        runs = sorted(runs, key=lambda r: (r.run["data"], r.get("test/fid")))
+        lines = [
+            "## Generative models", "",
+            "FID between generated samples and the real test split, on the penultimate-layer features of",
+            "a cnn archbench trained on the same data (lower is better), beside its two anchors: real",
+            "training images (the floor) and the same generator untrained (the ceiling). Coverage: classes",
+            "that the classifier finds among the generated samples (a mode-collapse signal).", "",
+            "| dataset | model | parameters | test FID | floor (real) | untrained | untrained ÷ trained "
+            "| classes covered | epochs | train s |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        grids = []
+        for r in runs:
+            lines.append(
+                f"| {r.run['data']} | {r.run['model']} | {int(r.get('parameters', 0)):,} | "
+                f"{r.get('test/fid'):.2f} | {r.get('test/fid_real_floor'):.2f} | "
+                f"{r.get('test/fid_untrained'):.1f} | {r.get('test/fid_untrained') / r.get('test/fid'):.0f}× | "
+                f"{int(r.get('test/classes_covered', 0))}/{r.run.get('num_classes', 0)} | "
+                f"{int(r.get('epochs', 0))} | {r.get('train_seconds'):.1f} |")
+            if (r.folder / "samples.png").is_file():
+                (reports_dir / "samples").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(r.folder / "samples.png", reports_dir / "samples" / f"{r.key}.png")
+                grids += ["", f"**{r.run['model']} on {r.run['data']}**, samples from fixed noise:", "",
+                          f"![{r.run['model']} samples](samples/{r.key}.png)"]
+        return lines + grids + [""]
+
+
+TASK = Adversarial()

@@ -47,6 +47,15 @@ class EpochCurves(pl.Callback):
             writer.writerows(self.rows)
 
 
+class FitVerdict(pl.Callback):
+    """A callback that may end the run after ``fit`` (before testing) by raising
+    ``archbench.errors.RunStopped``. ``train()`` calls ``after_fit`` in the process that started the
+    fit, so the verdict holds however the epochs ran (in-process, DDP, spawned children)."""
+
+    def after_fit(self, epochs: int) -> None:
+        """Raise ``RunStopped`` to stop the run here."""
+
+
 class RngStateInCheckpoint(pl.Callback):
     """Store torch's global RNG state in each checkpoint and restore it on resume, so a resumed
     run shuffles, drops out and augments exactly as the uninterrupted run would have."""

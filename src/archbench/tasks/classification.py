@@ -17,6 +17,7 @@ from torchmetrics.classification import (
 )
 
 from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
 from archbench.tasks.optim import build_optimizer, build_scheduler
 
@@ -216,3 +217,79 @@ def write_confusion(confusion: torch.Tensor, class_names: list[str], out_dir: Pa
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return csv_path, png_path
+
+
+class Classification(Task):
+    """Images, sequences and tables → one of ``num_classes`` labels."""
+
+    name = "classification"
+    data_kinds = ("image", "sequence", "tabular")
+    data_tasks = ("classification",)
+    monitor = ("val/acc", "max")
+
+    def build(self, cfg, meta, datamodule) -> Built:
+        from archbench.config import to_dict
+
+        net = self.build_net(cfg, datamodule.input_shape, meta)
+        module = ClassificationTask(
+            net, num_classes=meta.num_classes, loss=cfg.model.get("loss", "cross_entropy"),
+            optimizer=to_dict(cfg.optimizer), scheduler=to_dict(cfg.scheduler),
+            l1=float(cfg.model.get("l1", 0.0)), augment_shift=float(cfg.data.get("augment_shift", 0.0)))
+        return Built(module, [net])
+
+    def exported_model(self, module) -> nn.Module:
+        return ProbabilityModel(module.net)
+
+    def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
+        runs = sorted(runs, key=lambda r: (r.run["data"], -r.get("test/acc")))
+        lines = [
+            "## Classification",
+            "",
+            "Test accuracy of every trained (dataset, model) pair on its held-out test split; models were",
+            "selected on the validation split only.",
+            "",
+            "| dataset | model | parameters | test acc | test macro-F1 | best val acc | epochs | train s | MLflow run |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for r in runs:
+            lines.append(
+                f"| {r.run['data']} | {r.run['model']} | {int(r.get('parameters', 0)):,} | "
+                f"{100 * r.get('test/acc'):.1f} % | {100 * r.get('test/f1'):.1f} % | "
+                f"{100 * r.get('val/acc_best'):.1f} % | {int(r.get('epochs', 0))} | "
+                f"{r.get('train_seconds'):.1f} | `{r.run.get('run_id', '')[:8]}` |")
+        accuracy_chart(runs, reports_dir / "comparison.png")
+        return lines + ["", "![test accuracy by dataset and model](comparison.png)", ""]
+
+
+def accuracy_chart(runs: list[RunResult], path: Path) -> None:
+    """Grouped bars: test accuracy per dataset, one bar per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r.run["data"] for r in runs})
+    models = sorted({r.run["model"] for r in runs})
+    width = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(models) * len(datasets) + 2), 4))
+    for i, model in enumerate(models):
+        xs, ys = [], []
+        for j, data in enumerate(datasets):
+            match = [r for r in runs if r.run["data"] == data and r.run["model"] == model]
+            if match:
+                xs.append(j + i * width)
+                ys.append(100 * match[0].get("test/acc"))
+        bars = ax.bar(xs, ys, width, label=model)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(datasets))], datasets)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 120)  # headroom so the legend sits above the bars
+    ax.set_yticks(range(0, 101, 20))
+    ax.legend(fontsize=8, ncols=min(5, len(models)), loc="upper center")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+TASK = Classification()

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
 from archbench.tasks.optim import build_optimizer, build_scheduler
 
@@ -132,3 +133,58 @@ class LanguageModelTask(pl.LightningModule):
         scheduler = build_scheduler(optimizer, self.scheduler_cfg, self.trainer.max_epochs or 1,
                                     int(self.trainer.estimated_stepping_batches))
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+class LanguageModel(Task):
+    """Character-level language modelling on a text corpus (the model's ``lm_net``)."""
+
+    name = "language_model"
+    data_kinds = ("text",)
+    net_key = "lm_net"
+
+    def datamodule(self, cfg, data_dir, meta):
+        from archbench.data.datamodule import TextDataModule
+
+        data = cfg.data
+        return TextDataModule(data_dir, block_size=int(data.block_size), batch_size=int(data.batch_size),
+                              eval_batch_size=int(data.eval_batch_size),
+                              steps_per_epoch=int(data.steps_per_epoch),
+                              verify_checksum=bool(data.verify_checksum), seed=int(cfg.seed))
+
+    def build(self, cfg, meta, datamodule) -> Built:
+        from archbench.config import to_dict
+
+        net = self.build_net(cfg, datamodule.input_shape, meta)
+        module = LanguageModelTask(
+            net, vocab=meta.class_names, block_size=int(cfg.data.block_size),
+            optimizer=to_dict(cfg.optimizer), scheduler=to_dict(cfg.scheduler),
+            sample_every_n_epochs=int(cfg.data.get("sample_every_n_epochs", 1)),
+            sample_length=int(cfg.data.get("sample_length", 200)), seed=int(cfg.seed))
+        return Built(module, [net])
+
+    def export(self, module, datamodule, serialization_format: str | None) -> str:
+        """ids → logits; Python control flow in ``generate`` needs the pickle format."""
+        from archbench.tracking.mlflow_run import log_torch_model
+
+        example = datamodule.example_batch(2)["x"].cpu()
+        return log_torch_model(module.model.cpu(), example, serialization_format or "pickle")
+
+    def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
+        runs = sorted(runs, key=lambda r: (r.run["data"], r.get("test/bpc")))
+        lines = ["## Character language models", "",
+                 "Bits per character on the held-out contiguous test text (lower is better).", "",
+                 "| corpus | model | parameters | best val bpc | test bpc | test nats/char | train s |",
+                 "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in runs:
+            lines.append(f"| {r.run['data']} | {r.run['model']} | {int(r.get('parameters', 0)):,} | "
+                         f"{r.get('val/loss_best') / math.log(2):.3f} | {r.get('test/bpc'):.3f} | "
+                         f"{r.get('test/loss'):.3f} | {r.get('train_seconds'):.1f} |")
+        for r in runs:
+            sample = r.folder / "sample.txt"
+            text = sample.read_text()[:300] if sample.is_file() else ""
+            lines += ["", f"**{r.run['model']} on {r.run['data']}**, last sample:", "", "```",
+                      text.strip("\n"), "```"]
+        return lines + [""]
+
+
+TASK = LanguageModel()

@@ -12,6 +12,18 @@ from archbench.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULERS = ("none", "cosine", "warmup_cosine", "step", "exponential", "onecycle")
+# the keys each one reads: anything else in its config is a typo, refused rather than ignored
+OPTIMIZER_KEYS = {"sgd": ("momentum", "nesterov"), "momentum": ("momentum", "nesterov"),
+                  "adam": ("betas",), "adamw": ("betas",), "rmsprop": ("momentum",), "adagrad": ()}
+COMMON_OPTIMIZER_KEYS = ("name", "lr", "weight_decay", "fused")
+SCHEDULER_KEYS = {"none": (), "cosine": ("min_lr",), "warmup_cosine": ("warmup_steps", "min_lr"),
+                  "step": ("step_size", "gamma"), "exponential": ("gamma",), "onecycle": ("pct_start",)}
+
+
+def _refuse_unknown(group: str, name: str, cfg: dict[str, Any], valid: tuple[str, ...]) -> None:
+    unknown = sorted(set(cfg) - set(valid))
+    if unknown:
+        raise ConfigError(f"{group} {name}: unknown key(s) {unknown}; valid: {', '.join(valid)}")
 
 
 def _positive_float(cfg: dict[str, Any], key: str, allow_zero: bool = False) -> float:
@@ -31,6 +43,14 @@ def validate_optimizer(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"unknown optimizer {cfg.get('name')!r}; valid: {', '.join(OPTIMIZERS)}")
     _positive_float(cfg, "lr")
     _positive_float(cfg, "weight_decay", allow_zero=True)
+    _refuse_unknown("optimizer", cfg["name"], cfg, COMMON_OPTIMIZER_KEYS + OPTIMIZER_KEYS[cfg["name"]])
+
+
+def validate_scheduler(cfg: dict[str, Any]) -> None:
+    name = (cfg or {}).get("name", "none")
+    if name not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+    _refuse_unknown("scheduler", name, cfg, ("name", *SCHEDULER_KEYS[name]))
 
 
 def _fused_or_default(cls: type[torch.optim.Optimizer], params: list[torch.nn.Parameter], fused: bool,
@@ -71,9 +91,8 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], max_epochs: int,
                     total_steps: int) -> dict[str, Any] | None:
     """A Lightning ``lr_scheduler`` dict, or None for a constant learning rate."""
+    validate_scheduler(cfg or {})
     name = (cfg or {}).get("name", "none")
-    if name not in SCHEDULERS:
-        raise ConfigError(f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
     if name == "none":
         return None
     if name == "cosine":

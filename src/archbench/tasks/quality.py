@@ -98,7 +98,7 @@ def load_classifier_run(run_dir: str | Path, data_checksum: str) -> nn.Module:
     """
     from omegaconf import OmegaConf
 
-    from archbench.train import build_net
+    from archbench.tasks.base import instantiate_net
 
     run_dir = Path(run_dir)
     run_file, config_file = run_dir / "run.json", run_dir / "config.yaml"
@@ -118,6 +118,25 @@ def load_classifier_run(run_dir: str | Path, data_checksum: str) -> nn.Module:
         checkpoint = run_dir / "checkpoints" / checkpoint.name
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    net = build_net(cfg.model, list(run["input_shape"]), int(run["num_classes"]))
+    net = instantiate_net(cfg.model.net, str(cfg.model.name), input_shape=list(run["input_shape"]),
+                          num_classes=int(run["num_classes"]))
     net.load_state_dict(net_state)
     return net.eval()
+
+
+def classifier_run_dir(spec: str, tracking_uri: str) -> Path:
+    """``model.quality.classifier`` as a run directory: a path, or ``runs:/<MLflow run id>``."""
+    if spec == "auto":
+        raise ConfigError("model.quality.classifier=auto is resolved by archbench-train before "
+                          "training (archbench.provision.scoring_classifier); pass a finished "
+                          "classification run directory or runs:/<id> here")
+    if not spec.startswith("runs:/"):
+        return Path(spec)
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    try:
+        run = client.get_run(spec.removeprefix("runs:/").strip("/").split("/")[0])
+    except mlflow.exceptions.MlflowException as err:
+        raise ConfigError(f"model.quality.classifier={spec}: no such MLflow run") from err
+    return Path(run.data.tags.get("output_dir", ""))

@@ -13,6 +13,7 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from archbench.config import flatten
+from archbench.errors import RunStopped
 
 
 def git_commit(root: Path) -> str:
@@ -66,11 +67,11 @@ def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | Non
             mlflow.log_params(params)
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             yield run
+        except RunStopped as err:  # ended early on purpose (e.g. pruned): not a failure
+            mlflow.set_tags(err.tags)
+            mlflow.end_run("KILLED")
+            raise
         except BaseException as err:
-            if type(err).__name__ == "TrialPruned":  # stopped by the sweep's pruner: not a failure
-                mlflow.set_tag("optuna.trial_state", "PRUNED")
-                mlflow.end_run("KILLED")
-                raise
             mlflow.set_tag("failure_reason", f"{type(err).__name__}: {err}"[:5000])
             raise
 

@@ -1,0 +1,94 @@
+"""Your own table: a CSV or Parquet file, one row per example, a target column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archbench.data.sources import Source, sha256_of
+from archbench.errors import ConfigError, DataError
+
+MISSING_POLICIES = ("error", "drop", "mean")
+
+
+def _read(path: Path):
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"table not found: {path.resolve()}; set data.path=FILE (a .csv or .parquet)")
+    try:
+        return pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except Exception as err:  # noqa: BLE001 - any parser failure is the file's fault
+        raise DataError(f"cannot read {path}: {type(err).__name__}: {err}") from err
+
+
+def _handle_missing(frame, policy: str):
+    if policy not in MISSING_POLICIES:
+        raise ConfigError(f"unknown data.missing {policy!r}; valid: {', '.join(MISSING_POLICIES)}")
+    counts = frame.isna().sum()
+    if not counts.any():
+        return frame
+    if policy == "error":
+        worst = ", ".join(f"{c} ({n})" for c, n in counts[counts > 0].items())
+        raise DataError(f"missing values in column(s) {worst}: set data.missing=drop (drop those rows) "
+                        f"or data.missing=mean (fill numeric columns with their mean)")
+    if policy == "drop":
+        return frame.dropna()
+    numeric = frame.select_dtypes("number").columns
+    frame = frame.fillna({c: frame[c].mean() for c in numeric})
+    return frame.dropna()
+
+
+def _decide_task(target, requested: str, max_classes: int) -> str:
+    if requested in ("classification", "regression"):
+        return requested
+    if requested not in ("auto", "", None):
+        raise ConfigError(f"data.task={requested!r}; valid: auto, classification, regression")
+    if target.dtype.kind in "OUSbc" or str(target.dtype) == "category":
+        return "classification"
+    if target.dtype.kind in "iu" and target.nunique() <= max_classes:
+        return "classification"
+    return "regression"
+
+
+def table(cfg: dict[str, Any]) -> Source:
+    """Numeric features as they are, categorical ones one-hot; classification or regression as the
+    target column (or ``data.task``) says."""
+    import pandas as pd
+
+    path = Path(str(cfg.get("path") or "")).expanduser()
+    if not cfg.get("path"):
+        raise DataError("data=csv needs data.path=FILE (a .csv or .parquet) and data.target=COLUMN")
+    frame = _read(path)
+    target_name = str(cfg.get("target") or "")
+    if target_name not in frame.columns:
+        raise DataError(f"target column {target_name!r} not in {path.name}; columns: "
+                        f"{', '.join(map(str, frame.columns))} (set data.target=COLUMN)")
+    features = list(cfg.get("features") or [c for c in frame.columns if c != target_name])
+    absent = [c for c in features if c not in frame.columns]
+    if absent:
+        raise DataError(f"feature column(s) {absent} not in {path.name}")
+    frame = _handle_missing(frame[[*features, target_name]], str(cfg.get("missing", "error")))
+    if frame.empty:
+        raise DataError(f"{path} has no rows left to learn from")
+    target = frame[target_name]
+    task = _decide_task(target, str(cfg.get("task") or "auto"), int(cfg.get("max_classes", 20)))
+    categorical = [c for c in features if frame[c].dtype.kind not in "iufb"]
+    x = pd.get_dummies(frame[features], columns=categorical, dtype=np.float32)
+    info = {"origin": str(path.resolve()), "target": target_name, "rows": len(frame),
+            "numeric_features": [c for c in features if c not in categorical],
+            "categorical_features": {c: "one-hot" for c in categorical}, "columns": list(x.columns)}
+    x_values = x.to_numpy(dtype=np.float32)
+    if task == "regression":
+        y = target.to_numpy(dtype=np.float32)
+        info["checksum"] = sha256_of(x_values, y)
+        return Source(x_values, y, None, None, "tabular", [x.shape[1]], [], info, task="regression")
+    class_names = sorted(target.astype(str).unique())
+    if len(class_names) < 2:
+        raise DataError(f"target column {target_name!r} has one class only ({class_names[0]!r}): "
+                        f"nothing to classify")
+    y = target.astype(str).map({name: i for i, name in enumerate(class_names)}).to_numpy(np.int64)
+    info["checksum"] = sha256_of(x_values, y)
+    return Source(x_values, y, None, None, "tabular", [x.shape[1]], class_names, info)

@@ -1,0 +1,165 @@
+"""The task plug-in interface: one learning problem, everything ``train()`` needs to know about it.
+
+A task module under ``archbench/tasks/`` defines a ``Task`` subclass and exposes one instance as
+``TASK``. ``train()`` asks it which data it accepts, for its datamodule, for the LightningModule
+built from the dataset's metadata and the model config, for extra callbacks, and for the model it
+logs to MLflow; ``archbench-compare`` asks it for its section of the report. ``train()`` never
+names a task.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archbench.errors import ArchbenchError, IncompatibleError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from archbench.data.store import Meta
+
+
+@dataclass
+class Built:
+    """What a task builds for one run: the LightningModule and the nets whose parameters count."""
+
+    module: Any
+    nets: list[Any]
+
+
+@dataclass
+class RunResult:
+    """One finished run as the report sees it: its folder, ``run.json`` and ``metrics.json``."""
+
+    folder: Path
+    run: dict[str, Any]
+    metrics: dict[str, float]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.folder.name
+
+    def get(self, name: str, default: float = float("nan")) -> float:
+        return float(self.metrics.get(name, default))
+
+
+def instantiate_net(net_cfg: Any, model_name: str, **sizes: Any):
+    """Instantiate a net config (``_target_`` plus arguments) with the dataset's sizes.
+
+    Unknown keys are an error naming the net's valid arguments (a typo is not silently ignored);
+    archbench's own errors raised by the constructor surface unchanged.
+    """
+    import inspect
+
+    from hydra.utils import get_class, instantiate
+
+    from archbench.errors import ConfigError
+
+    args = {k: v for k, v in dict(net_cfg).items() if k != "_target_"}
+    target = get_class(str(net_cfg["_target_"]))
+    accepted = inspect.signature(target).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(args) - set(accepted))
+        if unknown:
+            valid = sorted(set(accepted) - set(sizes))
+            raise ConfigError(f"model {model_name}: unknown net argument(s) {unknown} for "
+                              f"{target.__name__}; valid: {', '.join(valid)}")
+    try:
+        return instantiate(net_cfg, **sizes, _convert_="all")
+    except Exception as err:  # Hydra wraps constructor errors; surface ours unchanged
+        cause = err
+        while cause.__cause__ is not None and not isinstance(cause, ArchbenchError):
+            cause = cause.__cause__
+        if isinstance(cause, ArchbenchError):
+            raise cause from None
+        raise
+
+
+class Task:
+    """Base class of the task plug-ins; subclasses override what differs."""
+
+    name: str = ""
+    data_kinds: tuple[str, ...] = ()
+    net_key: str = "net"  # the model config's key holding this task's net
+    monitor: tuple[str, str] = ("val/loss", "min")  # what callbacks.monitor=auto means for this task
+    data_tasks: tuple[str, ...] = ()  # the prepared data's own task must be one of these (if set)
+    summary: str = ""  # one line for the report section's heading text
+
+    # --- building -------------------------------------------------------------------------
+    def check(self, cfg: DictConfig, meta: Meta) -> None:
+        """Refuse, in one line, data this task cannot learn from."""
+        if meta.kind not in self.data_kinds:
+            raise IncompatibleError(
+                f"task {self.name} (model {cfg.model.name}) needs {' or '.join(self.data_kinds)} "
+                f"data; {meta.name} is {meta.kind} data")
+        if self.data_tasks and meta.task not in self.data_tasks:
+            raise IncompatibleError(
+                f"model {cfg.model.name} runs task {self.name}; {meta.name} is {meta.task} data "
+                f"(set data.task, or pick a model for {meta.task})")
+
+    def datamodule(self, cfg: DictConfig, data_dir: Path, meta: Meta):
+        from archbench.data.datamodule import TensorDataModule
+
+        data = cfg.data
+        return TensorDataModule(data_dir, batch_size=int(data.batch_size),
+                                eval_batch_size=int(data.eval_batch_size),
+                                layout=str(data.get("layout", "default")),
+                                verify_checksum=bool(data.verify_checksum), seed=int(cfg.seed))
+
+    def build_net(self, cfg: DictConfig, input_shape: list[int], meta: Meta):
+        if self.net_key not in cfg.model:
+            raise IncompatibleError(f"model {cfg.model.name} has no {self.net_key!r} for task "
+                                    f"{self.name}; models that have one: {', '.join(models_with(self.net_key))}")
+        return instantiate_net(cfg.model[self.net_key], cfg.model.name,
+                               input_shape=list(input_shape), num_classes=self.outputs(meta))
+
+    def outputs(self, meta: Meta) -> int:
+        """Output width of the net (classes, vocabulary, regression targets)."""
+        return int(meta.num_classes)
+
+    def build(self, cfg: DictConfig, meta: Meta, datamodule) -> Built:
+        raise NotImplementedError
+
+    def callbacks(self, cfg: DictConfig, out_dir: Path) -> list:
+        """Callbacks this task adds to the common ones (e.g. sample grids)."""
+        return []
+
+    # --- after training -------------------------------------------------------------------
+    def export(self, module, datamodule, serialization_format: str | None) -> str:
+        """Log the trained model to the active MLflow run (with signature); returns its URI."""
+        from archbench.tracking.mlflow_run import log_torch_model
+
+        example = datamodule.example_batch(2)["x"].cpu()
+        return log_torch_model(self.exported_model(module).cpu(), example, serialization_format)
+
+    def exported_model(self, module):
+        return module.net
+
+    # --- report ---------------------------------------------------------------------------
+    def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
+        """Markdown lines of this task's part of ``reports/comparison.md``."""
+        return []
+
+
+def models_with(key: str) -> list[str]:
+    """Model configs (conf/model/*.yaml) that define ``key`` (e.g. ``lm_net``)."""
+    import yaml
+
+    from archbench.paths import conf_dir
+
+    names = []
+    for path in sorted((conf_dir() / "model").glob("*.yaml")):
+        body = yaml.safe_load(path.read_text()) or {}
+        body = body.get("model", body)
+        if key in body:
+            names.append(path.stem)
+    return names
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

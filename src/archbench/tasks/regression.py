@@ -1,0 +1,128 @@
+"""Regression of real-valued targets: MSE on standardised targets; MSE, RMSE, MAE and R² reported in
+the target's own units."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, R2Score
+
+from archbench.errors import NonFiniteLossError
+from archbench.tasks.base import Built, RunResult, Task
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
+from archbench.tasks.optim import build_optimizer, build_scheduler
+
+
+class Destandardised(nn.Module):
+    """What archbench logs for a regressor: inputs → predictions in the target's own units."""
+
+    def __init__(self, net: nn.Module, mean: float, std: float) -> None:
+        super().__init__()
+        self.net, self.mean, self.std = net, float(mean), float(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) * self.std + self.mean
+
+
+class RegressionTask(pl.LightningModule):
+    """Loss (MSE on standardised targets) and metrics in original units around any net."""
+
+    def __init__(self, net: nn.Module, target_mean: float = 0.0, target_std: float = 1.0,
+                 optimizer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.target_mean, self.target_std = float(target_mean), float(target_std)
+        self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
+        self.scheduler_cfg = dict(scheduler or {"name": "none"})
+        self.train_metrics = TrainEpochMetrics(loss=running_mean())
+        self.metrics = nn.ModuleDict({
+            split: nn.ModuleDict({"loss": MeanMetric(), "mse": MeanSquaredError(),
+                                  "mae": MeanAbsoluteError(), "r2": R2Score()})
+            for split in ("val", "test")})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).reshape(len(x), -1).squeeze(-1)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = F.mse_loss(self._predict(x), y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at step {self.global_step}: "
+                                     f"lower optimizer.lr (now {self.optimizer_cfg.get('lr')})")
+        self.train_metrics.update_mean("loss", loss, len(y))
+        self.train_metrics.log_if_epoch_ends(self)
+        return loss
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
+        x, y = batch
+        pred = self._predict(x)
+        metrics = self.metrics[split]
+        metrics["loss"].update(F.mse_loss(pred, y), weight=len(y))
+        # original units: y·std + mean
+        pred_units, y_units = pred * self.target_std + self.target_mean, y * self.target_std + self.target_mean
+        for name in ("mse", "mae", "r2"):
+            metrics[name].update(pred_units, y_units)
+        for name, metric in metrics.items():
+            self.log(f"{split}/{name}", metric, prog_bar=name == "loss", batch_size=len(y))
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.net.parameters(), self.optimizer_cfg)
+        scheduler = build_scheduler(optimizer, self.scheduler_cfg, self.trainer.max_epochs or 1,
+                                    int(self.trainer.estimated_stepping_batches))
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+class Regression(Task):
+    """Tables (or any fixed-shape input) → one real-valued target."""
+
+    name = "regression"
+    data_kinds = ("tabular", "image", "sequence")
+    monitor = ("val/loss", "min")
+    data_tasks = ("regression",)
+
+    def outputs(self, meta) -> int:
+        return 1
+
+    def build(self, cfg, meta, datamodule) -> Built:
+        from archbench.config import to_dict
+
+        net = self.build_net(cfg, datamodule.input_shape, meta)
+        target = meta.target or {}
+        module = RegressionTask(net, float(target.get("mean", 0.0)), float(target.get("std", 1.0)),
+                                optimizer=to_dict(cfg.optimizer), scheduler=to_dict(cfg.scheduler))
+        return Built(module, [net])
+
+    def exported_model(self, module) -> nn.Module:
+        return Destandardised(module.net, module.target_mean, module.target_std)
+
+    def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
+        runs = sorted(runs, key=lambda r: (r.run["data"], -r.get("test/r2")))
+        lines = ["## Regression", "",
+                 "Errors on the held-out test split in the target's own units (models selected on the",
+                 "validation MSE).", "",
+                 "| dataset | model | parameters | test RMSE | test MAE | test R² | epochs | train s |",
+                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in runs:
+            lines.append(f"| {r.run['data']} | {r.run['model']} | {int(r.get('parameters', 0)):,} | "
+                         f"{math.sqrt(r.get('test/mse')):.2f} | {r.get('test/mae'):.2f} | "
+                         f"{r.get('test/r2'):.3f} | {int(r.get('epochs', 0))} | {r.get('train_seconds'):.1f} |")
+        return lines + [""]
+
+
+TASK = Regression()

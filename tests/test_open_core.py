@@ -1,0 +1,377 @@
+"""The open core: tasks as plug-ins, datasets as declared sources, your own data by config,
+prepared-data variants, recipes that never override a choice, strict configs, and a layering
+with no import cycles."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from conftest import BIN, REPO, run_cli
+
+from archbench.config import compose, config_groups, to_dict
+from archbench.errors import ConfigError, DataError, IncompatibleError
+from archbench.tasks import load_task, task_names
+from archbench.train import train
+
+PACKAGE = REPO / "src" / "archbench"
+EMBEDDED = ("digits", "mnist1d", "breast_cancer", "diabetes", "pydoc_text")
+
+
+def _code_words(path: Path) -> set[str]:
+    """Names, attributes and string literals of a module's code (docstrings left out)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
+                  and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    words = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            words.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.add(node.attr)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            words.add(node.value)
+    return words
+
+
+# --- tasks as plug-ins -------------------------------------------------------------------
+def test_every_task_module_is_a_plugin_and_train_names_none():
+    assert set(task_names()) >= {"classification", "regression", "language_model", "adversarial"}
+    for name in task_names():
+        task = load_task(name)
+        assert task.name == name and task.data_kinds and task.monitor[1] in ("min", "max")
+    code = _code_words(PACKAGE / "train.py")
+    for word in [*task_names(), "hasattr", "kind", "optuna", "sweep", "recipe", "apply_recipe"]:
+        assert not any(word in w for w in code), f"train.py's code mentions {word!r}"
+    with pytest.raises(ConfigError, match="unknown task 'ranking'; valid: " + ", ".join(task_names())):
+        load_task("ranking")
+
+
+def test_regression_on_diabetes_end_to_end(make_cfg, tmp_path):
+    """The fourth task: MSE/MAE/R² in the target's units, monitored on val/loss, model logged."""
+    metrics = train(make_cfg("data=diabetes", "model=linear", "trainer.max_epochs=60"))
+    assert metrics["test/r2"] > 0.3  # scikit-learn's OLS reaches 0.45 on this split
+    assert 35 < metrics["test/mae"] < 70  # units of the target (25–346), not standardised ones
+    assert metrics["test/mse"] > 1000 and "val/loss_best" in metrics
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["task"] == "regression"
+    model = mlflow.pytorch.load_model(run["model_uri"])
+    x = __import__("torch").load(make_cfg("data=diabetes").data.dir + "/test.pt", weights_only=True)["x"][:8]
+    predictions = model(x).detach().numpy().ravel()
+    assert predictions.min() >= 25 and predictions.max() <= 346  # a progression score, not a z-score
+
+
+def test_a_classifier_refuses_regression_data(make_cfg):
+    with pytest.raises(IncompatibleError, match="diabetes is regression data"):
+        train(make_cfg("data=diabetes", "model=perceptron"))
+
+
+# --- datasets as declared sources --------------------------------------------------------
+def test_every_dataset_config_names_a_source_function():
+    from archbench.data.prepare import resolve_source
+
+    for name in config_groups()["data"]:
+        data = to_dict(compose([f"data={name}"]).data)
+        assert callable(resolve_source(data)), name
+
+
+# --- your own data by config alone -------------------------------------------------------
+@pytest.fixture
+def wine_csv(tmp_path) -> Path:
+    """scikit-learn's wine table as a user would export it: string labels, one categorical column."""
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame
+    frame["cultivar"] = frame.pop("target").map({0: "barolo", 1: "grignolino", 2: "barbera"})
+    frame["strength"] = np.where(frame["alcohol"] > 13, "strong", "light")
+    path = tmp_path / "wine.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_csv_classification_with_a_categorical_column(make_cfg, wine_csv, tmp_path):
+    metrics = train(make_cfg("data=csv", f"data.path={wine_csv}", "data.target=cultivar", "model=mlp",
+                             "optimizer.lr=1e-2", "trainer.max_epochs=30"))
+    assert metrics["test/acc"] > 0.85
+    meta = json.loads(next((tmp_path.parent).rglob("csv-*/meta.json")).read_text())
+    assert meta["task"] == "classification" and meta["class_names"] == ["barbera", "barolo", "grignolino"]
+    assert meta["source"]["categorical_features"] == {"strength": "one-hot"}
+    assert meta["input_shape"] == [15]  # 13 numeric + 2 one-hot columns
+
+
+def test_csv_regression_decided_by_the_target(make_cfg, tmp_path):
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    frame["sex"] = frame["sex"].map({1.0: "f", 2.0: "m"})
+    path = tmp_path / "diabetes.parquet"
+    frame.to_parquet(path)
+    metrics = train(make_cfg("data=csv", f"data.path={path}", "data.target=target", "model=linear",
+                             "trainer.max_epochs=40"))
+    assert "test/r2" in metrics and metrics["test/r2"] > 0.2
+
+
+def test_csv_bad_input_is_one_clear_error_and_writes_nothing(make_cfg, wine_csv, tmp_path, data_root):
+    before = set(data_root.iterdir())
+    with pytest.raises(DataError, match="target column 'grape' not in wine.csv; columns: alcohol"):
+        train(make_cfg("data=csv", f"data.path={wine_csv}", "data.target=grape"))
+    holes = wine_csv.with_name("holes.csv")
+    holes.write_text(wine_csv.read_text().replace("\n14.23,", "\n,", 1))
+    with pytest.raises(DataError, match=r"missing values in column\(s\) alcohol \(1\): set data.missing"):
+        train(make_cfg("data=csv", f"data.path={holes}", "data.target=cultivar"))
+    one_class = tmp_path / "one.csv"
+    one_class.write_text("a,b,label\n1,2,x\n3,4,x\n5,6,x\n")
+    with pytest.raises(DataError, match="has one class only"):
+        train(make_cfg("data=csv", f"data.path={one_class}", "data.target=label"))
+    assert {p for p in data_root.iterdir() if not p.name.startswith(".")} == \
+        {p for p in before if not p.name.startswith(".")}
+    metrics = train(make_cfg("data=csv", f"data.path={holes}", "data.target=cultivar", "data.missing=drop",
+                             "model=logistic", "optimizer.lr=5e-2", "trainer.max_epochs=10"))
+    assert metrics["test/acc"] > 0.7
+
+
+@pytest.fixture
+def digit_images(tmp_path) -> Path:
+    """scikit-learn's digits written as one PNG folder per class (3 classes, 8×8 grayscale)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    root = tmp_path / "images"
+    for index, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        if label < 3:
+            folder = root / f"digit{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((image * 255 / 16).astype(np.uint8), mode="L").save(folder / f"{index}.png")
+    return root
+
+
+def test_image_folder_trains_a_cnn(make_cfg, digit_images):
+    cfg = make_cfg("data=image_folder", f"data.root={digit_images}", "data.image_size=16", "model=cnn",
+                   "trainer.max_epochs=3")
+    metrics = train(cfg)
+    assert metrics["test/acc"] > 0.8
+    from archbench.data.prepare import ensure_prepared
+
+    meta, _ = ensure_prepared(to_dict(cfg.data))
+    assert meta.class_names == ["digit0", "digit1", "digit2"] and meta.input_shape == [1, 16, 16]
+
+
+def test_image_folder_bad_input(make_cfg, tmp_path, digit_images):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no class sub-folders in .*empty"):
+        train(make_cfg("data=image_folder", f"data.root={empty}"))
+    (digit_images / "digit1" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="unreadable image .*broken.png"):
+        train(make_cfg("data=image_folder", f"data.root={digit_images}"))
+
+
+def test_bad_own_data_on_the_command_line_is_one_line_exit_2(tmp_path, wine_csv):
+    env = {"ARCHBENCH_ROOT": str(REPO)}
+    result = run_cli("archbench-train", "data=csv", f"data.path={tmp_path / 'nope.csv'}", "data.target=x",
+                     f"paths.data_dir={tmp_path / 'prepared'}", f"paths.output_root={tmp_path / 'out'}",
+                     f"logger.tracking_uri=sqlite:///{tmp_path / 'm.db'}", env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"archbench-train: error: table not found: {tmp_path / 'nope.csv'}; "
+                     f"set data.path=FILE (a .csv or .parquet)"]
+    assert not (tmp_path / "prepared").exists() or not any((tmp_path / "prepared").glob("csv*"))
+
+
+# --- prepared data never clobbered -------------------------------------------------------
+def test_a_variant_prepares_into_its_own_directory(make_cfg, data_root):
+    from archbench.data.prepare import ensure_prepared, variant_dir
+
+    default = to_dict(make_cfg("data=mnist1d").data)
+    shuffled = to_dict(make_cfg("data=mnist1d", "data.generate.shuffle_seq=true").data)
+    assert variant_dir(default) == data_root / "mnist1d"
+    assert variant_dir(shuffled).name.startswith("mnist1d-") and variant_dir(shuffled) != variant_dir(default)
+    meta_default, _ = ensure_prepared(default)
+    meta_shuffled, shuffled_dir = ensure_prepared(shuffled)
+    assert meta_default.checksum != meta_shuffled.checksum
+    assert ensure_prepared(default)[0].checksum == meta_default.checksum  # untouched by the variant
+    assert json.loads((shuffled_dir / "meta.json").read_text())["extra"]["config"]["generate"]["shuffle_seq"]
+
+
+@pytest.mark.slow
+def test_two_runs_on_two_variants_at_once_each_read_their_own(tmp_path):
+    """Two processes, same dataset, different variants, started together: both succeed and each
+    run's MLflow tag records the checksum of the data it read (its own variant's)."""
+    common = [f"paths.data_dir={tmp_path / 'prepared'}", f"paths.output_root={tmp_path / 'out'}",
+              "data=mnist1d", "model=logistic", "trainer.max_epochs=1", "callbacks.progress_bar=none",
+              "logger.log_model=false", "threads=1"]
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "ARCHBENCH_ROOT": str(REPO)}
+    variants = {"plain": "data.generate.seed=42", "shuffled": "data.generate.shuffle_seq=true"}
+    full_env = {**__import__("os").environ, **env}
+    processes = {name: subprocess.Popen([str(BIN / "archbench-train"), *common, arg,
+                                         f"hydra.run.dir={tmp_path / name}"], env=full_env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for name, arg in variants.items()}
+    for process in processes.values():
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output[-3000:]
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    checksums = {}
+    for name in variants:
+        run = client.get_run(json.loads((tmp_path / name / "run.json").read_text())["run_id"])
+        data_dir = Path(run.data.tags["data_dir"])
+        assert run.data.tags["data_checksum"] == json.loads((data_dir / "meta.json").read_text())["checksum"]
+        checksums[name] = run.data.tags["data_checksum"]
+    assert checksums["plain"] != checksums["shuffled"]
+
+
+# --- presets that never override an explicit choice --------------------------------------
+def test_explicit_groups_and_keys_win_over_the_recipe():
+    cfg = compose(["data=mnist1d", "model=transformer", "optimizer=sgd"])
+    assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == 0.01  # the group's own values
+    assert cfg.trainer.max_epochs == 70 and cfg.model.net.patch_stride == 4  # the rest of the recipe
+    assert "optimizer.name" in cfg.recipe_applied.kept
+    cfg = compose(["data=tinyshakespeare", "model=transformer", "scheduler=cosine", "optimizer.lr=1e-4"])
+    assert cfg.scheduler.name == "cosine" and cfg.optimizer.lr == 1e-4 and cfg.optimizer.name == "adamw"
+    assert compose(["data=mnist1d", "model=transformer"]).optimizer.name == "adamw"
+    for drop in ("recipe=null", "recipe=none", "~recipe"):
+        assert compose(["data=mnist1d", "model=transformer", drop]).optimizer.name == "adam"
+    assert compose(["data=digits", "model=mlp", "recipe=mnist1d_mlp"]).recipe_applied.file.endswith(
+        "mnist1d_mlp.yaml")
+
+
+def test_cfg_job_shows_the_effective_config_and_the_recipe_line():
+    result = run_cli("archbench-train", "data=mnist1d", "model=transformer", "optimizer=sgd", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    assert "  name: sgd\n" in result.stdout and "adamw" not in result.stdout
+    assert result.stdout.startswith("archbench: recipe conf/recipe/mnist1d_transformer.yaml sets ")
+    assert "your choice kept: optimizer.lr, optimizer.name, optimizer.weight_decay" in result.stdout
+    bad = run_cli("archbench-train", "data=digits", "model=mlp", "recipe=nope")
+    assert bad.returncode == 2 and "unknown recipe 'nope'; valid: " in bad.stderr
+
+
+@pytest.mark.parametrize("data", EMBEDDED)
+def test_every_combination_composes_and_builds_or_refuses_clearly(data, data_root):
+    """Every model of conf/ on each embedded dataset, with the explicit groups kept: the net, the
+    optimizer and the scheduler instantiate, or the pair is refused in one line."""
+    import torch
+
+    from archbench.data.prepare import ensure_prepared
+    from archbench.tasks import task_name
+    from archbench.tasks.optim import build_optimizer, build_scheduler
+
+    for model in config_groups()["model"]:
+        cfg = compose([f"data={data}", f"model={model}", f"paths.data_dir={data_root}",
+                       "optimizer=momentum", "scheduler=step"])
+        assert cfg.optimizer.name == "momentum" and cfg.scheduler.name == "step", (data, model)
+        meta, _ = ensure_prepared(to_dict(cfg.data))
+        task = load_task(task_name(cfg.model, cfg.data, meta.task))
+        try:
+            task.check(cfg, meta)
+            shape = list(meta.input_shape)
+            nets = ([task.build_net(cfg, shape, meta)] if task.net_key in cfg.model or task.name != "adversarial"
+                    else [])
+        except IncompatibleError as err:
+            assert "\n" not in str(err) and cfg.model.name in str(err)
+            continue
+        for net in nets:
+            optimizer = build_optimizer(net.parameters(), to_dict(cfg.optimizer))
+            assert build_scheduler(optimizer, to_dict(cfg.scheduler), 10, 100) is not None
+            assert isinstance(net, torch.nn.Module)
+
+
+def test_unknown_net_optimizer_and_scheduler_keys_are_errors(make_cfg):
+    with pytest.raises(ConfigError, match=r"model mlp: unknown net argument\(s\) \['hiden'\] for MLP; valid: "):
+        train(make_cfg("data=digits", "model=mlp", "+model.net.hiden=[64]"))
+    with pytest.raises(ConfigError, match=r"optimizer adam: unknown key\(s\) \['momentum'\]; valid: "):
+        train(make_cfg("data=digits", "model=mlp", "+optimizer.momentum=0.9"))
+    with pytest.raises(ConfigError, match=r"scheduler cosine: unknown key\(s\) \['gama'\]; valid: name, min_lr"):
+        train(make_cfg("data=digits", "model=mlp", "+scheduler.gama=0.5"))
+
+
+# --- sweeps decoupled from training ------------------------------------------------------
+@pytest.mark.slow
+def test_sweep_under_the_joblib_launcher_keeps_the_exact_budget(tmp_path):
+    """3 trials, 2 at a time in separate processes (one torch thread each): exactly 3 trials,
+    3 child runs under one parent."""
+    optuna = pytest.importorskip("optuna")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = run_cli("archbench-train", "-m", "hparams_search=lr_wd", "hydra/launcher=joblib",
+                     "hydra.launcher.n_jobs=2", "data=digits", "model=logistic", "hydra.sweeper.n_trials=3",
+                     "trainer.max_epochs=2", "hydra.sweeper.study_name=joblib", f"hydra.sweeper.storage={storage}",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", f"paths.data_dir={tmp_path / 'prepared'}",
+                     f"paths.output_root={tmp_path / 'out'}", "callbacks.progress_bar=none",
+                     env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = optuna.load_study(study_name="joblib", storage=storage).trials
+    assert [t.number for t in trials] == [0, 1, 2] and {t.state.name for t in trials} == {"COMPLETE"}
+    runs = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(
+        [mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("archbench").experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 3 and len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
+    assert {r.data.params["threads"] for r in children} == {"1"}
+
+
+# --- layering: no import cycles, no file doing two jobs ----------------------------------
+def _archbench_imports(path: Path) -> set[str]:
+    """Every ``archbench.*`` module a file imports, at module level or inside functions."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("archbench"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("archbench"))
+    return names
+
+
+def _module_graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        graph[module] = {m for m in _archbench_imports(path) if m != module}
+    return graph
+
+
+def test_no_import_cycles():
+    graph = _module_graph()
+    state: dict[str, int] = {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = 1
+        for target in graph.get(module, ()):
+            if state.get(target) == 1:
+                pytest.fail("import cycle: " + " → ".join([*trail, module, target]))
+            if target in graph and not state.get(target):
+                visit(target, [*trail, module])
+        state[module] = 2
+
+    for module in graph:
+        if not state.get(module):
+            visit(module, [])
+
+
+def test_layers_read_top_down():
+    """cli → train → tasks → nets/data/tracking; nets are plain torch; train and tracking know
+    nothing of Optuna or sweeps."""
+    forbidden = {
+        "archbench.nets": ("archbench.tasks", "archbench.train", "archbench.data", "archbench.tracking",
+                           "archbench.cli", "archbench.sweep"),
+        "archbench.data": ("archbench.tasks", "archbench.train", "archbench.tracking", "archbench.cli",
+                           "archbench.sweep", "archbench.provision"),
+        "archbench.tasks": ("archbench.train", "archbench.cli", "archbench.sweep", "archbench.provision"),
+        "archbench.tracking": ("archbench.tasks", "archbench.train", "archbench.sweep", "archbench.cli"),
+        "archbench.train": ("archbench.sweep", "archbench.cli", "archbench.provision"),
+    }
+    for module, imports in _module_graph().items():
+        for layer, banned in forbidden.items():
+            if module == layer or module.startswith(layer + "."):
+                bad = sorted(i for i in imports if i.startswith(banned))
+                assert not bad, f"{module} imports {bad}"
+    for path in [PACKAGE / "train.py", *(PACKAGE / "tracking").glob("*.py")]:
+        assert "optuna" not in path.read_text(), path
+    for path in (PACKAGE / "nets").glob("*.py"):
+        text = path.read_text()
+        assert not any(w in text for w in ("lightning", "mlflow", "hydra", "omegaconf")), path
