@@ -31,8 +31,10 @@ test-fast: setup
 lint: setup
 	ruff check src tests bench
 
+# the MLflow UI on 127.0.0.1:$(PORT), one worker (trainings running beside it keep the cores)
+PORT ?= 5000
 ui: setup
-	mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(PORT) --workers 1
 
 clean:
 	rm -rf outputs multirun results data/prepared mlflow.db mlruns mlartifacts

@@ -46,7 +46,7 @@ def make_cfg(tmp_path: Path, data_root: Path):
                 f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
                 "callbacks.progress_bar=none",
                 "trainer.max_epochs=2",
-                "+trainer.enable_model_summary=false",
+                "trainer.enable_model_summary=false",
                 *overrides,
             ],
             output_dir=tmp_path / output,

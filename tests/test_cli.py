@@ -5,6 +5,8 @@ from conftest import run_cli
 
 from archbench.config import config_groups
 
+pytestmark = pytest.mark.slow  # every test here starts the console scripts in subprocesses
+
 
 @pytest.fixture
 def isolated(tmp_path):

@@ -85,7 +85,7 @@ def test_an_optuna_sweep_whose_trials_train_with_ddp_cpu(tmp_path):
         f"hydra.sweep.dir={sweep_dir}", env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
-    assert [p.name for p in trials] == ["0_logistic-digits", "1_logistic-digits"]
+    assert [p.name for p in trials] == ["0_logistic-digits-t000", "1_logistic-digits-t001"]
     assert all((p / "metrics.json").is_file() and (p / "checkpoints" / "best.ckpt").is_file() for p in trials)
     client = mlflow.MlflowClient(f"sqlite:///{db}")
     runs = client.search_runs([client.get_experiment_by_name("archbench").experiment_id])

@@ -173,6 +173,7 @@ def test_image_folder_bad_input(make_cfg, tmp_path, digit_images):
         train(make_cfg("data=image_folder", f"data.root={digit_images}"))
 
 
+@pytest.mark.slow
 def test_bad_own_data_on_the_command_line_is_one_line_exit_2(tmp_path, wine_csv):
     env = {"ARCHBENCH_ROOT": str(REPO)}
     result = run_cli("archbench-train", "data=csv", f"data.path={tmp_path / 'nope.csv'}", "data.target=x",
@@ -242,6 +243,7 @@ def test_explicit_groups_and_keys_win_over_the_recipe():
         "mnist1d_mlp.yaml")
 
 
+@pytest.mark.slow
 def test_cfg_job_shows_the_effective_config_and_the_recipe_line():
     result = run_cli("archbench-train", "data=mnist1d", "model=transformer", "optimizer=sgd", "--cfg", "job")
     assert result.returncode == 0, result.stderr

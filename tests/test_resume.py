@@ -71,3 +71,29 @@ def test_explicit_resume_of_an_empty_directory_is_refused(tmp_path):
                      env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     assert result.returncode == 2
     assert f"nothing to resume in {tmp_path}" in result.stderr
+
+
+def test_resume_by_run_directory_continues_in_place(tmp_path):
+    """``resume=<run dir>`` as the README says: the killed run is continued in its own directory to
+    the uninterrupted result, its MLflow run ends FINISHED, and no stray run folder is left."""
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    common = [a for a in _command(tmp_path, tmp_path) if not a.startswith("hydra.run.dir")]
+    common.append(f"paths.output_root={tmp_path / 'out'}")
+    assert run_cli("archbench-train", *common, f"hydra.run.dir={tmp_path / 'whole'}", env=env).returncode == 0
+    process = subprocess.Popen([str(BIN / "archbench-train"), *common], env={**os.environ, **env},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "out").glob("runs/*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    [killed] = [p.parents[1] for p in (tmp_path / "out").glob("runs/*/*/checkpoints/last.ckpt")]
+    again = run_cli("archbench-train", *common, f"resume={killed}", env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = json.loads((killed / "metrics.json").read_text())
+    reference = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    for key in ("test/loss", "test/acc", "val/acc_best", "epochs"):
+        assert resumed[key] == reference[key], key
+    assert [p for p in (tmp_path / "out").glob("runs/*/*") if p.is_dir()] == [killed]  # no stray folder
+    run = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(json.loads((killed / "run.json").read_text())["run_id"])
+    assert run.info.status == "FINISHED" and "failure_reason" not in run.data.tags

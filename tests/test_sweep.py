@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +62,8 @@ def test_sweep_runs_n_trials_nests_runs_registers_and_continues(tmp_path):
     [parent] = [r for r in runs if r.data.tags.get("archbench.sweep") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.tags["optuna.trial_number"] for r in children) == ["0", "1", "2", "3"]
+    assert sorted(r.data.tags["mlflow.runName"] for r in children) == [
+        f"logistic-digits-t00{i}" for i in range(4)]  # readable: which trial is which
     assert {r.data.tags["optuna.trial_state"] for r in children} == {"COMPLETE"}
     lrs = {float(r.data.params["optimizer.lr"]) for r in children}
     assert len(lrs) == 4  # each trial trained with its own suggested value
@@ -112,6 +115,12 @@ def test_failing_and_hopeless_trials_end_fail_and_pruned_and_the_sweep_goes_on(t
     assert by_trial["1"].info.status == "KILLED" and by_trial["1"].data.tags["optuna.trial_state"] == "PRUNED"
     assert by_trial["2"].info.status == "FAILED" and by_trial["2"].data.tags["optuna.trial_state"] == "FAIL"
     assert "non-finite" in by_trial["2"].data.tags["failure_reason"]
+    # neither a pruned nor a failed trial gets Hydra's traceback banner; the failure is one line
+    assert "Error executing job" not in result.stderr, result.stderr[-3000:]
+    assert "Heartbeat of storage" not in result.stderr
+    assert "archbench-train: error: job 2: non-finite training loss" in result.stderr
+    summary = json.loads(next(tmp_path.rglob("sweep.json")).read_text())
+    assert summary["best_params"] == {"optimizer.lr": 0.03, "optimizer.weight_decay": 0.0}
 
 
 @pytest.mark.slow
@@ -136,6 +145,13 @@ def test_parallel_workers_share_one_study_and_make_exactly_n_trials(tmp_path):
     assert sum(both_ran) == 4 and min(both_ran) >= 1, both_ran
     children = [r for r in _runs(tmp_path) if r.data.tags.get("optuna.trial_number")]
     assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
+    # the study's parent run and summary describe the whole study, closed by the last worker
+    [parent] = [r for r in _runs(tmp_path) if r.data.tags.get("archbench.sweep") == "parent"]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/trials"] == 4
+    assert parent.data.metrics["sweep/complete"] == 4
+    summaries = [json.loads(p.read_text()) for p in tmp_path.rglob("sweep.json")]
+    assert summaries and all(s["trials"] == 4 and s["complete"] == 4 for s in summaries), summaries
+    assert sum("the last to finish closes the study" in out for out, _ in outputs) <= 1
 
 
 @pytest.mark.slow

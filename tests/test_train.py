@@ -131,6 +131,7 @@ def test_lstm_reads_digit_images_row_by_row(make_cfg):
     assert metrics["test/acc"] > 0.3
 
 
+@pytest.mark.slow
 def test_character_language_model_trains_samples_and_generates(make_cfg, tmp_path):
     from conftest import run_cli
 

@@ -1,8 +1,8 @@
 """Continue a killed training from its last checkpoint.
 
-A run directory keeps ``checkpoints/last.ckpt`` (Lightning, every epoch), ``checkpoints/config.sha256``
-(the config that wrote them) and ``run.json`` (the MLflow run id, written when training starts).
-``resume=auto`` (default) continues when all three match the current config; ``resume=false``
+A run directory keeps ``checkpoints/last.ckpt`` (Lightning, every epoch; it carries the fingerprint
+of the config that wrote it, see ``ConfigStamp``) and ``run.json`` (the MLflow run id, written when
+training starts). ``resume=auto`` (default) continues when both match the current config; ``resume=false``
 starts afresh; ``resume=<run dir>`` continues that directory and fails clearly if it cannot.
 """
 
@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from archbench.errors import ConfigError
 
+# where each checkpoint records the fingerprint of the config that wrote it
+CONFIG_STAMP_KEY = "archbench_config_sha256"
 # keys that do not change what is trained
 NOT_FINGERPRINTED = ("resume", "paths", "logger", "register", "callbacks.progress_bar")
 
@@ -52,11 +54,10 @@ def find_resume_point(cfg: DictConfig) -> ResumePoint:
     mode = _mode(cfg)
     explicit = mode not in (False, "auto", True, "true")
     out_dir = Path(str(mode)) if explicit else Path(cfg.paths.output_dir)
-    checkpoints = out_dir / "checkpoints"
-    last, stamp, run_file = checkpoints / "last.ckpt", checkpoints / "config.sha256", out_dir / "run.json"
+    last, run_file = out_dir / "checkpoints" / "last.ckpt", out_dir / "run.json"
     fingerprint = config_fingerprint(cfg)
-    if mode is not False and last.is_file() and stamp.is_file() and run_file.is_file():
-        if stamp.read_text().strip() == fingerprint:
+    if mode is not False and last.is_file() and run_file.is_file():
+        if stamped_fingerprint(last) == fingerprint:
             return ResumePoint(out_dir, last, json.loads(run_file.read_text()).get("run_id"))
         if explicit:
             raise ConfigError(f"cannot resume {out_dir}: it was trained with a different config "
@@ -66,10 +67,18 @@ def find_resume_point(cfg: DictConfig) -> ResumePoint:
     return ResumePoint(out_dir, None, None)
 
 
-def start_fresh(point: ResumePoint, cfg: DictConfig) -> None:
-    """Clear stale checkpoints and stamp the directory with this config's fingerprint."""
-    checkpoints = point.out_dir / "checkpoints"
+def stamped_fingerprint(checkpoint: Path) -> str | None:
+    """The config fingerprint a checkpoint was written under (None for one without)."""
+    import torch
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a truncated or foreign file is simply not resumable
+        return None
+    return state.get(CONFIG_STAMP_KEY)
+
+
+def start_fresh(point: ResumePoint) -> None:
+    """Clear a directory's stale checkpoints (nothing is created: Lightning makes the folder)."""
     if point.checkpoint is None:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    (checkpoints / "config.sha256").write_text(config_fingerprint(cfg) + "\n")
+        shutil.rmtree(point.out_dir / "checkpoints", ignore_errors=True)

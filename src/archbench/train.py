@@ -120,24 +120,26 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     validate(cfg)
     import pytorch_lightning as pl
 
-    from archbench.resume import find_resume_point, start_fresh
+    from archbench.resume import config_fingerprint, find_resume_point, start_fresh
+    from archbench.tasks.callbacks import ConfigStamp
 
     main = launch_rank() == 0
     point = find_resume_point(cfg)
     point.out_dir.mkdir(parents=True, exist_ok=True)
     if main:
-        start_fresh(point, cfg)
+        start_fresh(point)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if cfg.get("threads"):
         import torch
 
         torch.set_num_threads(int(cfg.threads))
+    stamp = ConfigStamp(config_fingerprint(cfg))  # the config as given: what a re-run is compared to
     cfg, task, datamodule, built = build(cfg)
     if cfg.trainer.get("compile"):
         for net in built.nets:
             net.compile()  # in place: state_dict keys (checkpoints, logged models) stay the same
     return _tracked_fit(cfg, task, built, datamodule, point, main,
-                        parent_run_id or cfg.logger.get("parent_run_id"))
+                        parent_run_id or cfg.logger.get("parent_run_id"), stamp)
 
 
 def build(cfg: DictConfig):
@@ -155,7 +157,7 @@ def build(cfg: DictConfig):
     return cfg, task, datamodule, task.build(cfg, loaded, datamodule)
 
 
-def _tracked_fit(cfg, task, built, datamodule, point, main: bool, parent_run_id) -> dict[str, float]:
+def _tracked_fit(cfg, task, built, datamodule, point, main: bool, parent_run_id, stamp) -> dict[str, float]:
     from contextlib import nullcontext
 
     import mlflow
@@ -184,14 +186,14 @@ def _tracked_fit(cfg, task, built, datamodule, point, main: bool, parent_run_id)
                                "data.meta.splits": json.dumps(meta.splits, sort_keys=True)})
             if point.checkpoint is not None:
                 mlflow.set_tag("resumed_from", str(point.checkpoint))
-        metrics, best_path = _fit_and_test(cfg, task, built, datamodule, point, summary["run_id"])
+        metrics, best_path = _fit_and_test(cfg, task, built, datamodule, point, summary["run_id"], stamp)
         metrics["parameters"] = float(n_params)
         if main:
             _finish(cfg, task, built, datamodule, run, summary, metrics, best_path, out_dir)
     return metrics
 
 
-def _fit_and_test(cfg, task, built, datamodule, point, run_id) -> tuple[dict[str, float], str]:
+def _fit_and_test(cfg, task, built, datamodule, point, run_id, stamp) -> tuple[dict[str, float], str]:
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import MLFlowLogger
 
@@ -204,7 +206,7 @@ def _fit_and_test(cfg, task, built, datamodule, point, run_id) -> tuple[dict[str
     callbacks, checkpoint = build_callbacks(cfg, out_dir, monitor, cfg.callbacks.mode)
     prior_seconds = TrainingClock.seconds_in(point.checkpoint)
     callbacks += [*task.callbacks(cfg, out_dir), TestOutputs(out_dir, datamodule.meta.class_names),
-                  TrainingClock(prior_seconds)]
+                  TrainingClock(prior_seconds), stamp]
     trainer = pl.Trainer(**_trainer_kwargs(cfg), logger=logger, callbacks=callbacks,
                          default_root_dir=str(out_dir))
     started = time.perf_counter()
@@ -228,7 +230,8 @@ def _finish(cfg, task, built, datamodule, run, summary, metrics, best_path, out_
 
     from archbench.tracking.mlflow_run import log_metrics
 
-    log_metrics({k: v for k, v in metrics.items() if k != "parameters"})
+    # test/* are already in the run, logged once by Lightning's logger at the last step
+    log_metrics({k: v for k, v in metrics.items() if k != "parameters" and not k.startswith("test/")})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     summary.update(status="finished", experiment_id=run.info.experiment_id,
                    tracking_uri=cfg.logger.tracking_uri, best_checkpoint=best_path,

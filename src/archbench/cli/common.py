@@ -43,3 +43,32 @@ def check_group_choices(argv: list[str], groups: dict[str, list[str]]) -> str | 
             if choice and choice != "null" and choice not in groups[key]:
                 return f"unknown {key} {choice!r}; valid: {', '.join(groups[key])}"
     return None
+
+
+def run_summary(out_dir) -> str:
+    """What happened, in one block: where the run is, how it scored, where its model went."""
+    import json
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    run = json.loads((out_dir / "run.json").read_text())
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    best = {k: v for k, v in metrics.items() if k.endswith("_best")}
+    tests = ", ".join(f"{k.removeprefix('test/')} {v:.4g}" for k, v in sorted(metrics.items())
+                      if k.startswith("test/"))
+    lines = [
+        f"archbench: {run['model']} on {run['data']} ({run.get('task', '')}) finished",
+        f"  run directory  {out_dir}",
+        f"  MLflow run     {run.get('run_id')}  (UI: #/experiments/{run.get('experiment_id')}/runs/"
+        f"{run.get('run_id')}; store {run.get('tracking_uri')})",
+        f"  test           {tests}",
+        "  best val       " + ", ".join(f"{k.removesuffix('_best')} {v:.4g}" for k, v in best.items()),
+        f"  trained        {int(metrics.get('epochs', 0))} epochs in {metrics.get('train_seconds', 0):.1f} s, "
+        f"{int(metrics.get('parameters', 0)):,} parameters",
+    ]
+    if run.get("model_uri"):
+        registered = run.get("registered")
+        suffix = (f"; registered {registered['name']} v{registered['version']}"
+                  + (" @champion" if registered.get("champion") else "")) if registered else ""
+        lines.append(f"  model          {run['model_uri']}{suffix}")
+    return "\n".join(lines)

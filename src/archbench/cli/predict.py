@@ -33,10 +33,17 @@ def _load_inputs(path: Path, input_shape: list[int]):
     else:
         fail(PROGRAM, f"{path}: unsupported input type {path.suffix!r}; valid: .npy, .csv, .pt")
     x = np.asarray(x, dtype=np.float32)
-    if input_shape and x.size % prod(input_shape) == 0 and list(x.shape[1:]) != input_shape:
-        x = x.reshape(-1, *input_shape)  # flattened rows (csv) → the model's input shape
-    if input_shape and list(x.shape[1:]) != input_shape:
-        fail(PROGRAM, f"{path}: samples of shape {list(x.shape[1:])}, the model expects {input_shape}")
+    if not input_shape:
+        return x
+    if path.suffix == ".csv" and x.shape[1] == prod(input_shape):
+        return x.reshape(-1, *input_shape)  # one flattened sample per row
+    if list(x.shape) == input_shape:
+        return x[None]  # a single sample without its batch axis
+    if list(x.shape[1:]) != input_shape:
+        shown = [x.shape[1]] if path.suffix == ".csv" else list(x.shape)
+        wanted = f"rows of {prod(input_shape)} values" if path.suffix == ".csv" else f"(N, {', '.join(map(str, input_shape))})"
+        fail(PROGRAM, f"{path}: input of shape {shown}, the model expects {wanted} — "
+                      f"samples of shape {input_shape} (a leading batch axis aside)")
     return x
 
 
@@ -70,6 +77,11 @@ def main(argv: list[str] | None = None) -> None:
             model = mlflow.pytorch.load_model(uri, map_location="cpu")
         except (MlflowException, OSError) as err:
             fail(PROGRAM, f"cannot load {uri}: {str(err).splitlines()[0]}")
+        task = tags.get("task", "classification")
+        if task != "classification":
+            hint = " (use archbench-generate for a language model)" if task == "language_model" else ""
+            fail(PROGRAM, f"{uri} is a {task} model, not a classifier: archbench-predict labels "
+                          f"classifier inputs{hint}")
         class_names = json.loads(tags.get("class_names", "[]"))
         x = _load_inputs(args.input, json.loads(tags.get("input_shape", "[]")))[: args.limit]
         with torch.no_grad():

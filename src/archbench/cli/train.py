@@ -53,21 +53,40 @@ def _print_config(argv: list[str]) -> bool:
     return True
 
 
+def _resume_in_place(argv: list[str]) -> list[str]:
+    """``resume=<run dir>`` continues that directory: Hydra runs in it (its ``paths.output_dir``
+    stays the run's own, no new stray run folder is made) unless ``hydra.run.dir`` says otherwise."""
+    values = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
+    if not values or values[-1] in ("auto", "false", "False", "true", "True", "null", ""):
+        return argv
+    if any(a in ("-m", "--multirun") or a.startswith("hydra.run.dir=") for a in argv):
+        return argv
+    return [*argv, f"hydra.run.dir={values[-1]}"]
+
+
 def run_from_hydra(cfg: DictConfig) -> float | None:
     """Body of the ``@hydra.main`` entry: the recipe, the runs this one needs, the training; returns
     the best monitored validation value (what sweepers optimise)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import OmegaConf
 
+    from archbench.cli.common import run_summary
     from archbench.config import apply_recipe
+    from archbench.console import quiet_dependencies
     from archbench.provision import scoring_classifier
-    from archbench.train import objective, train
+    from archbench.train import launch_rank, objective, train
 
-    line = apply_recipe(cfg, list(HydraConfig.get().overrides.task))
+    hydra_cfg = HydraConfig.get()
+    quiet_dependencies(bool(hydra_cfg.verbose))
+    line = apply_recipe(cfg, list(hydra_cfg.overrides.task))
     if line:
         print(line, flush=True)
     OmegaConf.resolve(cfg)
-    return objective(train(scoring_classifier(cfg)))
+    metrics = train(scoring_classifier(cfg))
+    if hydra_cfg.mode != RunMode.MULTIRUN and launch_rank() == 0:
+        print(run_summary(cfg.paths.output_dir), flush=True)
+    return objective(metrics)
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
@@ -93,7 +112,9 @@ def main() -> None:
     from archbench.config import normalise_overrides
 
     register_resolvers()
-    sys.argv[1:] = normalise_overrides(sys.argv[1:])
+    # -v: everything Lightning, Optuna and Hydra have to say (= hydra.verbose=true)
+    argv = ["hydra.verbose=true" if a in ("-v", "--verbose") else a for a in sys.argv[1:]]
+    sys.argv[1:] = _resume_in_place(normalise_overrides(argv))
     _precheck(sys.argv[1:])
     if _print_config(sys.argv[1:]):
         return

@@ -65,6 +65,7 @@ def write_prepared(
         checksum=arrays_checksum(arrays),
     )
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700: readable as the user's umask allows
     for split in SPLITS:
         tensors = {key: torch.from_numpy(np.ascontiguousarray(v)) for key, v in arrays[split].items()}
         torch.save(tensors, staging / f"{split}.pt")
@@ -77,6 +78,12 @@ def write_prepared(
     else:
         staging.rename(out_dir)
     return meta
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _remove_tree(path: Path) -> None:

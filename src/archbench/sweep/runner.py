@@ -44,12 +44,15 @@ def _base_overrides(arguments: list[str], space: dict[str, Any]) -> list[str]:
 
 
 def _outcome(job_return) -> tuple[TrialState, float | None, str]:
-    try:
-        value = job_return.return_value
-    except RunStopped as err:
-        return TrialState.PRUNED, None, str(err)
-    except Exception as err:  # the job failed: NaN loss, bad value, crash — the sweep goes on
-        return TrialState.FAIL, None, f"{type(err).__name__}: {err}"[:2000]
+    from hydra.core.utils import JobStatus
+
+    if job_return.status != JobStatus.COMPLETED:
+        # the job's exception (``return_value`` would re-raise it and print "Error executing job")
+        err = job_return._return_value
+        if isinstance(err, RunStopped):
+            return TrialState.PRUNED, None, str(err)
+        return TrialState.FAIL, None, f"{type(err).__name__}: {err}"[:2000]  # the sweep goes on
+    value = job_return.return_value
     if value is None or not math.isfinite(float(value)):
         return TrialState.FAIL, None, f"objective is {value!r}"
     return TrialState.COMPLETE, float(value), ""
@@ -77,10 +80,13 @@ class Tracking:
         from archbench.tracking.mlflow_run import store_lock
 
         self.tracking_uri = tracking_uri
+        from archbench.tracking.mlflow_run import EXPERIMENT_TAGS
+
         with store_lock(tracking_uri):  # the client creates (and migrates) a new store
             self.client = MlflowClient(tracking_uri)
             found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+            self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+                experiment, tags=EXPERIMENT_TAGS)
 
     def parent_run(self, study: optuna.Study, tags: dict[str, str]) -> str:
         from mlflow.exceptions import MlflowException
@@ -112,6 +118,9 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
     cfg: DictConfig = sweeper.config
     space = dict(conf.get("params") or {})
     validate_space(space)
+    from archbench.console import quiet_dependencies
+
+    quiet_dependencies(bool(OmegaConf.select(cfg, "hydra.verbose", default=False)))
     n_trials = int(conf["n_trials"])
     monitor, mode = _monitor(cfg)
     direction = conf.get("direction") or ("maximize" if mode == "max" else "minimize")
@@ -138,17 +147,18 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
 
     results: list[dict[str, Any]] = []
     jobs = _parallel_jobs(cfg)
-    trial_base = base + _threads_override(base, jobs)
     while True:
         batch = _ask(study, url, n_trials, jobs, sampler_cfg)
         if not batch:
             break
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        trial_base = base + _threads_override(base, max(jobs, running))
         launched = []
         for trial in batch:
             values = suggest(trial, space)
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             launched.append((trial, trial_id, values, trial_base + _trial_overrides(
-                url, name, trial_id, trial.number, parent, monitor, conf) + [
+                url, name, trial_id, trial.number, parent, monitor, conf, f"{model}-{data}") + [
                 f"{key}={value!r}" for key, value in values.items()]))
         with studies.Heartbeats(storage, [t[1] for t in launched], conf.get("heartbeat_interval")):
             returns = sweeper.launcher.launch([t[3] for t in launched],
@@ -157,7 +167,14 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
             results.append(_tell(study, storage, trial, trial_id, values, job, tracking))
         _stop_if_broken(study, float(conf.get("max_failure_rate", 1.0)))
 
-    return _finish(study, conf, cfg, tracking, parent, monitor, mode, data, model, results)
+    with studies.budget_lock(url):  # one worker at a time decides whether it is the last
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial must not hold the study open
+        others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if others:
+            print(f"archbench-sweep: this worker is done; {len(others)} trial(s) still run in other "
+                  f"workers, the last to finish closes the study", flush=True)
+            return results
+        return _finish(study, conf, cfg, tracking, parent, monitor, mode, data, model, results)
 
 
 def _parallel_jobs(cfg: DictConfig) -> int:
@@ -169,11 +186,12 @@ def _parallel_jobs(cfg: DictConfig) -> int:
     return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)  # joblib's -1 = all
 
 
-def _threads_override(base: list[str], jobs: int) -> list[str]:
-    """Parallel trials share the cores: each gets cores ÷ jobs torch threads unless the user said."""
-    if jobs == 1 or any(a.split("=", 1)[0].lstrip("+") == "threads" for a in base):
+def _threads_override(base: list[str], trainings: int) -> list[str]:
+    """Trainings running side by side (this launcher's jobs, other workers' trials) share the
+    cores: each gets cores ÷ trainings torch threads, unless the user set ``threads``."""
+    if trainings <= 1 or any(a.split("=", 1)[0].lstrip("+") == "threads" for a in base):
         return []
-    return [f"threads={max(1, (os.cpu_count() or 1) // jobs)}"]
+    return [f"threads={max(1, (os.cpu_count() or 1) // trainings)}"]
 
 
 def _ask(study: optuna.Study, url: str, n_trials: int, jobs: int, sampler_cfg: dict) -> list:
@@ -191,11 +209,12 @@ def _ask(study: optuna.Study, url: str, n_trials: int, jobs: int, sampler_cfg: d
 
 
 def _trial_overrides(url: str, study: str, trial_id: int, number: int, parent: str, monitor: str,
-                     conf: dict) -> list[str]:
+                     conf: dict, run_name: str) -> list[str]:
     """What makes a job a trial: nested under the parent run, tagged, pruned by callback."""
     pruner = json.dumps(dict(conf.get("pruner") or {}), sort_keys=True)
     key = "+callbacks.extra.optuna_pruning"
-    return [f"logger.parent_run_id={parent}", f"+logger.tags.optuna.study='{study}'",
+    return [f"logger.parent_run_id={parent}", f"run_name={run_name}-t{number:03d}",
+            f"+logger.tags.optuna.study='{study}'",
             f"+logger.tags.optuna.trial_number={number}",
             f"{key}._target_=archbench.sweep.pruning.OptunaPruning", f"{key}.storage='{url}'",
             f"{key}.study_name='{study}'", f"{key}.trial_id={trial_id}", f"{key}.monitor='{monitor}'",

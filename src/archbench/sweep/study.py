@@ -129,6 +129,16 @@ def trial_epochs(study: optuna.Study) -> int:
     return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
 
 
+def chosen_values(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters as the values the training used: an ``include_zero`` switch
+    (``optimizer.weight_decay=0: True``) becomes ``optimizer.weight_decay: 0.0``."""
+    values = {k: v for k, v in params.items() if not k.endswith("=0")}
+    for switch, is_zero in params.items():
+        if switch.endswith("=0") and is_zero:
+            values[switch.removesuffix("=0")] = 0.0
+    return dict(sorted(values.items()))
+
+
 def summary(study: optuna.Study) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
@@ -137,7 +147,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     if completed:
         best = study.best_trial
-        result.update(best_value=best.value, best_params=best.params, best_trial=best.number,
+        result.update(best_value=best.value, best_params=chosen_values(best.params), best_trial=best.number,
                       best_run_id=best.user_attrs.get("mlflow_run_id"))
     return result
 

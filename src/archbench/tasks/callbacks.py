@@ -70,6 +70,20 @@ class RngStateInCheckpoint(pl.Callback):
             torch.set_rng_state(checkpoint["torch_rng_state"])
 
 
+class ConfigStamp(pl.Callback):
+    """Write the run's config fingerprint into every checkpoint (``archbench.resume`` reads it),
+    so only the config that wrote a checkpoint can resume it."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict) -> None:
+        from archbench.resume import CONFIG_STAMP_KEY
+
+        checkpoint[CONFIG_STAMP_KEY] = self.fingerprint
+
+
 class TrainingClock(pl.Callback):
     """Store the run's training wall time so far in each checkpoint, so a resumed run reports the
     whole of it (``prior_seconds`` from the checkpoint it resumes, plus this fit's time)."""

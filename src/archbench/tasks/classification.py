@@ -230,6 +230,13 @@ class Classification(Task):
     def build(self, cfg, meta, datamodule) -> Built:
         from archbench.config import to_dict
 
+        shift = float(cfg.data.get("augment_shift", 0.0))
+        if shift > 0 and (meta.source.get("generate") or {}).get("shuffle_seq"):
+            import warnings
+
+            warnings.warn(f"data.augment_shift={shift} translates the sequence, but this variant of "
+                          f"{meta.name} shuffles the positions (generate.shuffle_seq=true): the shift has "
+                          f"no meaning there; set data.augment_shift=0", UserWarning, stacklevel=1)
         net = self.build_net(cfg, datamodule.input_shape, meta)
         module = ClassificationTask(
             net, num_classes=meta.num_classes, loss=cfg.model.get("loss", "cross_entropy"),

@@ -35,11 +35,18 @@ def store_lock(tracking_uri: str):
     return lock_beside(tracking_uri, ".lock")
 
 
+# MLflow 3's UI opens an experiment in its model-training view (runs, charts, models) rather than
+# the GenAI overview when it carries this tag
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def configure(cfg: DictConfig) -> str:
     """Point MLflow at the configured store; returns the experiment id."""
     mlflow.set_tracking_uri(cfg.logger.tracking_uri)
     with store_lock(cfg.logger.tracking_uri):
         experiment = mlflow.set_experiment(cfg.logger.experiment_name)
+        if experiment.tags.get("mlflow.experimentKind") is None:
+            mlflow.set_experiment_tags(EXPERIMENT_TAGS)
     return experiment.experiment_id
 
 
@@ -56,9 +63,12 @@ def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | Non
         all_tags["mlflow.parentRunId"] = parent_run_id
     if resume_run_id:
         try:
-            mlflow.get_run(resume_run_id)
+            previous = mlflow.get_run(resume_run_id)
         except mlflow.exceptions.MlflowException:
             resume_run_id = None  # a different tracking store: start a new run
+        else:  # continued: an earlier attempt's failure is no longer the run's state
+            if "failure_reason" in previous.data.tags:
+                mlflow.MlflowClient().delete_tag(resume_run_id, "failure_reason")
     start = {"run_id": resume_run_id} if resume_run_id else {"run_name": cfg.run_name, "tags": all_tags}
     with mlflow.start_run(**start) as run:
         try:

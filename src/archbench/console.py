@@ -1,0 +1,30 @@
+"""What a run prints: dependency chatter hidden by default (``-v`` brings it back)."""
+
+from __future__ import annotations
+
+# Lightning's INFO lines (GPU/TPU availability, tips, "Restoring states ...") come from these
+LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
+                     "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+def quiet_dependencies(verbose: bool) -> None:
+    """Hide dependency chatter a user cannot act on (precise filters, not a global silence);
+    ``-v`` / ``hydra.verbose=true`` keeps all of it."""
+    import logging
+    import warnings
+
+    if verbose:
+        return
+    for name in LIGHTNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # on a resumed run the checkpoint folder is meant to hold the checkpoints being continued
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # archbench records heartbeats itself, outside Study.optimize, on purpose (sweep/study.py)
+    warnings.filterwarnings("ignore", message=r"Heartbeat of storage is supposed to be used with Study.optimize")
+    try:
+        from optuna.exceptions import ExperimentalWarning
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)

@@ -1,0 +1,175 @@
+"""First-hour defects and rough edges: exact input shapes in predict, test metrics logged once,
+pruning that never discards a finished trial, a quiet console that ends with a summary, MLflow's
+model-training view, group-readable prepared data, and mnist1d's generator arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+import torch
+from conftest import run_cli
+
+from archbench.config import compose
+from archbench.data.sources.mnist1d import DEFAULTS
+from archbench.errors import RunStopped
+from archbench.sweep.pruning import OptunaPruning
+from archbench.sweep.study import chosen_values
+from archbench.train import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A digits cnn and a tiny character LSTM, each logged to one MLflow store."""
+    from archbench.config import compose as make
+
+    root = tmp_path_factory.mktemp("trained")
+    common = [f"paths.data_dir={root / 'prepared'}", f"paths.output_root={root / 'out'}",
+              f"logger.tracking_uri=sqlite:///{root / 'mlflow.db'}", "callbacks.progress_bar=none",
+              "trainer.max_epochs=1"]
+    train(make(["data=digits", "model=cnn", *common], output_dir=root / "cnn"))
+    train(make(["data=pydoc_text", "model=lstm", "data.steps_per_epoch=3", "model.lm_net.hidden_size=16",
+                "model.lm_net.num_layers=1", "data.sample_length=5", *common], output_dir=root / "lm"))
+    return root
+
+
+def _uri(root, name: str) -> str:
+    return json.loads((root / name / "run.json").read_text())["model_uri"]
+
+
+def _predict(root, *args: str):
+    return run_cli("archbench-predict", *args, "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}")
+
+
+@pytest.mark.slow
+def test_predict_takes_exactly_the_models_input_shape(trained, tmp_path):
+    digits = torch.load(trained / "prepared" / "digits" / "test.pt", weights_only=True)["x"]
+    np.save(tmp_path / "ok.npy", digits[:5].numpy())
+    np.save(tmp_path / "one.npy", digits[0].numpy())  # a single sample, no batch axis
+    np.save(tmp_path / "seq.npy", np.zeros((1000, 1, 40), dtype=np.float32))  # 40 000 values: divisible by 64
+    ok = _predict(trained, str(tmp_path / "ok.npy"), "--model-uri", _uri(trained, "cnn"))
+    assert ok.returncode == 0 and len(ok.stdout.strip().splitlines()) == 6, ok.stderr[-2000:]
+    one = _predict(trained, str(tmp_path / "one.npy"), "--model-uri", _uri(trained, "cnn"))
+    assert one.returncode == 0 and len(one.stdout.strip().splitlines()) == 2
+    wrong = _predict(trained, str(tmp_path / "seq.npy"), "--model-uri", _uri(trained, "cnn"))
+    assert wrong.returncode == 2 and wrong.stdout == ""
+    [line] = wrong.stderr.strip().splitlines()
+    assert "input of shape [1000, 1, 40]" in line and "(N, 1, 8, 8)" in line
+
+
+@pytest.mark.slow
+def test_predict_refuses_a_language_model_in_one_line(trained, tmp_path):
+    np.save(tmp_path / "ids.npy", np.zeros((2, 64), dtype=np.int64))
+    result = _predict(trained, str(tmp_path / "ids.npy"), "--model-uri", _uri(trained, "lm"))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "is a language_model model, not a classifier" in line and "archbench-generate" in line
+
+
+def test_test_metrics_are_logged_once(trained):
+    run_id = json.loads((trained / "cnn" / "run.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(f"sqlite:///{trained / 'mlflow.db'}")
+    for key in ("test/acc", "test/loss", "test/f1"):
+        assert len(client.get_metric_history(run_id, key)) == 1, key
+    assert len(client.get_metric_history(run_id, "val/acc_best")) == 1
+
+
+def test_archbench_experiments_open_in_the_model_training_view(trained):
+    client = mlflow.MlflowClient(f"sqlite:///{trained / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("archbench")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_prepared_data_is_readable_as_the_umask_allows(trained):
+    mode = (trained / "prepared" / "digits").stat().st_mode
+    expected = 0o777 & ~_umask()
+    assert stat.S_IMODE(mode) == expected and mode & stat.S_IRGRP == expected & stat.S_IRGRP
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class _AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def _trainer(epoch: int, max_epochs: int) -> SimpleNamespace:
+    return SimpleNamespace(sanity_checking=False, global_rank=0, current_epoch=epoch, max_epochs=max_epochs,
+                           callback_metrics={"val/acc": torch.tensor(0.5)}, should_stop=False,
+                           strategy=SimpleNamespace(broadcast=lambda value, src: value))
+
+
+def test_pruning_never_discards_a_trial_that_reached_its_last_epoch(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(storage=storage, study_name="s", pruner=_AlwaysPrune(), direction="maximize")
+    trial = study.ask()
+    callback = OptunaPruning(storage, "s", trial._trial_id, "val/acc")
+    callback._trial = trial  # the always-pruning pruner (storages do not keep pruners)
+    last = _trainer(epoch=2, max_epochs=3)
+    callback.on_validation_end(last, None)
+    assert not last.should_stop
+    callback.after_fit(3)  # complete: no RunStopped
+    early = _trainer(epoch=0, max_epochs=3)
+    callback.on_validation_end(early, None)
+    assert early.should_stop
+    with pytest.raises(RunStopped, match="pruned after epoch 1"):
+        callback.after_fit(1)
+
+
+def test_best_params_show_the_values_used():
+    assert chosen_values({"optimizer.lr": 0.01, "optimizer.weight_decay=0": True,
+                          "optimizer.weight_decay": 1e-4}) == {"optimizer.lr": 0.01, "optimizer.weight_decay": 0.0}
+    assert chosen_values({"optimizer.lr": 0.01, "optimizer.weight_decay=0": False,
+                          "optimizer.weight_decay": 1e-4}) == {"optimizer.lr": 0.01, "optimizer.weight_decay": 1e-4}
+
+
+def test_mnist1d_generator_arguments_are_all_in_the_config():
+    generate = dict(compose(["data=mnist1d"]).data.generate)
+    assert set(generate) == set(DEFAULTS)
+    assert {k: (list(v) if isinstance(v, list) or hasattr(v, "__len__") and not isinstance(v, str) else v)
+            for k, v in generate.items()} == DEFAULTS
+    # overridable without +
+    assert compose(["data=mnist1d", "data.generate.shuffle_seq=true"]).data.generate.shuffle_seq is True
+
+
+def test_a_shift_on_shuffled_sequences_is_warned_about(make_cfg):
+    with pytest.warns(UserWarning, match="shift has no meaning there"):
+        train(make_cfg("data=mnist1d", "model=logistic", "data.generate.shuffle_seq=true",
+                       "data.generate.num_samples=500", "data.augment_shift=0.1", "trainer.max_epochs=1"))
+
+
+@pytest.mark.slow
+def test_a_run_is_quiet_and_ends_with_a_summary(tmp_path):
+    common = ["data=digits", "model=mlp", "trainer.max_epochs=1", f"paths.data_dir={tmp_path / 'p'}",
+              f"paths.output_root={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    result = run_cli("archbench-train", *common, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    for noise in ("exists and is not empty", "LeafSpec", "litlogger", "Modules in train mode",
+                  "GPU available", "Total params"):
+        assert noise not in output, noise
+    summary = result.stdout[result.stdout.index("archbench: mlp on digits (classification) finished"):]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert f"run directory  {tmp_path / 'run'}" in summary and run["run_id"] in summary
+    assert "test           acc " in summary and "best val       val/acc " in summary
+    assert "model          models:/" in summary
+    verbose = run_cli("archbench-train", *common[:-1], f"hydra.run.dir={tmp_path / 'run2'}", "-v", env=env)
+    assert verbose.returncode == 0 and "GPU available" in verbose.stdout + verbose.stderr
+
+
+@pytest.mark.slow
+def test_recipe_null_is_the_documented_way_to_drop_a_recipe():
+    result = run_cli("archbench-train", "data=mnist1d", "model=transformer", "recipe=null", "--cfg", "job")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "archbench: recipe" not in result.stdout and "  name: adam\n" in result.stdout
