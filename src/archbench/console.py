@@ -21,6 +21,13 @@ def quiet_dependencies(verbose: bool) -> None:
     # on a resumed run the checkpoint folder is meant to hold the checkpoints being continued
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # archbench's deliberate choices, each warned about on every run by a dependency:
+    # a GAN's frozen scoring classifier stays in eval mode; recurrent nets' flat weights during
+    # pt2 export; language models logged in the pickle format (their generate() is Python code)
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+    warnings.filterwarnings("ignore", message=r"The tensor attributes self\.net\.\w+\._flat_weights")
+    logging.getLogger("mlflow.pytorch").addFilter(
+        lambda record: not record.getMessage().startswith("Saving pytorch model by Pickle"))
     # archbench records heartbeats itself, outside Study.optimize, on purpose (sweep/study.py)
     warnings.filterwarnings("ignore", message=r"Heartbeat of storage is supposed to be used with Study.optimize")
     try:
