@@ -254,6 +254,15 @@ def test_cfg_job_shows_the_effective_config_and_the_recipe_line():
     assert bad.returncode == 2 and "unknown recipe 'nope'; valid: " in bad.stderr
 
 
+def test_every_data_and_model_composes_with_explicit_groups_kept():
+    """All of conf/ (datasets that need files included): explicit choices survive every recipe."""
+    for data in config_groups()["data"]:
+        for model in config_groups()["model"]:
+            cfg = compose([f"data={data}", f"model={model}", "optimizer=rmsprop", "scheduler=none",
+                           "trainer=cpu", "trainer.max_epochs=3"])
+            assert (cfg.optimizer.name, cfg.scheduler.name, cfg.trainer.max_epochs) == ("rmsprop", "none", 3)
+
+
 @pytest.mark.parametrize("data", EMBEDDED)
 def test_every_combination_composes_and_builds_or_refuses_clearly(data, data_root):
     """Every model of conf/ on each embedded dataset, with the explicit groups kept: the net, the
