@@ -1,6 +1,6 @@
 """Results beside published references, each with its seed and budget.
 
-Figures the default pipeline trains (`dvc repro`, stage train@<data>-<model>) are read from
+Figures the default pipeline trains (`dvc repro`, stages classify@ / language_model@<data>-<model>) are read from
 results/train/<key>/; the rest are trained here with `archbench-train` (default recipe, seed 42)
 into results/bench/published/<key>/ — a re-run with an unchanged config only re-tests
 (resume=auto), --retrain starts afresh. Writes reports/benchmarks/published.{json,md}.
@@ -62,7 +62,7 @@ def run_dir(entry: Entry) -> tuple[Path, str]:
     """Where the entry's result lives: the pipeline's stage directory when it has one."""
     stage = ROOT / "results" / "train" / entry.key
     if (stage / "metrics.json").is_file():
-        return stage, f"dvc stage `train@{entry.key}`"
+        return stage, f"dvc pipeline, results/train/{entry.key}"
     return ROOT / "results" / "bench" / "published" / entry.key, "bench/published.py"
 
 
