@@ -58,3 +58,47 @@ def test_report_has_a_regression_section_in_the_targets_units(tmp_path):
     assert "## Regression" in text and "## Classification" not in text
     assert "| diabetes | mlp | 11 | 51.22 | 42.00 | 0.505 | 50 | 1.0 |" in text
     assert text.index("| diabetes | mlp |") < text.index("| diabetes | linear |")
+
+
+def test_reference_baselines_fit_on_train_and_val_only():
+    """Test labels are the opposite rule of train/val labels: a model fitted on train+val only
+    gets the test split all wrong; one that saw the test split could not."""
+    import numpy as np
+
+    from archbench.report.baselines import fit_and_score
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int, flip: bool) -> dict:
+        x = rng.normal(size=(n, 1, 3)).astype(np.float32)
+        y = ((x[:, 0, 0] > 0) ^ flip).astype(np.int64)
+        return {"x": x, "y": y}
+
+    splits = {"train": split(300, False), "val": split(60, False), "test": split(200, True)}
+    for name in ("LogisticRegression", "SVC (RBF)", "HistGradientBoosting"):
+        assert fit_and_score(name, "classification", splits)["test/acc"] < 0.1, name
+    target = {"mean": 100.0, "std": 10.0}
+    splits = {s: {"x": v["x"], "y": v["x"][:, 0, 0].astype(np.float64)} for s, v in splits.items()}
+    scored = fit_and_score("LinearRegression", "regression", splits, target)
+    assert scored["test/r2"] > 0.999 and scored["test/mae"] < 1e-3  # exact linear target, in units
+
+
+def test_report_adds_reference_rows_only_for_the_data_the_runs_saw(tmp_path):
+    from archbench.config import compose
+    from archbench.data.prepare import prepare
+
+    data_root = tmp_path / "prepared"
+    meta = prepare({"name": "breast_cancer", "source": compose(["data=breast_cancer"]).data.source,
+                    "seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}, data_root / "breast_cancer")
+    results = tmp_path / "results"
+    _run(results / "breast_cancer-mlp", "breast_cancer", "mlp",
+         {"test/acc": 0.93, "test/f1": 0.92, "val/acc_best": 1.0, "epochs": 11, "train_seconds": 0.4,
+          "parameters": 4226})
+    write_report(results, tmp_path / "reports", data_root)
+    assert "reference" not in (tmp_path / "reports" / "comparison.md").read_text()  # checksum unknown
+    run_file = results / "breast_cancer-mlp" / "run.json"
+    run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "data_checksum": meta.checksum}))
+    write_report(results, tmp_path / "reports", data_root)
+    text = (tmp_path / "reports" / "comparison.md").read_text()
+    assert "| breast_cancer | *LogisticRegression (reference)* | – | 98.2 % |" in text
+    assert text.count("(reference)*") == 3

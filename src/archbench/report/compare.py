@@ -46,12 +46,21 @@ def sweep_markdown(sweep_dir: Path) -> list[str]:
     return lines + [""]
 
 
-def write_report(results_dir: Path, reports_dir: Path) -> int:
-    """Write ``comparison.md`` (and each section's figures); returns the number of runs compared."""
+def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = None) -> int:
+    """Write ``comparison.md`` (and each section's figures); returns the number of runs compared.
+
+    With ``data_root`` (the prepared data, e.g. ``data/prepared``), classification and regression
+    tables gain scikit-learn reference rows fitted on the same splits (``report/baselines.py``).
+    """
+    from archbench.report.baselines import reference_runs
     from archbench.tasks import load_task, task_names
 
     reports_dir.mkdir(parents=True, exist_ok=True)
     runs = collect(results_dir)
+    count = sum(len(r) for r in runs.values())
+    if data_root is not None:
+        for task, references in reference_runs(runs, data_root).items():
+            runs[task] = runs[task] + references
     lines = ["# archbench comparison", "",
              "Every trained (dataset, model) pair, scored on its held-out test split; models were",
              "selected on the validation split only. Regenerate with `dvc repro` (stage `compare`).", ""]
@@ -61,4 +70,4 @@ def write_report(results_dir: Path, reports_dir: Path) -> int:
             lines += load_task(name).report_section(runs[name], reports_dir)
     lines += sweep_markdown(Path(results_dir).parent / "sweep")
     (reports_dir / "comparison.md").write_text("\n".join(lines))
-    return sum(len(r) for r in runs.values())
+    return count

@@ -259,12 +259,19 @@ class Classification(Task):
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for r in runs:
+            if r.run.get("reference"):  # scikit-learn on the same train+val / test split
+                lines.append(f"| {r.run['data']} | *{r.run['model']}* | – | {100 * r.get('test/acc'):.1f} % | "
+                             f"{100 * r.get('test/f1'):.1f} % | – | – | {r.get('train_seconds'):.1f} | reference |")
+                continue
             lines.append(
                 f"| {r.run['data']} | {r.run['model']} | {int(r.get('parameters', 0)):,} | "
                 f"{100 * r.get('test/acc'):.1f} % | {100 * r.get('test/f1'):.1f} % | "
                 f"{100 * r.get('val/acc_best'):.1f} % | {int(r.get('epochs', 0))} | "
                 f"{r.get('train_seconds'):.1f} | `{r.run.get('run_id', '')[:8]}` |")
-        accuracy_chart(runs, reports_dir / "comparison.png")
+        if any(r.run.get("reference") for r in runs):
+            lines += ["", "*Italic rows*: scikit-learn references fitted on the same prepared train+val "
+                      "data and scored on the same test split (`report/baselines.py`)."]
+        accuracy_chart([r for r in runs if not r.run.get("reference")], reports_dir / "comparison.png")
         return lines + ["", "![test accuracy by dataset and model](comparison.png)", ""]
 
 

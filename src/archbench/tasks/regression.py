@@ -119,9 +119,16 @@ class Regression(Task):
                  "| dataset | model | parameters | test RMSE | test MAE | test R² | epochs | train s |",
                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in runs:
-            lines.append(f"| {r.run['data']} | {r.run['model']} | {int(r.get('parameters', 0)):,} | "
-                         f"{math.sqrt(r.get('test/mse')):.2f} | {r.get('test/mae'):.2f} | "
-                         f"{r.get('test/r2'):.3f} | {int(r.get('epochs', 0))} | {r.get('train_seconds'):.1f} |")
+            reference = bool(r.run.get("reference"))
+            model = f"*{r.run['model']}*" if reference else r.run["model"]
+            size = "–" if reference else f"{int(r.get('parameters', 0)):,}"
+            epochs = "–" if reference else str(int(r.get("epochs", 0)))
+            lines.append(f"| {r.run['data']} | {model} | {size} | {math.sqrt(r.get('test/mse')):.2f} | "
+                         f"{r.get('test/mae'):.2f} | {r.get('test/r2'):.3f} | {epochs} | "
+                         f"{r.get('train_seconds'):.1f} |")
+        if any(r.run.get("reference") for r in runs):
+            lines += ["", "*Italic rows*: scikit-learn references fitted on the same prepared train+val "
+                      "data and scored on the same test split."]
         return lines + [""]
 
 

@@ -1,0 +1,89 @@
+"""Reference baselines on the very splits the nets saw: scikit-learn models fitted on the prepared
+train+val data and scored once on the prepared test split. Cheap, and they catch under-trained nets.
+
+scikit-learn rather than our own code: these are the standard, well-kept implementations users
+already trust as a yardstick.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archbench.tasks.base import RunResult
+
+CLASSIFIERS = ("LogisticRegression", "SVC (RBF)", "HistGradientBoosting")
+REGRESSORS = ("LinearRegression", "SVR (RBF)", "HistGradientBoosting")
+
+
+def _estimator(name: str, task: str):
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.svm import SVC, SVR
+
+    if task == "classification":
+        return {"LogisticRegression": LogisticRegression(max_iter=5000),
+                "SVC (RBF)": SVC(),
+                "HistGradientBoosting": HistGradientBoostingClassifier(random_state=0)}[name]
+    return {"LinearRegression": LinearRegression(), "SVR (RBF)": SVR(),
+            "HistGradientBoosting": HistGradientBoostingRegressor(random_state=0)}[name]
+
+
+def fit_and_score(name: str, task: str, splits: dict[str, dict[str, Any]],
+                  target: dict[str, float] | None = None) -> dict[str, float]:
+    """Fit on train+val only, score on test: accuracy and macro-F1, or MSE/MAE/R² in target units."""
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        mean_absolute_error,
+        mean_squared_error,
+        r2_score,
+    )
+
+    def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+        x = splits[split]["x"]
+        x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+        y = splits[split]["y"]
+        return x.reshape(len(x), -1), (y.numpy() if hasattr(y, "numpy") else np.asarray(y))
+
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = arrays("train"), arrays("val"), arrays("test")
+    model = _estimator(name, task)
+    started = time.perf_counter()
+    model.fit(np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]))
+    seconds = time.perf_counter() - started
+    predicted = model.predict(x_test)
+    if task == "classification":
+        return {"test/acc": float(accuracy_score(y_test, predicted)),
+                "test/f1": float(f1_score(y_test, predicted, average="macro")), "train_seconds": seconds}
+    mean, std = (target or {}).get("mean", 0.0), (target or {}).get("std", 1.0)
+    truth, guess = y_test * std + mean, predicted * std + mean
+    return {"test/mse": float(mean_squared_error(truth, guess)),
+            "test/mae": float(mean_absolute_error(truth, guess)),
+            "test/r2": float(r2_score(truth, guess)), "train_seconds": seconds}
+
+
+def reference_runs(runs: dict[str, list[RunResult]], data_root: Path) -> dict[str, list[RunResult]]:
+    """Reference rows for every (task, dataset) among ``runs`` whose prepared data in
+    ``data_root/<name>`` is the very data those runs trained on (same checksum); others get none."""
+    from archbench.data.store import load_all
+
+    references: dict[str, list[RunResult]] = {}
+    for task, names in (("classification", CLASSIFIERS), ("regression", REGRESSORS)):
+        for dataset in sorted({r.run["data"] for r in runs.get(task, [])}):
+            data_dir = Path(data_root) / dataset
+            checksums = {r.run.get("data_checksum") for r in runs[task] if r.run["data"] == dataset}
+            if not (data_dir / "meta.json").is_file():
+                continue
+            meta = json.loads((data_dir / "meta.json").read_text())
+            if meta["checksum"] not in checksums or meta["kind"] == "text":
+                continue
+            _, splits = load_all(data_dir)
+            for name in names:
+                metrics = fit_and_score(name, task, splits, meta.get("target"))
+                run = {"data": dataset, "model": f"{name} (reference)", "reference": True, "run_id": ""}
+                references.setdefault(task, []).append(RunResult(data_dir, run, metrics))
+    return references
