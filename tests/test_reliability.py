@@ -173,3 +173,24 @@ def test_recipe_null_is_the_documented_way_to_drop_a_recipe():
     result = run_cli("archbench-train", "data=mnist1d", "model=transformer", "recipe=null", "--cfg", "job")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "archbench: recipe" not in result.stdout and "  name: adam\n" in result.stdout
+
+
+def test_a_rerun_with_changed_code_retrains_and_always_writes_its_curves(make_cfg, tmp_path, monkeypatch):
+    """A re-run DVC stage deletes its curves and metrics first. With the same code and config it
+    resumes the finished run (re-tests it) and still writes the curves; with changed code it
+    starts afresh, so a stage re-run for a code change trains with that code."""
+    import archbench.resume
+
+    cfg = make_cfg("data=digits", "model=logistic", "trainer.max_epochs=2")
+    train(cfg)
+    first = json.loads((tmp_path / "run" / "run.json").read_text())["run_id"]
+    (tmp_path / "run" / "curves.csv").unlink()
+    train(make_cfg("data=digits", "model=logistic", "trainer.max_epochs=2"))
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["run_id"] == first  # resumed
+    assert len((tmp_path / "run" / "curves.csv").read_text().splitlines()) == 3  # header + 2 epochs
+    monkeypatch.setattr(archbench.resume, "code_fingerprint", lambda: "other code")
+    train(make_cfg("data=digits", "model=logistic", "trainer.max_epochs=2"))
+    again = json.loads((tmp_path / "run" / "run.json").read_text())["run_id"]
+    assert again != first
+    tags = mlflow.MlflowClient(cfg.logger.tracking_uri).get_run(again).data.tags
+    assert "resumed_from" not in tags

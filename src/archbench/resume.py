@@ -24,6 +24,23 @@ CONFIG_STAMP_KEY = "archbench_config_sha256"
 NOT_FINGERPRINTED = ("resume", "paths", "logger", "register", "callbacks.progress_bar")
 
 
+def code_fingerprint() -> str:
+    """sha256 of the package's training code (every module but the report): a checkpoint written
+    by other code is not continued, so a re-run DVC stage whose code changed retrains."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        if "report" not in path.relative_to(package).parts:
+            digest.update(path.relative_to(package).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_fingerprint(cfg: DictConfig) -> str:
+    """What a checkpoint must have been written under to be continued: this config and this code."""
+    return hashlib.sha256((config_fingerprint(cfg) + code_fingerprint()).encode()).hexdigest()
+
+
 def config_fingerprint(cfg: DictConfig) -> str:
     plain = OmegaConf.to_container(cfg, resolve=False)
     for dotted in NOT_FINGERPRINTED:
@@ -55,13 +72,13 @@ def find_resume_point(cfg: DictConfig) -> ResumePoint:
     explicit = mode not in (False, "auto", True, "true")
     out_dir = Path(str(mode)) if explicit else Path(cfg.paths.output_dir)
     last, run_file = out_dir / "checkpoints" / "last.ckpt", out_dir / "run.json"
-    fingerprint = config_fingerprint(cfg)
+    fingerprint = run_fingerprint(cfg)
     if mode is not False and last.is_file() and run_file.is_file():
         if stamped_fingerprint(last) == fingerprint:
             return ResumePoint(out_dir, last, json.loads(run_file.read_text()).get("run_id"))
         if explicit:
-            raise ConfigError(f"cannot resume {out_dir}: it was trained with a different config "
-                              f"(pass the same overrides as the original run)")
+            raise ConfigError(f"cannot resume {out_dir}: it was trained with a different config or "
+                              f"archbench version (pass the same overrides as the original run)")
     elif explicit:
         raise ConfigError(f"nothing to resume in {out_dir}: no checkpoints/last.ckpt and run.json there")
     return ResumePoint(out_dir, None, None)

@@ -120,7 +120,7 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     validate(cfg)
     import pytorch_lightning as pl
 
-    from archbench.resume import config_fingerprint, find_resume_point, start_fresh
+    from archbench.resume import find_resume_point, run_fingerprint, start_fresh
     from archbench.tasks.callbacks import ConfigStamp
 
     main = launch_rank() == 0
@@ -133,7 +133,7 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
         import torch
 
         torch.set_num_threads(int(cfg.threads))
-    stamp = ConfigStamp(config_fingerprint(cfg))  # the config as given: what a re-run is compared to
+    stamp = ConfigStamp(run_fingerprint(cfg))  # config as given + code: what a re-run is compared to
     cfg, task, datamodule, built = build(cfg)
     if cfg.trainer.get("compile"):
         for net in built.nets:

@@ -30,6 +30,10 @@ class EpochCurves(pl.Callback):
         self.rows.append(row)
         self.write()
 
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_rank == 0:  # a resumed, already finished run trains no epoch: still write
+            self.write()
+
     def state_dict(self) -> dict:
         return {"rows": self.rows}  # so a resumed run keeps the epochs before the kill
 
@@ -71,8 +75,8 @@ class RngStateInCheckpoint(pl.Callback):
 
 
 class ConfigStamp(pl.Callback):
-    """Write the run's config fingerprint into every checkpoint (``archbench.resume`` reads it),
-    so only the config that wrote a checkpoint can resume it."""
+    """Write the run's fingerprint (config and code, ``archbench.resume.run_fingerprint``) into
+    every checkpoint, so only the config and code that wrote a checkpoint can resume it."""
 
     def __init__(self, fingerprint: str) -> None:
         self.fingerprint = fingerprint
