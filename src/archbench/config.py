@@ -90,17 +90,8 @@ def explicit_keys(overrides: list[str]) -> set[str]:
             for entry in body.pop("defaults", []) or []:
                 if isinstance(entry, dict):  # `override /optimizer: sgd` chooses the group
                     keys.update(k.split()[-1].strip("/") for k in entry)
-            keys.update(_leaves(body))
+            keys.update(dotted_leaves(body))
     return keys
-
-
-def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict) or not node:
-        return {prefix: node} if prefix else {}
-    leaves: dict[str, Any] = {}
-    for key, value in node.items():
-        leaves.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
-    return leaves
 
 
 def apply_recipe(cfg: DictConfig, overrides: list[str]) -> str | None:
@@ -121,7 +112,7 @@ def apply_recipe(cfg: DictConfig, overrides: list[str]) -> str | None:
     def chosen(key: str) -> bool:
         return any(key == e or key.startswith(e + ".") or e.startswith(key + ".") for e in explicit)
 
-    leaves = _leaves(OmegaConf.to_container(preset, resolve=False))
+    leaves = dotted_leaves(OmegaConf.to_container(preset, resolve=False))
     applied = {k: v for k, v in leaves.items() if not chosen(k)}
     with open_dict(cfg):
         del cfg["recipe_preset"]
@@ -170,16 +161,17 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
 
+def dotted_leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``: every leaf of a plain nested dict under its dotted key
+    (an empty dict has no leaves)."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    leaves: dict[str, Any] = {}
+    for key, value in node.items():
+        leaves.update(dotted_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return leaves
+
+
 def flatten(cfg: DictConfig) -> dict[str, Any]:
-    """``{"model.net.channels": "[32, 64]", ...}``: every leaf of the resolved config."""
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), value)
-        else:
-            flat[prefix] = node
-
-    walk("", OmegaConf.to_container(cfg, resolve=True))
-    return flat
+    """``{"model.net.channels": [32, 64], ...}``: every leaf of the resolved config."""
+    return dotted_leaves(OmegaConf.to_container(cfg, resolve=True))

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from archbench.config import to_dict, validate
+from archbench.config import dotted_leaves, to_dict, validate
 
 
 def build_callbacks(cfg: DictConfig, out_dir: Path, monitor: str, mode: str) -> tuple[list, Any]:
@@ -95,20 +95,9 @@ def _epochs_trained(trainer, out_dir: Path) -> int:
 def resolve_monitor(cfg: DictConfig, task) -> DictConfig:
     """A copy of ``cfg`` whose ``callbacks.monitor``/``mode`` name real metrics (``auto`` → the task's)."""
     cfg = cfg.copy()
-    if cfg.callbacks.monitor == "auto":
-        cfg.callbacks.monitor = task.monitor[0]
-    if cfg.callbacks.mode == "auto":
-        cfg.callbacks.mode = task.monitor[1] if cfg.callbacks.monitor == task.monitor[0] else "min"
+    cfg.callbacks.monitor, cfg.callbacks.mode = task.resolve_monitor(cfg.callbacks.monitor,
+                                                                     cfg.callbacks.mode)
     return cfg
-
-
-def _flat_tags(tags: Any, prefix: str = "") -> dict[str, str]:
-    """``{"a": {"b": "v"}}`` → ``{"a.b": "v"}`` (dotted MLflow tag names)."""
-    flat: dict[str, str] = {}
-    for key, value in (tags or {}).items():
-        name = f"{prefix}{key}"
-        flat.update(_flat_tags(value, name + ".") if isinstance(value, dict) else {name: str(value)})
-    return flat
 
 
 def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]:
@@ -172,7 +161,7 @@ def _tracked_fit(cfg, task, built, datamodule, point, main: bool, parent_run_id,
             "data_layout": str(cfg.data.get("layout", "")), "output_dir": str(out_dir),
             "class_names": json.dumps(meta.class_names)[:4000],
             "input_shape": json.dumps(list(datamodule.input_shape)),
-            **_flat_tags(to_dict(cfg.logger.get("tags") or {}))}
+            **{k: str(v) for k, v in dotted_leaves(to_dict(cfg.logger.get("tags") or {})).items()}}
     summary = {"data": meta.name, "model": cfg.model.name, "task": task.name, "status": "running",
                "input_shape": list(datamodule.input_shape), "num_classes": meta.num_classes}
     if main:

@@ -65,10 +65,8 @@ def _monitor(cfg: DictConfig) -> tuple[str, str]:
         return monitor, mode
     from archbench.tasks import load_task, task_name
 
-    name = task_name(cfg.model, cfg.data, None)  # a task only the data can decide: say it
-    task_monitor = load_task(name).monitor
-    monitor = task_monitor[0] if monitor == "auto" else monitor
-    return monitor, (task_monitor[1] if monitor == task_monitor[0] else "min") if mode == "auto" else mode
+    # a task only the prepared data can decide (data.task=auto) is an error naming data.task
+    return load_task(task_name(cfg.model, cfg.data, None)).resolve_monitor(monitor, mode)
 
 
 class Tracking:

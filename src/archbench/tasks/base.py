@@ -89,6 +89,13 @@ class Task:
     data_tasks: tuple[str, ...] = ()  # the prepared data's own task must be one of these (if set)
     summary: str = ""  # one line for the report section's heading text
 
+    def resolve_monitor(self, monitor: str, mode: str) -> tuple[str, str]:
+        """``callbacks.monitor``/``mode`` with ``auto`` replaced by this task's own."""
+        monitor = self.monitor[0] if monitor == "auto" else monitor
+        if mode == "auto":
+            mode = self.monitor[1] if monitor == self.monitor[0] else "min"
+        return monitor, mode
+
     # --- building -------------------------------------------------------------------------
     def check(self, cfg: DictConfig, meta: Meta) -> None:
         """Refuse, in one line, data this task cannot learn from."""

@@ -19,7 +19,7 @@ from torchmetrics.classification import (
 from archbench.errors import ConfigError, NonFiniteLossError
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
-from archbench.tasks.optim import build_optimizer, build_scheduler
+from archbench.tasks.optim import lightning_optimizers
 
 LOSSES = ("cross_entropy", "perceptron", "mse")
 
@@ -179,13 +179,7 @@ class ClassificationTask(pl.LightningModule):
         return [png_path]
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.net.parameters(), self.optimizer_cfg)
-        scheduler = build_scheduler(
-            optimizer, self.scheduler_cfg, self.trainer.max_epochs or 1,
-            int(self.trainer.estimated_stepping_batches))
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return lightning_optimizers(self.net.parameters(), self.optimizer_cfg, self.scheduler_cfg, self.trainer)
 
 
 def write_confusion(confusion: torch.Tensor, class_names: list[str], out_dir: Path) -> tuple[Path, Path]:

@@ -15,7 +15,7 @@ from torch import nn
 from archbench.errors import ConfigError, NonFiniteLossError
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
-from archbench.tasks.optim import build_optimizer, build_scheduler
+from archbench.tasks.optim import lightning_optimizers
 
 
 class CharLanguageModel(nn.Module):
@@ -129,10 +129,7 @@ class LanguageModelTask(pl.LightningModule):
         return [path]
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.model.parameters(), self.optimizer_cfg)
-        scheduler = build_scheduler(optimizer, self.scheduler_cfg, self.trainer.max_epochs or 1,
-                                    int(self.trainer.estimated_stepping_batches))
-        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return lightning_optimizers(self.model.parameters(), self.optimizer_cfg, self.scheduler_cfg, self.trainer)
 
 
 class LanguageModel(Task):

@@ -121,3 +121,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], max_e
         optimizer, max_lr=max_lr, total_steps=max(1, total_steps),
         pct_start=float(cfg.get("pct_start", 0.25)))
     return {"scheduler": sched, "interval": "step"}
+
+
+def lightning_optimizers(params, optimizer_cfg: dict[str, Any], scheduler_cfg: dict[str, Any],
+                         trainer) -> Any:
+    """What a task's ``configure_optimizers`` returns: the optimizer, with its scheduler if any."""
+    optimizer = build_optimizer(params, optimizer_cfg)
+    scheduler = build_scheduler(optimizer, scheduler_cfg, trainer.max_epochs or 1,
+                                int(trainer.estimated_stepping_batches))
+    return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

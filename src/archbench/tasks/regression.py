@@ -16,7 +16,7 @@ from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, R2Scor
 from archbench.errors import NonFiniteLossError
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
-from archbench.tasks.optim import build_optimizer, build_scheduler
+from archbench.tasks.optim import lightning_optimizers
 
 
 class Destandardised(nn.Module):
@@ -82,10 +82,7 @@ class RegressionTask(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.net.parameters(), self.optimizer_cfg)
-        scheduler = build_scheduler(optimizer, self.scheduler_cfg, self.trainer.max_epochs or 1,
-                                    int(self.trainer.estimated_stepping_batches))
-        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return lightning_optimizers(self.net.parameters(), self.optimizer_cfg, self.scheduler_cfg, self.trainer)
 
 
 class Regression(Task):
