@@ -33,7 +33,7 @@ def test_ddp_cpu_training_matches_one_process_with_one_run_and_one_checkpoint(ma
     ddp = train(make_cfg(*common, "trainer=ddp_cpu", output="ddp"))
 
     assert abs(ddp["test/acc"] - single["test/acc"]) <= 0.02, (ddp, single)
-    assert ddp["epochs"] == 15 and ddp["val/acc_best"] == ddp["val/acc_best"]  # not NaN
+    assert ddp["epochs"] == 15 and ddp["val/acc_then_loss_best"] == ddp["val/acc_then_loss_best"]  # not NaN
 
     tracking_uri = make_cfg().logger.tracking_uri
     [run] = _runs(tracking_uri, tmp_path / "ddp")  # exactly one run, from rank 0

@@ -77,7 +77,7 @@ def test_test_metrics_are_logged_once(trained):
     client = mlflow.MlflowClient(f"sqlite:///{trained / 'mlflow.db'}")
     for key in ("test/acc", "test/loss", "test/f1"):
         assert len(client.get_metric_history(run_id, key)) == 1, key
-    assert len(client.get_metric_history(run_id, "val/acc_best")) == 1
+    assert len(client.get_metric_history(run_id, "val/acc_then_loss_best")) == 1
 
 
 def test_archbench_experiments_open_in_the_model_training_view(trained):
@@ -162,7 +162,7 @@ def test_a_run_is_quiet_and_ends_with_a_summary(tmp_path):
     summary = result.stdout[result.stdout.index("archbench: mlp on digits (classification) finished"):]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert f"run directory  {tmp_path / 'run'}" in summary and run["run_id"] in summary
-    assert "test           acc " in summary and "best val       val/acc " in summary
+    assert "test           acc " in summary and "best val       val/acc_then_loss " in summary
     assert "model          models:/" in summary
     verbose = run_cli("archbench-train", *common[:-1], f"hydra.run.dir={tmp_path / 'run2'}", "-v", env=env)
     assert verbose.returncode == 0 and "GPU available" in verbose.stdout + verbose.stderr
@@ -176,15 +176,19 @@ def test_recipe_null_is_the_documented_way_to_drop_a_recipe():
 
 
 def test_a_rerun_with_changed_code_retrains_and_always_writes_its_curves(make_cfg, tmp_path, monkeypatch):
-    """A re-run DVC stage deletes its curves and metrics first. With the same code and config it
-    resumes the finished run (re-tests it) and still writes the curves; with changed code it
-    starts afresh, so a stage re-run for a code change trains with that code."""
+    """A finished run (metrics.json there, same config and code) is not redone; without its
+    metrics and curves it resumes the finished checkpoint (re-tests it) and writes the curves;
+    with changed code it starts afresh, so a stage re-run for a code change trains with that code."""
     import archbench.resume
 
     cfg = make_cfg("data=digits", "model=logistic", "trainer.max_epochs=2")
     train(cfg)
     first = json.loads((tmp_path / "run" / "run.json").read_text())["run_id"]
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    assert train(make_cfg("data=digits", "model=logistic", "trainer.max_epochs=2")) == json.loads(before)
+    assert (tmp_path / "run" / "metrics.json").read_text() == before  # kept as it was
     (tmp_path / "run" / "curves.csv").unlink()
+    (tmp_path / "run" / "metrics.json").unlink()
     train(make_cfg("data=digits", "model=logistic", "trainer.max_epochs=2"))
     assert json.loads((tmp_path / "run" / "run.json").read_text())["run_id"] == first  # resumed
     assert len((tmp_path / "run" / "curves.csv").read_text().splitlines()) == 3  # header + 2 epochs

@@ -23,8 +23,9 @@ def test_report_has_classification_and_language_model_tables(tmp_path):
          sample="\nThe object is a sample", task="language_model")
     assert write_report(results, tmp_path / "reports") == 3
     text = (tmp_path / "reports" / "comparison.md").read_text()
-    assert text.index("| digits | cnn |") < text.index("| digits | mlp |")  # best first
-    assert "| digits | cnn | 53,002 | 98.0 % | 97.0 % | 99.0 % | 40 | 12.3 | `abcdef12` |" in text
+    assert text.index("| cnn | 1 |") < text.index("| mlp | 1 |")  # best first
+    assert "| cnn | 1 | 98.0 | – |" in text and "53,002" in text
+    assert "**digits**: best **cnn** (98.0 %, n = 1 seeds)" in text  # no predictions: no tests
     assert "| pydoc_text | lstm | 1,000 | 2.020 | 2.164 | 1.500 | 30.0 |" in text
     assert "The object is a sample" in text
     assert (tmp_path / "reports" / "comparison.png").stat().st_size > 1000
@@ -95,10 +96,10 @@ def test_report_adds_reference_rows_only_for_the_data_the_runs_saw(tmp_path):
          {"test/acc": 0.93, "test/f1": 0.92, "val/acc_best": 1.0, "epochs": 11, "train_seconds": 0.4,
           "parameters": 4226})
     write_report(results, tmp_path / "reports", data_root)
-    assert "reference" not in (tmp_path / "reports" / "comparison.md").read_text()  # checksum unknown
+    assert "(reference)" not in (tmp_path / "reports" / "comparison.md").read_text()  # checksum unknown
     run_file = results / "breast_cancer-mlp" / "run.json"
     run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "data_checksum": meta.checksum}))
     write_report(results, tmp_path / "reports", data_root)
     text = (tmp_path / "reports" / "comparison.md").read_text()
-    assert "| breast_cancer | *LogisticRegression (reference)* | – | 98.2 % |" in text
+    assert "| *LogisticRegression (reference)* | – | 98.2 |" in text
     assert text.count("(reference)*") == 3

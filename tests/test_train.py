@@ -27,7 +27,7 @@ def test_cnn_on_digits_beats_chance_and_is_fully_tracked(make_cfg, tmp_path):
     cfg = make_cfg("data=digits", "model=cnn", "trainer.max_epochs=3")
     metrics = train(cfg)
     assert metrics["test/acc"] > 0.5  # chance is 0.1
-    assert {"test/loss", "test/acc", "test/f1", "val/acc_best", "epochs"} <= metrics.keys()
+    assert {"test/loss", "test/acc", "test/f1", "val/acc_then_loss_best", "epochs"} <= metrics.keys()
 
     out = tmp_path / "run"
     assert json.loads((out / "metrics.json").read_text())["test/acc"] == metrics["test/acc"]

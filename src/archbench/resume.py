@@ -2,7 +2,9 @@
 
 A run directory keeps ``checkpoints/last.ckpt`` (Lightning, every epoch; it carries the fingerprint
 of the config that wrote it, see ``ConfigStamp``) and ``run.json`` (the MLflow run id, written when
-training starts). ``resume=auto`` (default) continues when both match the current config; ``resume=false``
+training starts). ``resume=auto`` (default) continues when both match the current config (and does nothing when that
+run already finished: its ``metrics.json`` stands, so a re-run stage with one more seed trains only
+that seed); ``resume=false``
 starts afresh; ``resume=<run dir>`` continues that directory and fails clearly if it cannot.
 """
 
@@ -57,6 +59,7 @@ class ResumePoint:
     out_dir: Path
     checkpoint: Path | None  # None: start afresh
     run_id: str | None
+    finished: bool = False  # the directory already holds this run, tested: nothing to redo
 
 
 def _mode(cfg: DictConfig) -> str | bool:
@@ -75,7 +78,9 @@ def find_resume_point(cfg: DictConfig) -> ResumePoint:
     fingerprint = run_fingerprint(cfg)
     if mode is not False and last.is_file() and run_file.is_file():
         if stamped_fingerprint(last) == fingerprint:
-            return ResumePoint(out_dir, last, json.loads(run_file.read_text()).get("run_id"))
+            run = json.loads(run_file.read_text())
+            done = run.get("status") == "finished" and (out_dir / "metrics.json").is_file()
+            return ResumePoint(out_dir, last, run.get("run_id"), finished=done)
         if explicit:
             raise ConfigError(f"cannot resume {out_dir}: it was trained with a different config or "
                               f"archbench version (pass the same overrides as the original run)")

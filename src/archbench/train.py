@@ -115,6 +115,10 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     main = launch_rank() == 0
     point = find_resume_point(cfg)
     point.out_dir.mkdir(parents=True, exist_ok=True)
+    if point.finished:  # same config, same code, tested: its metrics stand
+        print(f"archbench: {point.out_dir} already holds this run, trained and tested with the same "
+              f"config and code (resume=false trains it again)", flush=True)
+        return json.loads((point.out_dir / "metrics.json").read_text())
     if main:
         start_fresh(point)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -156,13 +160,15 @@ def _tracked_fit(cfg, task, built, datamodule, point, main: bool, parent_run_id,
 
     meta, out_dir = datamodule.meta, point.out_dir
     n_params = sum(count_parameters(net) for net in built.nets)
-    tags = {"data": meta.name, "model": cfg.model.name, "task": task.name,
+    tags = {"data": meta.name, "model": cfg.model.name, "task": task.name, "seed": str(cfg.seed),
+            "pair": f"{meta.name}-{cfg.model.name}",
             "data_checksum": meta.checksum, "data_dir": str(datamodule.data_dir),
             "data_layout": str(cfg.data.get("layout", "")), "output_dir": str(out_dir),
             "class_names": json.dumps(meta.class_names)[:4000],
             "input_shape": json.dumps(list(datamodule.input_shape)),
             **{k: str(v) for k, v in dotted_leaves(to_dict(cfg.logger.get("tags") or {})).items()}}
-    summary = {"data": meta.name, "model": cfg.model.name, "task": task.name, "status": "running",
+    summary = {"data": meta.name, "model": cfg.model.name, "task": task.name, "seed": int(cfg.seed),
+               "status": "running",
                "input_shape": list(datamodule.input_shape), "num_classes": meta.num_classes}
     if main:
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -219,6 +225,11 @@ def _finish(cfg, task, built, datamodule, run, summary, metrics, best_path, out_
 
     from archbench.tracking.mlflow_run import log_metrics
 
+    measured = task.cost_inputs(built.module, datamodule)
+    if measured is not None:
+        from archbench.nets.cost import inference_cost
+
+        metrics.update(inference_cost(*measured))
     # test/* are already in the run, logged once by Lightning's logger at the last step
     log_metrics({k: v for k, v in metrics.items() if k != "parameters" and not k.startswith("test/")})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

@@ -14,6 +14,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("reports", nargs="?", default="reports", type=Path)
     parser.add_argument("--data", type=Path, default=Path("data/prepared"),
                         help="prepared data, for the scikit-learn reference rows (default: data/prepared)")
+    parser.add_argument("--mlflow", nargs="?", const="default", default=None, metavar="URI",
+                        help="also log the report as an MLflow run (experiment archbench-comparison); "
+                             "URI default: MLFLOW_TRACKING_URI, else the project's sqlite store")
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         fail("archbench-compare", f"no results directory {args.results}: run `dvc repro` first")
@@ -21,6 +24,15 @@ def main(argv: list[str] | None = None) -> None:
 
     count = write_report(args.results, args.reports, args.data if args.data.is_dir() else None)
     print(f"compared {count} runs -> {args.reports / 'comparison.md'}")
+    if args.mlflow:
+        import os
+
+        from archbench.paths import project_root
+        from archbench.report.compare import log_to_mlflow
+
+        uri = args.mlflow if args.mlflow != "default" else os.environ.get(
+            "MLFLOW_TRACKING_URI", f"sqlite:///{project_root() / 'mlflow.db'}")
+        print(f"logged to MLflow run {log_to_mlflow(args.reports, uri)} ({uri})")
 
 
 if __name__ == "__main__":

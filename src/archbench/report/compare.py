@@ -15,7 +15,7 @@ from archbench.tasks.base import RunResult
 def collect(results_dir: Path) -> dict[str, list[RunResult]]:
     """Finished runs grouped by task name."""
     runs: dict[str, list[RunResult]] = {}
-    for run_file in sorted(Path(results_dir).glob("*/run.json")):
+    for run_file in sorted(Path(results_dir).rglob("run.json")):  # <pair>/ or <pair>/seed<N>/
         metrics_file = run_file.with_name("metrics.json")
         if not metrics_file.is_file():
             continue
@@ -53,6 +53,7 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
     tables gain scikit-learn reference rows fitted on the same splits (``report/baselines.py``).
     """
     from archbench.report.baselines import reference_runs
+    from archbench.report.replicates import aggregated
     from archbench.tasks import load_task, task_names
 
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,22 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
     order = ["classification"] + [n for n in task_names() if n != "classification"]
     for name in order:
         if runs.get(name):
-            lines += load_task(name).report_section(runs[name], reports_dir)
+            # classification reads every seed's predictions; the other tables show seed means
+            given = runs[name] if name == "classification" else aggregated(runs[name])
+            lines += load_task(name).report_section(given, reports_dir)
     lines += sweep_markdown(Path(results_dir).parent / "sweep")
     (reports_dir / "comparison.md").write_text("\n".join(lines))
     return count
+
+
+def log_to_mlflow(reports_dir: Path, tracking_uri: str, experiment: str = "archbench-comparison") -> str:
+    """The report and its figures as artifacts of one MLflow run (the UI shows the comparison too)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name="comparison") as run:
+        mlflow.log_artifact(str(reports_dir / "comparison.md"))
+        for figure in sorted(reports_dir.glob("*.png")) + sorted((reports_dir / "figures").glob("*.png")):
+            mlflow.log_artifact(str(figure), artifact_path="figures")
+        return run.info.run_id

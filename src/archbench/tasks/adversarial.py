@@ -217,6 +217,9 @@ class Adversarial(Task):
 
         return [SampleGrid(out_dir, int(cfg.model.sample_every_n_epochs))]
 
+    def cost_inputs(self, module, datamodule):
+        return None  # the cost axes compare classifiers and regressors
+
     def export(self, module, datamodule, serialization_format: str | None) -> str:
         """noise (N, noise_dim) → images in [0, 1]."""
         from archbench.tracking.mlflow_run import log_torch_model

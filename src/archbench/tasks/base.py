@@ -41,7 +41,9 @@ class RunResult:
 
     @property
     def key(self) -> str:
-        return self.folder.name
+        """The pair's folder name (``results/train/<key>``, or ``<key>/seed<N>`` for replicates)."""
+        name = self.folder.name
+        return self.folder.parent.name if name.startswith("seed") and name[4:].lstrip("-").isdigit() else name
 
     def get(self, name: str, default: float = float("nan")) -> float:
         return float(self.metrics.get(name, default))
@@ -145,6 +147,10 @@ class Task:
 
     def exported_model(self, module):
         return module.net
+
+    def cost_inputs(self, module, datamodule):
+        """(net, example batch) whose inference cost the report compares; None: not measured."""
+        return self.exported_model(module).cpu(), datamodule.example_batch(2)["x"].cpu()
 
     # --- report ---------------------------------------------------------------------------
     def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
@@ -117,7 +117,11 @@ class ClassificationTask(pl.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(**metric_args)
         # sample-weighted means, synced across DDP processes like the counts above
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_count = SumMetric()
         self.confusion: torch.Tensor | None = None
+        # per-example test probabilities: the report's paired tests and calibration read them
+        self._test_probs: list[torch.Tensor] = []
+        self._test_targets: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -153,30 +157,55 @@ class ClassificationTask(pl.LightningModule):
         self.val_acc(probs, y)
         self.val_f1(probs, y)
         self.val_loss.update(loss, weight=len(y))
+        self.val_count.update(len(y))
         self.log("val/loss", self.val_loss, prog_bar=True, batch_size=len(y))
         self.log("val/acc", self.val_acc, prog_bar=True, batch_size=len(y))
         self.log("val/f1", self.val_f1, batch_size=len(y))
+
+    def on_validation_epoch_end(self) -> None:
+        """``val/acc_then_loss``: validation accuracy, ties broken by validation loss. The loss term
+        is below half of one example's worth of accuracy, so it only orders epochs of equal accuracy:
+        on a tiny or saturated validation split (every epoch 100 %) selection and early stopping
+        follow the loss instead of freezing on the first perfect epoch."""
+        count = float(self.val_count.compute())
+        if count > 0:
+            tiebreak = 0.5 / count / (1.0 + self.val_loss.compute().clamp(min=0))
+            self.log("val/acc_then_loss", self.val_acc.compute() + tiebreak)
+        self.val_count.reset()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, probs, y = self._step(batch)
         self.test_acc(probs, y)
         self.test_f1(probs, y)
         self.test_confusion.update(probs, y)
+        self._test_probs.append(probs.float().cpu())
+        self._test_targets.append(y.cpu())
         self.test_loss.update(loss, weight=len(y))
         self.log("test/loss", self.test_loss, batch_size=len(y))
         self.log("test/acc", self.test_acc, batch_size=len(y))
         self.log("test/f1", self.test_f1, batch_size=len(y))
+
+    def on_test_epoch_start(self) -> None:
+        self._test_probs, self._test_targets = [], []
 
     def on_test_epoch_end(self) -> None:
         self.confusion = self.test_confusion.compute().cpu()
         self.test_confusion.reset()
 
     def test_outputs(self, out_dir: Path, class_names: list[str]) -> list[Path]:
-        """confusion.csv (for ``dvc plots``) and confusion.png of the last test."""
+        """confusion.csv (for ``dvc plots``), confusion.png and test_predictions.npz of the last test
+        (the predictions only from a single process, which saw the whole test split in order)."""
         if self.confusion is None:
             return []
         csv_path, png_path = write_confusion(self.confusion, class_names, out_dir)
-        return [png_path]
+        if self.trainer.world_size > 1 or not self._test_probs:
+            return [png_path]
+        import numpy as np
+
+        predictions = out_dir / "test_predictions.npz"
+        np.savez_compressed(predictions, probs=torch.cat(self._test_probs).numpy(),
+                            targets=torch.cat(self._test_targets).numpy())
+        return [png_path, predictions]
 
     def configure_optimizers(self) -> Any:
         return lightning_optimizers(self.net.parameters(), self.optimizer_cfg, self.scheduler_cfg, self.trainer)
@@ -219,7 +248,7 @@ class Classification(Task):
     name = "classification"
     data_kinds = ("image", "sequence", "tabular")
     data_tasks = ("classification",)
-    monitor = ("val/acc", "max")
+    monitor = ("val/acc_then_loss", "max")  # accuracy, ties broken by loss (see on_validation_epoch_end)
 
     def build(self, cfg, meta, datamodule) -> Built:
         from archbench.config import to_dict
@@ -242,62 +271,9 @@ class Classification(Task):
         return ProbabilityModel(module.net)
 
     def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
-        runs = sorted(runs, key=lambda r: (r.run["data"], -r.get("test/acc")))
-        lines = [
-            "## Classification",
-            "",
-            "Test accuracy of every trained (dataset, model) pair on its held-out test split; models were",
-            "selected on the validation split only.",
-            "",
-            "| dataset | model | parameters | test acc | test macro-F1 | best val acc | epochs | train s | MLflow run |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-        ]
-        for r in runs:
-            if r.run.get("reference"):  # scikit-learn on the same train+val / test split
-                lines.append(f"| {r.run['data']} | *{r.run['model']}* | – | {100 * r.get('test/acc'):.1f} % | "
-                             f"{100 * r.get('test/f1'):.1f} % | – | – | {r.get('train_seconds'):.1f} | reference |")
-                continue
-            lines.append(
-                f"| {r.run['data']} | {r.run['model']} | {int(r.get('parameters', 0)):,} | "
-                f"{100 * r.get('test/acc'):.1f} % | {100 * r.get('test/f1'):.1f} % | "
-                f"{100 * r.get('val/acc_best'):.1f} % | {int(r.get('epochs', 0))} | "
-                f"{r.get('train_seconds'):.1f} | `{r.run.get('run_id', '')[:8]}` |")
-        if any(r.run.get("reference") for r in runs):
-            lines += ["", "*Italic rows*: scikit-learn references fitted on the same prepared train+val "
-                      "data and scored on the same test split (`report/baselines.py`)."]
-        accuracy_chart([r for r in runs if not r.run.get("reference")], reports_dir / "comparison.png")
-        return lines + ["", "![test accuracy by dataset and model](comparison.png)", ""]
+        from archbench.report.classification import section
 
-
-def accuracy_chart(runs: list[RunResult], path: Path) -> None:
-    """Grouped bars: test accuracy per dataset, one bar per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    datasets = sorted({r.run["data"] for r in runs})
-    models = sorted({r.run["model"] for r in runs})
-    width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(models) * len(datasets) + 2), 4))
-    for i, model in enumerate(models):
-        xs, ys = [], []
-        for j, data in enumerate(datasets):
-            match = [r for r in runs if r.run["data"] == data and r.run["model"] == model]
-            if match:
-                xs.append(j + i * width)
-                ys.append(100 * match[0].get("test/acc"))
-        bars = ax.bar(xs, ys, width, label=model)
-        ax.bar_label(bars, fmt="%.0f", fontsize=7)
-    ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(datasets))], datasets)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 120)  # headroom so the legend sits above the bars
-    ax.set_yticks(range(0, 101, 20))
-    ax.legend(fontsize=8, ncols=min(5, len(models)), loc="upper center")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        return section(runs, reports_dir)
 
 
 TASK = Classification()

@@ -159,6 +159,9 @@ class LanguageModel(Task):
             sample_length=int(cfg.data.get("sample_length", 200)), seed=int(cfg.seed))
         return Built(module, [net])
 
+    def cost_inputs(self, module, datamodule):
+        return None  # the cost axes compare classifiers and regressors
+
     def export(self, module, datamodule, serialization_format: str | None) -> str:
         """ids → logits; Python control flow in ``generate`` needs the pickle format."""
         from archbench.tracking.mlflow_run import log_torch_model
