@@ -7,7 +7,7 @@ VENV := .venv
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test test-fast lint ui clean
+.PHONY: setup repro test test-fast lint ui clean efficiency
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,19 @@ ui: setup
 
 clean:
 	rm -rf outputs multirun results data/prepared mlflow.db mlruns mlartifacts
+
+# data-efficiency curves (not part of dvc repro; run after it): every classifier of mnist1d and
+# digits trained on 10 / 25 / 50 % of its training split, per seed, beside the pipeline's 100 % runs;
+# finished runs are kept (re-running adds only what is missing) -> reports/efficiency.md
+EFFICIENCY_SEEDS ?= 42,43,44
+EFFICIENCY_FRACTIONS ?= 0.1,0.25,0.5
+efficiency: setup
+	archbench-train -m data=mnist1d model=perceptron,logistic,mlp,cnn,rnn,lstm,gru,transformer \
+	  data.train_fraction=$(EFFICIENCY_FRACTIONS) seed=$(EFFICIENCY_SEEDS) callbacks.progress_bar=none \
+	  hydra/launcher=joblib hydra.launcher.n_jobs=3 threads=1 logger.experiment_name=archbench-efficiency \
+	  hydra.sweep.dir=results/efficiency/mnist1d 'hydra.sweep.subdir=$${model.name}-f$${data.train_fraction}-seed$${seed}'
+	archbench-train -m data=digits model=perceptron,logistic,mlp,cnn \
+	  data.train_fraction=$(EFFICIENCY_FRACTIONS) seed=$(EFFICIENCY_SEEDS) callbacks.progress_bar=none \
+	  hydra/launcher=joblib hydra.launcher.n_jobs=3 threads=1 logger.experiment_name=archbench-efficiency \
+	  hydra.sweep.dir=results/efficiency/digits 'hydra.sweep.subdir=$${model.name}-f$${data.train_fraction}-seed$${seed}'
+	archbench-compare results/train reports --efficiency results/efficiency

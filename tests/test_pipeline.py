@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO, run_cli
 
 TINY_PARAMS = """
+seeds: 42,43
 datasets: [digits, breast_cancer, diabetes, pydoc_text]
 classify:
   digits-logistic: {data: digits, model: logistic, reads: data/prepared/digits,
@@ -29,7 +30,7 @@ sweep:
   digits-logistic: {data: digits, model: logistic, reads: data/prepared/digits,
     overrides: "hydra.sweeper.n_trials=2 trainer.max_epochs=2"}
 generative:
-  digits-gan: {data: digits, model: gan, reads: results/train/digits-cnn/checkpoints,
+  digits-gan: {data: digits, model: gan, reads: results/train/digits-cnn/seed42/checkpoints,
     overrides: "trainer.max_epochs=1 model.quality.num_samples=200 logger.log_model=false"}
 """
 RUN_STAGES = {"classify@digits-logistic", "classify@breast_cancer-mlp", "classify@digits-cnn",
@@ -60,14 +61,18 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
 
     for key in ("digits-logistic", "breast_cancer-mlp"):
-        metrics = json.loads((project / "results/train" / key / "metrics.json").read_text())
-        assert metrics["test/acc"] > 0.3
-        assert (project / "results/train" / key / "curves.csv").is_file()
+        for seed in (42, 43):
+            metrics = json.loads((project / "results/train" / key / f"seed{seed}" / "metrics.json").read_text())
+            assert metrics["test/acc"] > 0.3
+        summary = json.loads((project / "results/train" / f"{key}.json").read_text())
+        assert summary["n"] == 2 and set(summary["seeds"]) == {"42", "43"}
+        assert summary["seeds"]["42"]["test/acc"] != summary["seeds"]["43"]["test/acc"] or key == "breast_cancer-mlp"
+        assert (project / "results/train" / f"{key}.curves.csv").is_file()
     report = (project / "reports/comparison.md").read_text()
-    assert "| digits | logistic |" in report and "| breast_cancer | mlp |" in report
+    assert "**digits**: best **" in report and "| logistic | 2 |" in report and "| mlp | 2 |" in report
     assert "| pydoc_text | lstm |" in report  # the language-model table
     assert "## Regression" in report and "| diabetes | linear |" in report
-    assert len((project / "results/train/pydoc_text-lstm/sample.txt").read_text()) == 21
+    assert len((project / "results/train/pydoc_text-lstm/seed42/sample.txt").read_text()) == 21
     assert (project / "reports/comparison.png").stat().st_size > 1000
     assert "| digits | gan |" in report and "![gan samples](samples/digits-gan.png)" in report
     assert (project / "reports/samples/digits-gan.png").stat().st_size > 1000
@@ -80,10 +85,11 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["archbench"])
     trained = runs[runs["tags.archbench.sweep"].isna() & runs["tags.optuna.trial_number"].isna()]
-    assert sorted(trained["tags.mlflow.runName"]) == ["cnn-digits", "gan-digits", "linear-diabetes",
-                                                      "logistic-digits", "lstm-pydoc_text",
-                                                      "mlp-breast_cancer"]
-    assert len(runs) == 6 + 1 + 2  # plus the sweep's parent run and its two trials
+    names = ["cnn-digits", "gan-digits", "linear-diabetes", "logistic-digits", "lstm-pydoc_text",
+             "mlp-breast_cancer"]
+    assert sorted(trained["tags.mlflow.runName"]) == sorted(names * 2)  # two seeds each
+    assert sorted(trained["tags.seed"]) == ["42"] * 6 + ["43"] * 6
+    assert len(runs) == 12 + 1 + 2  # plus the sweep's parent run and its two trials
     assert set(runs["status"]) == {"FINISHED"}
 
     again = run_cli("dvc", "repro", cwd=project, env=env)

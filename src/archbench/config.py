@@ -175,3 +175,26 @@ def dotted_leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 def flatten(cfg: DictConfig) -> dict[str, Any]:
     """``{"model.net.channels": [32, 64], ...}``: every leaf of the resolved config."""
     return dotted_leaves(OmegaConf.to_container(cfg, resolve=True))
+
+
+def best_of(cfg: DictConfig) -> dict[str, Any]:
+    """The best trial's parameters of the sweep named by ``best_of`` (its ``sweep.json``, or the
+    sweep directory holding it); {} when ``best_of`` is unset. They count as the user's choices:
+    applied over the recipe, as if given on the command line."""
+    import json
+    from pathlib import Path
+
+    from archbench.errors import ConfigError
+
+    source = cfg.get("best_of")
+    if not source:
+        return {}
+    path = Path(str(source))
+    path = path / "sweep.json" if path.is_dir() else path
+    if not path.is_file():
+        raise ConfigError(f"best_of={source}: no sweep.json there; run the sweep "
+                          f"(archbench-train -m hparams_search=lr_wd ...) first")
+    best = json.loads(path.read_text()).get("best_params") or {}
+    if not best:
+        raise ConfigError(f"best_of={source}: the sweep has no finished trial")
+    return best

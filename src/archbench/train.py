@@ -168,7 +168,7 @@ def _tracked_fit(cfg, task, built, datamodule, point, main: bool, parent_run_id,
             "input_shape": json.dumps(list(datamodule.input_shape)),
             **{k: str(v) for k, v in dotted_leaves(to_dict(cfg.logger.get("tags") or {})).items()}}
     summary = {"data": meta.name, "model": cfg.model.name, "task": task.name, "seed": int(cfg.seed),
-               "status": "running",
+               "train_fraction": float(cfg.data.get("train_fraction", 1.0)), "status": "running",
                "input_shape": list(datamodule.input_shape), "num_classes": meta.num_classes}
     if main:
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

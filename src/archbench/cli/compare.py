@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mlflow", nargs="?", const="default", default=None, metavar="URI",
                         help="also log the report as an MLflow run (experiment archbench-comparison); "
                              "URI default: MLFLOW_TRACKING_URI, else the project's sqlite store")
+    parser.add_argument("--efficiency", type=Path, default=None, metavar="DIR",
+                        help="also write reports/efficiency.md from the data-efficiency runs in DIR "
+                             "(make efficiency) and the full-data runs in RESULTS")
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         fail("archbench-compare", f"no results directory {args.results}: run `dvc repro` first")
@@ -24,6 +27,13 @@ def main(argv: list[str] | None = None) -> None:
 
     count = write_report(args.results, args.reports, args.data if args.data.is_dir() else None)
     print(f"compared {count} runs -> {args.reports / 'comparison.md'}")
+    if args.efficiency is not None:
+        from archbench.report.efficiency import write_efficiency
+
+        if not args.efficiency.is_dir():
+            fail("archbench-compare", f"no data-efficiency runs in {args.efficiency}: run `make efficiency`")
+        shown = write_efficiency([args.efficiency, args.results], args.reports)
+        print(f"data efficiency of {shown} datasets -> {args.reports / 'efficiency.md'}")
     if args.mlflow:
         import os
 

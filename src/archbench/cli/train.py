@@ -72,16 +72,22 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     from omegaconf import OmegaConf
 
     from archbench.cli.common import run_summary
-    from archbench.config import apply_recipe
+    from archbench.config import apply_recipe, best_of
     from archbench.console import quiet_dependencies
     from archbench.provision import scoring_classifier
     from archbench.train import launch_rank, objective, train
 
     hydra_cfg = HydraConfig.get()
     quiet_dependencies(bool(hydra_cfg.verbose))
-    line = apply_recipe(cfg, list(hydra_cfg.overrides.task))
+    best = best_of(cfg)  # a finished sweep's best lr/wd: chosen values, above the recipe
+    line = apply_recipe(cfg, [*hydra_cfg.overrides.task, *(f"{k}={v}" for k, v in best.items())])
     if line:
         print(line, flush=True)
+    for key, value in best.items():
+        OmegaConf.update(cfg, key, value, merge=True)
+    if best:
+        print(f"archbench: best trial of {cfg.best_of}: "
+              + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items()), flush=True)
     OmegaConf.resolve(cfg)
     metrics = train(scoring_classifier(cfg))
     if hydra_cfg.mode != RunMode.MULTIRUN and launch_rank() == 0:

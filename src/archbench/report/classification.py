@@ -148,8 +148,9 @@ def section(runs: list[RunResult], reports_dir: Path) -> list[str]:
     """Markdown lines of the classification section (figures written under ``reports_dir``)."""
     from archbench.report import figures
 
-    trained = [r for r in runs if not r.run.get("reference")]
+    trained = [r for r in runs if not r.run.get("reference") and not r.run.get("tuned")]
     references = [r for r in runs if r.run.get("reference")]
+    tuned = [r for r in runs if r.run.get("tuned")]
     lines = ["## Classification", "",
              "Per dataset: test accuracy over seed replicates (mean ± sample std; 95 % interval from a",
              "two-level bootstrap over seeds and test examples), each model against the dataset's best",
@@ -169,7 +170,29 @@ def section(runs: list[RunResult], reports_dir: Path) -> list[str]:
         verdicts.append(f"- {verdict(dataset, best, rows)}")
         refs = [r for r in references if r.run["data"] == dataset]
         details += [f"### {dataset}", "", *table(rows, best, refs), ""]
+        details += tuned_table(groups, [r for r in tuned if r.run["data"] == dataset])
         details += figures.classification_figures(dataset, rows, best, reports_dir)
     figures.accuracy_chart([aggregate(g) for g in by_pair(trained).values()], reports_dir / "comparison.png")
     return [*lines, "### Verdicts", "", *verdicts, "", *details,
             "![test accuracy by dataset and model](comparison.png)", ""]
+
+
+def tuned_table(defaults: dict[str, list[RunResult]], tuned: list[RunResult]) -> list[str]:
+    """Tune mode: each pair's recipe (default) against its best config from an equal-budget study,
+    both over the same seeds."""
+    if not tuned:
+        return []
+    lines = ["Default recipe vs tuned (the same Optuna budget for every architecture, then the best "
+             "lr / weight decay retrained on every seed; `tune` stage):", "",
+             "| model | default acc % | tuned acc % | Δ | best lr | best weight decay | study budget |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for (_, model), group in by_pair(tuned).items():
+        row = aggregate(group)
+        default = aggregate(defaults[model]) if model in defaults else None
+        params = row.run.get("best_params", {})
+        before = plus_minus(default, "test/acc", 100) if default else "–"
+        delta = f"{100 * (row.get('test/acc') - default.get('test/acc')):+.1f}" if default else "–"
+        lines.append(f"| {model} | {before} | {plus_minus(row, 'test/acc', 100)} | {delta} | "
+                     f"{params.get('optimizer.lr', float('nan')):.3g} | "
+                     f"{params.get('optimizer.weight_decay', float('nan')):.3g} | {row.run.get('budget', '')} |")
+    return lines + [""]

@@ -25,6 +25,22 @@ def collect(results_dir: Path) -> dict[str, list[RunResult]]:
     return runs
 
 
+def tuned_runs(tune_dir: Path) -> dict[str, list[RunResult]]:
+    """Tune mode's retrained seeds (``results/tune/<pair>/seeds/seed<N>``), marked ``tuned`` and
+    carrying their study's best parameters and budget."""
+    found: dict[str, list[RunResult]] = {}
+    for task, runs in collect(tune_dir).items():
+        for run in runs:
+            if run.folder.parent.name != "seeds":
+                continue  # a trial of the study itself
+            study = run.folder.parent.parent / "study" / "sweep.json"
+            summary = json.loads(study.read_text()) if study.is_file() else {}
+            run.run.update(tuned=True, best_params=summary.get("best_params", {}),
+                           budget=f"{summary.get('trials', '?')} trials, {summary.get('trial_epochs', '?')} trial-epochs")
+            found.setdefault(task, []).append(run)
+    return found
+
+
 def sweep_markdown(sweep_dir: Path) -> list[str]:
     """One row per finished sweep (``results/sweep/*/sweep.json``)."""
     summaries = [json.loads(p.read_text()) for p in sorted(Path(sweep_dir).glob("*/sweep.json"))]
@@ -62,6 +78,8 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
     if data_root is not None:
         for task, references in reference_runs(runs, data_root).items():
             runs[task] = runs[task] + references
+    for task, tuned in tuned_runs(Path(results_dir).parent / "tune").items():
+        runs[task] = runs.get(task, []) + tuned
     lines = ["# archbench comparison", "",
              "Every trained (dataset, model) pair, scored on its held-out test split; models were",
              "selected on the validation split only. Regenerate with `dvc repro` (stage `compare`).", ""]
@@ -69,9 +87,13 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
     for name in order:
         if runs.get(name):
             # classification reads every seed's predictions; the other tables show seed means
-            given = runs[name] if name == "classification" else aggregated(runs[name])
+            given = runs[name] if name == "classification" else aggregated(
+                [r for r in runs[name] if not r.run.get("tuned")])
             lines += load_task(name).report_section(given, reports_dir)
     lines += sweep_markdown(Path(results_dir).parent / "sweep")
+    if (reports_dir / "efficiency.md").is_file():
+        lines += ["## Data efficiency", "", "Accuracy against training-set share per architecture: "
+                  "[efficiency.md](efficiency.md) (`make efficiency`, not part of `dvc repro`).", ""]
     (reports_dir / "comparison.md").write_text("\n".join(lines))
     return count
 

@@ -117,7 +117,8 @@ class Task:
         return TensorDataModule(data_dir, batch_size=int(data.batch_size),
                                 eval_batch_size=int(data.eval_batch_size),
                                 layout=str(data.get("layout", "default")),
-                                verify_checksum=bool(data.verify_checksum), seed=int(cfg.seed))
+                                verify_checksum=bool(data.verify_checksum), seed=int(cfg.seed),
+                                train_fraction=float(data.get("train_fraction", 1.0)))
 
     def build_net(self, cfg: DictConfig, input_shape: list[int], meta: Meta):
         if self.net_key not in cfg.model:

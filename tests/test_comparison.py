@@ -1,0 +1,237 @@
+"""The comparison's statistics against hand-computed cases, seed replicates, cost and calibration."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+from torch import nn
+
+from archbench.nets.cost import flops_per_example
+from archbench.replicas import summarise, swept_seeds
+from archbench.report import stats
+from archbench.report.figures import pareto_front
+
+
+def test_mcnemar_exact_on_a_known_table():
+    # discordant pairs: A right where B is wrong once, B right where A is wrong 9 times
+    a = np.array([1] * 50 + [1] + [0] * 9 + [0] * 5, bool)
+    b = np.array([1] * 50 + [0] + [1] * 9 + [0] * 5, bool)
+    # exact two-sided: 2·P(X ≤ 1), X ~ Binomial(10, 1/2) = 2·11/1024
+    assert stats.mcnemar_exact(a, b) == pytest.approx(22 / 1024)
+    assert stats.mcnemar_exact(a, a) == 1.0  # no discordant pairs: nothing to tell apart
+
+
+def test_holm_correction_by_hand():
+    # sorted 0.01, 0.03, 0.04 → ×3, ×2, ×1 = 0.03, 0.06, 0.04 → monotone: 0.03, 0.06, 0.06
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_paired_bootstrap_covers_the_true_difference_and_finds_no_difference_in_a_tie():
+    rng = np.random.default_rng(1)
+    n = 4000
+    better = rng.random((3, n)) < 0.80  # three seeds, true accuracy 0.80
+    worse = rng.random((3, n)) < 0.75  # true accuracy 0.75: true difference +0.05
+    found = stats.paired_bootstrap(better, worse, n_boot=2000)
+    assert found.low < 0.05 < found.high and found.p_value < 0.01
+    tie = stats.paired_bootstrap(better, better.copy(), n_boot=2000)
+    assert tie.mean == 0 and tie.low <= 0 <= tie.high and tie.p_value == 1.0
+    low, high = stats.mean_ci(better, n_boot=500)
+    assert low < 0.80 < high and high - low < 0.05
+
+
+def test_ece_of_a_calibrated_and_of_an_overconfident_predictor():
+    rng = np.random.default_rng(0)
+    n = 20000
+    confidence = rng.uniform(0.5, 1.0, n)
+    targets = rng.integers(0, 2, n)
+    right = rng.random(n) < confidence  # right exactly as often as it claims
+    predicted = np.where(right, targets, 1 - targets)
+    probs = np.zeros((n, 2))
+    probs[np.arange(n), predicted] = confidence
+    probs[np.arange(n), 1 - predicted] = 1 - confidence
+    assert stats.expected_calibration_error(probs, targets) < 0.02
+    overconfident = np.where(rng.random(n) < 0.6, targets, 1 - targets)  # 60 % right, claims 99 %
+    probs = np.full((n, 2), 0.01)
+    probs[np.arange(n), overconfident] = 0.99
+    assert stats.expected_calibration_error(probs, targets) == pytest.approx(0.39, abs=0.02)
+    assert stats.brier_score(np.eye(2)[targets], targets) == 0.0
+    assert stats.negative_log_likelihood(np.eye(2)[targets], targets) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_flops_of_known_layers():
+    assert flops_per_example(nn.Linear(64, 10), torch.zeros(4, 64)) == 2 * 64 * 10
+    conv = nn.Conv1d(1, 8, kernel_size=3, padding=1)  # 8 channels × 40 positions × 3 taps, ×2
+    assert flops_per_example(conv, torch.zeros(2, 1, 40)) == 2 * 8 * 40 * 3
+
+
+def test_pareto_front_keeps_what_nothing_beats_on_both_axes():
+    # (cost, accuracy): the second is dominated by the first, the fourth by the third
+    points = [(1.0, 90.0), (2.0, 85.0), (3.0, 95.0), (4.0, 94.0), (10.0, 97.0)]
+    assert pareto_front(points) == [0, 2, 4]
+
+
+def test_swept_seeds_and_summary():
+    assert swept_seeds(["data=digits", "seed=42,43,44"]) == [42, 43, 44]
+    assert swept_seeds(["seed=range(1,4)", "model=mlp"]) == [1, 2, 3]
+    summary = summarise({42: {"test/acc": 0.9}, 43: {"test/acc": 0.8}})
+    assert summary["n"] == 2 and summary["mean"]["test/acc"] == pytest.approx(0.85)
+    assert summary["std"]["test/acc"] == pytest.approx(0.0707107, rel=1e-5)
+
+
+def test_seeds_change_initial_weights_and_the_same_seed_repeats_them(make_cfg):
+    from archbench.train import build
+
+    def first_weights(seed: int) -> torch.Tensor:
+        import pytorch_lightning as pl
+
+        pl.seed_everything(seed, verbose=False)
+        *_, built = build(make_cfg("data=digits", "model=mlp", f"seed={seed}"))
+        return next(built.module.net.parameters()).detach().clone()
+
+    assert torch.equal(first_weights(42), first_weights(42))
+    assert not torch.equal(first_weights(42), first_weights(43))
+
+
+@pytest.mark.slow
+def test_replicas_train_each_seed_once_and_one_more_seed_trains_only_that_seed(tmp_path):
+    """`archbench-train -m replicas=seeds seed=...`: one run per seed (own folder, MLflow run tagged
+    pair and seed, predictions), a summary beside the folder; one more seed trains only that seed;
+    a dropped seed loses its folder."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = tmp_path / "digits-logistic"
+
+    def replicas(seeds: str):
+        result = run_cli("archbench-train", "-m", "replicas=seeds", "data=digits", "model=logistic",
+                         f"seed={seeds}", "trainer.max_epochs=2", "logger.log_model=false",
+                         f"paths.data_dir={tmp_path / 'prepared'}", f"hydra.sweep.dir={sweep}",
+                         env={"MLFLOW_TRACKING_URI": uri})
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads((tmp_path / "digits-logistic.json").read_text())
+
+    first = replicas("42,43")
+    assert first["n"] == 2 and first["seeds"]["42"]["test/acc"] != first["seeds"]["43"]["test/acc"]
+    ids = {s: json.loads((sweep / f"seed{s}" / "run.json").read_text())["run_id"] for s in (42, 43)}
+    assert (sweep / "seed42" / "test_predictions.npz").is_file()
+    second = replicas("42,43,44")
+    assert second["n"] == 3 and second["seeds"]["42"] == first["seeds"]["42"]
+    assert {s: json.loads((sweep / f"seed{s}" / "run.json").read_text())["run_id"] for s in (42, 43)} == ids
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["archbench"])
+    assert sorted(runs["tags.seed"]) == ["42", "43", "44"]  # seeds 42 and 43 did not train again
+    assert set(runs["tags.pair"]) == {"digits-logistic"}
+    assert replicas("43,44")["n"] == 2 and not (sweep / "seed42").exists()
+
+
+def test_training_subsets_are_seeded_nested_and_leave_val_and_test_alone(make_cfg):
+    from archbench.data.datamodule import training_subset
+    from archbench.train import build
+
+    tenth, half = training_subset(1000, 0.1, 42), training_subset(1000, 0.5, 42)
+    assert len(tenth) == 100 and set(tenth.tolist()) <= set(half.tolist())  # nested
+    assert torch.equal(tenth, training_subset(1000, 0.1, 42))
+    assert not torch.equal(tenth, training_subset(1000, 0.1, 43))
+    full = build(make_cfg("data=digits", "model=logistic"))[2]
+    part = build(make_cfg("data=digits", "model=logistic", "data.train_fraction=0.25"))[2]
+    assert len(part.splits["train"]) == round(0.25 * len(full.splits["train"]))
+    assert len(part.splits["val"]) == len(full.splits["val"]) and len(part.splits["test"]) == len(full.splits["test"])
+    from archbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train_fraction"):
+        build(make_cfg("data=digits", "model=logistic", "data.train_fraction=0"))
+
+
+def test_best_of_reads_a_finished_sweep_and_refuses_a_missing_one(tmp_path):
+    from omegaconf import OmegaConf
+
+    from archbench.config import best_of
+    from archbench.errors import ConfigError
+
+    (tmp_path / "sweep.json").write_text(json.dumps(
+        {"best_params": {"optimizer.lr": 0.01, "optimizer.weight_decay": 0.0}}))
+    assert best_of(OmegaConf.create({"best_of": str(tmp_path)})) == {"optimizer.lr": 0.01,
+                                                                   "optimizer.weight_decay": 0.0}
+    assert best_of(OmegaConf.create({"best_of": None})) == {}
+    with pytest.raises(ConfigError, match="no sweep.json"):
+        best_of(OmegaConf.create({"best_of": str(tmp_path / "missing")}))
+
+
+def _seed_run(folder, model, seed, acc, probs=None, targets=None, **run):
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"data": "toy", "model": model, "task": "classification",
+                                                 "seed": seed, "run_id": "r", **run}))
+    (folder / "metrics.json").write_text(json.dumps({"test/acc": acc, "parameters": 10, "train_seconds": 1.0}))
+    if probs is not None:
+        np.savez_compressed(folder / "test_predictions.npz", probs=probs, targets=targets)
+
+
+def test_report_words_its_verdict_from_the_tests(tmp_path):
+    """Three models on the same 400 test examples over two seeds: `big` and `twin` make the same
+    predictions (not distinguishable), `weak` is much worse (significant); the cheaper of the tied
+    ones is named."""
+    from archbench.report.compare import write_report
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 2, 400)
+
+    def probs(accuracy, salt):
+        right = np.random.default_rng(salt).random(400) < accuracy
+        predicted = np.where(right, targets, 1 - targets)
+        p = np.full((400, 2), 0.2)
+        p[np.arange(400), predicted] = 0.8
+        return p
+
+    results = tmp_path / "results"
+    for seed in (1, 2):
+        good = probs(0.9, seed)
+        _seed_run(results / "toy-big" / f"seed{seed}", "big", seed, 0.9, good, targets)
+        _seed_run(results / "toy-twin" / f"seed{seed}", "twin", seed, 0.9, good, targets)
+        _seed_run(results / "toy-weak" / f"seed{seed}", "weak", seed, 0.6, probs(0.6, 10 + seed), targets)
+    for name, flops in (("big", 1e6), ("twin", 1e3), ("weak", 1e2)):
+        for seed in (1, 2):
+            path = results / f"toy-{name}" / f"seed{seed}" / "metrics.json"
+            metrics = json.loads(path.read_text())
+            path.write_text(json.dumps({**metrics, "cost/flops_per_example": flops}))
+    write_report(results, tmp_path / "reports")
+    text = (tmp_path / "reports" / "comparison.md").read_text()
+    verdict = text[text.index("- **toy**"):].splitlines()[0]
+    assert "Not distinguishable from it:" in verdict and "Significantly below it: weak" in verdict
+    assert "**twin**" in verdict or "best **twin**" in verdict  # the cheaper of the two ties is named
+    assert (tmp_path / "reports" / "figures" / "toy-reliability.png").stat().st_size > 1000
+    assert (tmp_path / "reports" / "figures" / "toy-pareto.png").stat().st_size > 1000
+    assert "per-class accuracy" in text
+
+
+def test_efficiency_report_has_every_share_of_the_training_split(tmp_path):
+    from archbench.report.efficiency import write_efficiency
+
+    runs = tmp_path / "efficiency"
+    for fraction, acc in ((0.1, 0.5), (0.5, 0.7), (1.0, 0.8)):
+        for seed in (1, 2):
+            _seed_run(runs / f"mlp-f{fraction}-seed{seed}", "mlp", seed, acc + seed / 100, train_fraction=fraction)
+    assert write_efficiency([runs], tmp_path / "reports") == 1
+    text = (tmp_path / "reports" / "efficiency.md").read_text()
+    assert "| model | 10 % | 50 % | 100 % |" in text and "| mlp | 51.5 ± 0.7 | 71.5 ± 0.7 | 81.5 ± 0.7 |" in text
+    assert (tmp_path / "reports" / "figures" / "toy-efficiency.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_seeds_side_by_side_end_where_solo_runs_end(tmp_path):
+    """Seeds run by Hydra's joblib launcher (2 processes of 1 thread, as the pipeline runs its
+    slower pairs) give exactly the metrics of a solo run of that seed with the same thread count."""
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    common = ["data=digits", "model=mlp", "trainer.max_epochs=3", "logger.log_model=false", "threads=1",
+              f"paths.data_dir={tmp_path / 'prepared'}", "callbacks.progress_bar=none"]
+    side_by_side = run_cli("archbench-train", "-m", "replicas=seeds", "seed=42,43", *common,
+                           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                           f"hydra.sweep.dir={tmp_path / 'pair'}", env=env)
+    assert side_by_side.returncode == 0, side_by_side.stderr[-3000:]
+    solo = run_cli("archbench-train", "seed=43", *common, f"hydra.run.dir={tmp_path / 'solo'}", env=env)
+    assert solo.returncode == 0, solo.stderr[-3000:]
+    replica = json.loads((tmp_path / "pair" / "seed43" / "metrics.json").read_text())
+    alone = json.loads((tmp_path / "solo" / "metrics.json").read_text())
+    for key in ("test/acc", "test/loss", "val/acc_then_loss_best", "epochs"):
+        assert replica[key] == alone[key], key
