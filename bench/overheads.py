@@ -3,6 +3,9 @@
   help         `archbench-train --help` (median of --repeats)
   first step   process start → first training batch of `archbench-train data=digits model=mlp`
                (the real CLI: imports, config, data, MLflow run, Trainer setup), median of --repeats
+  to exit      command → exit of the same run at its recipe's budget, with and without MLflow model
+               logging (the difference is what logging the model with its signature costs)
+  imports      `import pytorch_lightning`, `import mlflow`, `import hydra` in a fresh interpreter
   no-op repro  `dvc repro` of an up-to-date pipeline, median of --repeats (skipped when the
                pipeline here is not up to date: run `dvc repro` first)
   cold repro   `dvc repro` of the default pipeline in a fresh clone of HEAD (same venv), with --cold
@@ -27,7 +30,7 @@ from pathlib import Path
 
 from common import BIN, REPORTS, ROOT, venv_env, write_report
 
-TARGETS = {"help": 3.0, "noop_repro": 5.0, "cold_repro": 15 * 60.0}
+TARGETS = {"help": 3.0, "to_exit": 6.0, "noop_repro": 5.0, "cold_repro": 15 * 60.0}
 
 # Run in a child process: the real CLI, with one observing callback appended to archbench's own.
 FIRST_STEP_PROBE = """
@@ -68,6 +71,18 @@ def first_step_seconds(work: Path) -> float:
     return float(stamp.split()[1]) - started
 
 
+def to_exit_seconds(work: Path, log_model: bool) -> float:
+    """Wall seconds of `archbench-train data=digits model=mlp` (recipe budget, data prepared)."""
+    environ = venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}")
+    return timed([str(BIN / "archbench-train"), "data=digits", "model=mlp", "callbacks.progress_bar=none",
+                  f"paths.output_root={work / 'outputs'}", f"paths.data_dir={work / 'prepared'}",
+                  f"logger.log_model={str(log_model).lower()}"], ROOT, environ)
+
+
+def import_seconds(module: str) -> float:
+    return timed([sys.executable, "-c", f"import {module}"], ROOT)
+
+
 def pipeline_up_to_date() -> bool:
     out = subprocess.run([str(BIN / "dvc"), "status", "--quiet"], cwd=ROOT, env=venv_env(), capture_output=True)
     return out.returncode == 0
@@ -98,6 +113,12 @@ def main(argv: list[str] | None = None) -> dict:
         first = [first_step_seconds(work) for _ in range(args.repeats + 1)]
         results["first_step"] = {"seconds": statistics.median(first[1:]), "runs": first,
                                  "cold_data_seconds": first[0]}
+        for log_model, key in ((True, "to_exit"), (False, "to_exit_no_model")):
+            runs = [to_exit_seconds(work, log_model) for _ in range(args.repeats)]
+            results[key] = {"seconds": statistics.median(runs), "runs": runs}
+        for module in ("pytorch_lightning", "mlflow", "hydra"):
+            runs = [import_seconds(module) for _ in range(args.repeats)]
+            results[f"import_{module}"] = {"seconds": statistics.median(runs), "runs": runs}
         if pipeline_up_to_date():
             noop = [timed([str(BIN / "dvc"), "repro"], ROOT) for _ in range(args.repeats)]
             results["noop_repro"] = {"seconds": statistics.median(noop), "runs": noop}
@@ -117,7 +138,12 @@ def write(results: dict, command: str) -> None:
     if "cold_repro" not in results and "cold_repro" in previous:
         results["cold_repro"] = {**previous["cold_repro"], "from_earlier_run": True}
     labels = {"help": "`archbench-train --help`", "first_step": "process start → first training step "
-              "(`archbench-train data=digits model=mlp`, data prepared)", "noop_repro": "no-op `dvc repro`",
+              "(`archbench-train data=digits model=mlp`, data prepared)",
+              "to_exit": "command → exit, same run at its recipe's budget, model logged with signature",
+              "to_exit_no_model": "… the same with `logger.log_model=false`",
+              "import_pytorch_lightning": "`import pytorch_lightning` (fresh interpreter)",
+              "import_mlflow": "`import mlflow`", "import_hydra": "`import hydra`",
+              "noop_repro": "no-op `dvc repro`",
               "cold_repro": "cold `dvc repro` of the default pipeline (fresh clone, venv present)"}
     lines = ["# Pipeline overheads", "", f"`{command}` on this machine ({os.cpu_count()} CPUs); medians of the "
              "repeats.", "", "| what | seconds | target | met |", "| --- | ---: | ---: | --- |"]
