@@ -66,6 +66,12 @@ def test_flops_of_known_layers():
     assert flops_per_example(nn.Linear(64, 10), torch.zeros(4, 64)) == 2 * 64 * 10
     conv = nn.Conv1d(1, 8, kernel_size=3, padding=1)  # 8 channels × 40 positions × 3 taps, ×2
     assert flops_per_example(conv, torch.zeros(2, 1, 40)) == 2 * 8 * 40 * 3
+    # recurrent cells: gates · 2 · (input + hidden) · hidden per step, 40 steps (fused or not)
+    for cell, gates in ((nn.LSTM, 4), (nn.GRU, 3), (nn.RNN, 1)):
+        layer = cell(8, 16, batch_first=True)
+        assert flops_per_example(layer, torch.zeros(2, 40, 8)) == gates * 2 * (8 + 16) * 16 * 40, cell
+    deep = nn.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True)  # layer 2 reads 2×16
+    assert flops_per_example(deep, torch.zeros(2, 40, 8)) == 4 * 2 * 16 * 2 * ((8 + 16) + (32 + 16)) * 40
 
 
 def test_pareto_front_keeps_what_nothing_beats_on_both_axes():

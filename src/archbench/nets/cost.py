@@ -10,11 +10,33 @@ import torch
 from torch import nn
 
 
+def fused_recurrent_flops(input_shape, hx, params, has_biases, num_layers, dropout, train,
+                          bidirectional, batch_first, *args, out_shape=None, **kwargs) -> int:
+    """Matmul FLOPs of a fused recurrent op (PyTorch's counter has no formula for these, so an
+    LSTM run by one kernel would count as free): 2·rows·cols per weight matrix
+    (input-to-hidden and hidden-to-hidden, every layer and direction) per time step and example."""
+    batch, steps = (input_shape[0], input_shape[1]) if batch_first else (input_shape[1], input_shape[0])
+    weights = [shape for shape in params if len(shape) == 2]
+    return sum(2 * rows * cols for rows, cols in weights) * steps * batch
+
+
+def mkldnn_layer_flops(input_shape, weight_ih, weight_hh, bias_ih, bias_hh, hx, cx, reverse, batch_sizes,
+                       mode, hidden_size, num_layers, has_biases, bidirectional, batch_first, *args,
+                       out_shape=None, **kwargs) -> int:
+    """The same for one layer of the oneDNN kernel that CPU LSTMs run as (``mkldnn_rnn_layer``)."""
+    batch, steps = (input_shape[0], input_shape[1]) if batch_first else (input_shape[1], input_shape[0])
+    return 2 * (weight_ih[0] * weight_ih[1] + weight_hh[0] * weight_hh[1]) * steps * batch
+
+
 def flops_per_example(net: nn.Module, example: torch.Tensor) -> float:
     """FLOPs of one forward pass over ``example`` (a batch), divided by its batch size."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    aten = torch.ops.aten
+    fused = {aten.lstm.input: fused_recurrent_flops, aten.gru.input: fused_recurrent_flops,
+             aten.rnn_tanh.input: fused_recurrent_flops, aten.rnn_relu.input: fused_recurrent_flops,
+             aten.mkldnn_rnn_layer: mkldnn_layer_flops}
+    counter = FlopCounterMode(display=False, custom_mapping=fused)
     with torch.no_grad(), counter:
         net(example)
     return counter.get_total_flops() / len(example)
