@@ -142,7 +142,7 @@ def write(results: dict, command: str) -> None:
               "(`archbench-train data=digits model=mlp`, data prepared)",
               "to_exit": "command → exit, same run at its recipe's budget, model logged with signature",
               "to_exit_pickle": "… the same, model logged as pickle (`logger.model_format=pickle`) instead "
-                                "of MLflow's default pt2 (torch.export, ~2.4 s the first time in a process)",
+                                "of MLflow's default pt2 (torch.export)",
               "to_exit_no_model": "… the same with `logger.log_model=false`",
               "import_pytorch_lightning": "`import pytorch_lightning` (fresh interpreter)",
               "import_mlflow": "`import mlflow`", "import_hydra": "`import hydra`",
