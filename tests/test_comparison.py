@@ -241,3 +241,71 @@ def test_seeds_side_by_side_end_where_solo_runs_end(tmp_path):
     alone = json.loads((tmp_path / "solo" / "metrics.json").read_text())
     for key in ("test/acc", "test/loss", "val/acc_then_loss_best", "epochs"):
         assert replica[key] == alone[key], key
+
+
+def test_cross_validation_folds_partition_the_pool_and_leave_test_alone(make_cfg):
+    """data.val_fold=k: validation is fold k of a stratified k-fold over the training pool; the
+    folds are disjoint, cover the pool, and the test split is the default one."""
+    from archbench.errors import ConfigError
+    from archbench.train import build
+
+    def splits(*overrides):
+        dm = build(make_cfg("data=breast_cancer", "model=logistic", *overrides))[2]
+        norm = dm.meta.normalization  # each variant is normalised with its own training statistics
+        mean, std = np.array(norm["mean"]), np.array(norm["std"])
+        # each example's row in the source table (nearest raw row): which examples a split holds
+        return {k: {int(np.abs(table - row).sum(axis=1).argmin())
+                    for row in dm.splits[k].x.numpy().astype(np.float64) * std + mean}
+                for k in ("train", "val", "test")}
+
+    from sklearn.datasets import load_breast_cancer
+
+    table = load_breast_cancer().data
+
+    default = splits()
+    folds = [splits(f"data.val_fold={k}", "data.cv_folds=3") for k in range(3)]
+    pool = default["train"] | default["val"]
+    assert all(f["test"] == default["test"] for f in folds)
+    assert set().union(*(f["val"] for f in folds)) == pool  # every pool example validates once
+    assert sum(len(f["val"]) for f in folds) == len(pool)
+    assert all(not (f["val"] & f["train"]) for f in folds)
+    assert len(folds[0]["val"]) == pytest.approx(len(pool) / 3, abs=1)
+    with pytest.raises(ConfigError, match="val_fold"):
+        splits("data.val_fold=3", "data.cv_folds=3")
+
+
+def test_training_memory_counts_parameters_gradients_activations_and_optimizer_state():
+    from archbench.nets.cost import training_peak_bytes
+
+    net = nn.Linear(64, 10)
+    weights = 4 * (64 * 10 + 10)
+    sgd = training_peak_bytes(net, torch.zeros(2, 64), 32, lambda p: torch.optim.SGD(p, lr=0.1))
+    adam = training_peak_bytes(net, torch.zeros(2, 64), 32, lambda p: torch.optim.Adam(p, lr=0.1))
+    big_batch = training_peak_bytes(net, torch.zeros(2, 64), 512, lambda p: torch.optim.SGD(p, lr=0.1))
+    assert sgd >= 2 * weights  # weights and their gradients at least
+    # Adam's two moments per weight, plus the temporaries of its update step (at the peak)
+    assert 2 * weights <= adam - sgd <= 5 * weights
+    assert big_batch - sgd >= 4 * 10 * (512 - 32)  # the output activations grow with the batch
+    before = net.weight.detach().clone()
+    training_peak_bytes(net, torch.ones(2, 64), 8, lambda p: torch.optim.SGD(p, lr=1.0))
+    assert torch.equal(net.weight, before)  # measured on a copy: the trained weights are untouched
+
+
+def test_validation_curves_of_a_dataset_share_one_figure(tmp_path):
+    from types import SimpleNamespace
+
+    from archbench.report.figures import curves_plot
+
+    rows = []
+    for name, level in (("mlp", 0.8), ("cnn", 0.9)):
+        runs = []
+        for seed in (1, 2):
+            folder = tmp_path / f"{name}{seed}"
+            folder.mkdir()
+            (folder / "curves.csv").write_text(
+                "epoch,val/acc,val/loss\n" + "".join(f"{e},{level + 0.01 * e * seed},{1 / (e + 1)}\n" for e in range(4)))
+            runs.append(SimpleNamespace(folder=folder))
+        rows.append(SimpleNamespace(name=name, row=SimpleNamespace(extra={"runs": runs})))
+    out = tmp_path / "curves.png"
+    assert curves_plot(rows, out, "toy") and out.stat().st_size > 5000
+    assert not curves_plot([SimpleNamespace(name="x", row=SimpleNamespace(extra={"runs": []}))], out, "toy")

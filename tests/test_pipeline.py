@@ -29,13 +29,16 @@ language_model:
 sweep:
   digits-logistic: {data: digits, model: logistic, reads: data/prepared/digits,
     overrides: "hydra.sweeper.n_trials=2 trainer.max_epochs=2"}
+tune_budget: {trials: 2, max_epochs: 2}
+tune:
+  digits-logistic: {data: digits, model: logistic, reads: data/prepared/digits}
 generative:
   digits-gan: {data: digits, model: gan, reads: results/train/digits-cnn/seed42/checkpoints,
     overrides: "trainer.max_epochs=1 model.quality.num_samples=200 logger.log_model=false"}
 """
 RUN_STAGES = {"classify@digits-logistic", "classify@breast_cancer-mlp", "classify@digits-cnn",
               "train@diabetes-linear", "language_model@pydoc_text-lstm", "sweep@digits-logistic",
-              "generative@digits-gan"}
+              "generative@digits-gan", "tune@digits-logistic"}
 
 
 @pytest.fixture
@@ -77,6 +80,7 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     assert "| digits | gan |" in report and "![gan samples](samples/digits-gan.png)" in report
     assert (project / "reports/samples/digits-gan.png").stat().st_size > 1000
     assert "## Hyperparameter sweeps" in report and "| digits-logistic-" in report
+    assert "Default recipe vs tuned" in report and "2 trials" in report  # tune mode's table
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     assert client.get_model_version_by_alias("archbench-digits-logistic", "champion")
 
@@ -84,12 +88,13 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["archbench"])
-    trained = runs[runs["tags.archbench.sweep"].isna() & runs["tags.optuna.trial_number"].isna()]
+    trained = runs[runs["tags.output_dir"].fillna("").str.contains("results/train/")]
     names = ["cnn-digits", "gan-digits", "linear-diabetes", "logistic-digits", "lstm-pydoc_text",
              "mlp-breast_cancer"]
     assert sorted(trained["tags.mlflow.runName"]) == sorted(names * 2)  # two seeds each
     assert sorted(trained["tags.seed"]) == ["42"] * 6 + ["43"] * 6
-    assert len(runs) == 12 + 1 + 2  # plus the sweep's parent run and its two trials
+    # plus each study's parent run and its two trials (sweep, tune), and tune's two retrained seeds
+    assert len(runs) == 12 + 2 * (1 + 2) + 2
     assert set(runs["status"]) == {"FINISHED"}
 
     again = run_cli("dvc", "repro", cwd=project, env=env)
@@ -106,7 +111,8 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "repro"],
                    cwd=project, check=True)
     with edited(project / "conf/recipe/digits_logistic.yaml", "lr: 3.0e-3", "lr: 5.0e-3"):
-        assert stale_stages(project, env) == {"classify@digits-logistic", "sweep@digits-logistic"}
+        assert stale_stages(project, env) == {"classify@digits-logistic", "sweep@digits-logistic",
+                                              "tune@digits-logistic"}
         diff = run_cli("dvc", "params", "diff", "--all", cwd=project, env=env).stdout
         assert "conf/recipe/digits_logistic.yaml" in diff and "optimizer.lr" in diff, diff
     # data code (batching, layout) is code every run executes: every run stage is stale

@@ -227,9 +227,13 @@ def _finish(cfg, task, built, datamodule, run, summary, metrics, best_path, out_
 
     measured = task.cost_inputs(built.module, datamodule)
     if measured is not None:
-        from archbench.nets.cost import inference_cost
+        from archbench.nets.cost import inference_cost, training_peak_bytes
+        from archbench.tasks.optim import build_optimizer
 
         metrics.update(inference_cost(*measured))
+        optimizer_cfg = to_dict(cfg.optimizer)
+        metrics["cost/train_peak_mb"] = training_peak_bytes(
+            *measured, int(cfg.data.batch_size), lambda params: build_optimizer(params, optimizer_cfg)) / 2**20
     # test/* are already in the run, logged once by Lightning's logger at the last step
     log_metrics({k: v for k, v in metrics.items() if k != "parameters" and not k.startswith("test/")})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

@@ -54,6 +54,21 @@ def _split(y: np.ndarray, fraction: float, seed: int, stratify: bool) -> tuple[n
     return np.sort(keep), np.sort(held)
 
 
+def _fold(y: np.ndarray, folds: int, fold: int, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Fold ``fold`` of a seeded (stratified) k-fold partition of the training pool as validation:
+    cross-validation for data too small for one fixed validation split (the test split is untouched)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if folds < 2 or not 0 <= fold < folds:
+        raise ConfigError(f"data.val_fold must be in 0..{folds - 1} with data.cv_folds ≥ 2, got fold {fold} of {folds}")
+    splitter = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
+    try:
+        train_idx, val_idx = list(splitter.split(np.zeros(len(y)), y if stratify else None))[fold]
+    except ValueError as err:  # e.g. fewer examples of a class than folds
+        raise ConfigError(f"cannot cut {len(y)} examples into {folds} folds: {err}") from None
+    return np.sort(train_idx), np.sort(val_idx)
+
+
 def _normalization(kind: str, x: np.ndarray) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     if kind == "tabular":
         mean, std = x.mean(axis=0), x.std(axis=0)
@@ -81,7 +96,10 @@ def _example_splits(cfg: dict[str, Any], source: Source, seed: int):
         x_test, y_test, x_pool, y_pool = x_pool[held], y_pool[held], x_pool[keep], y_pool[keep]
     else:
         x_test, y_test = source.x_test, source.y_test
-    train_idx, val_idx = _split(y_pool, float(cfg.get("val_fraction", 0.1)), seed, stratify)
+    if cfg.get("val_fold") is None:
+        train_idx, val_idx = _split(y_pool, float(cfg.get("val_fraction", 0.1)), seed, stratify)
+    else:
+        train_idx, val_idx = _fold(y_pool, int(cfg.get("cv_folds", 5)), int(cfg["val_fold"]), seed, stratify)
     x_train = x_pool[train_idx]
     stats, mean, std = _normalization(source.kind, x_train)
     ys = {"train": y_pool[train_idx], "val": y_pool[val_idx], "test": y_test}

@@ -1,10 +1,14 @@
-"""What a trained net costs to run: FLOPs per example (PyTorch's FlopCounterMode on one forward
-pass) and CPU inference latency per example at batch 1 and batch 256 (median of repeats)."""
+"""What a trained net costs: FLOPs per example (PyTorch's FlopCounterMode on one forward pass), CPU
+inference latency per example at batch 1 and batch 256 (median of repeats), and the peak tensor
+memory of one training step (PyTorch's MemTracker: parameters, gradients, activations, optimizer
+state)."""
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -65,3 +69,26 @@ def inference_cost(net: nn.Module, example: torch.Tensor) -> dict[str, float]:
                 "cost/latency_b256_ms": latency_ms(net, example, 256, repeats=3)}
     finally:
         net.train(was_training)
+
+
+def training_peak_bytes(net: nn.Module, example: torch.Tensor, batch_size: int,
+                        make_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer]) -> float:
+    """Peak bytes of live tensors during a training step at ``batch_size`` (forward, backward of a
+    scalar, optimizer step, optimizer state included), measured on a copy of ``net`` so the trained
+    weights are untouched. The second of two steps counts: the first creates the optimizer state."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    trainee = copy.deepcopy(net).train()
+    optimizer = make_optimizer(list(trainee.parameters()))
+    inputs = example[:1].expand(batch_size, *example.shape[1:]).contiguous()
+    tracker = MemTracker()
+    tracker.track_external(trainee, optimizer)
+    with tracker:
+        for _ in range(2):
+            output = trainee(inputs)
+            (output[0] if isinstance(output, tuple) else output).float().sum().backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            tracker.reset_mod_stats()
+    peaks = tracker.get_tracker_snapshot("peak")
+    return float(sum(device["Total"] for device in peaks.values()))

@@ -117,8 +117,9 @@ def _flops(row: ModelRow) -> str:
 
 def table(rows: list[ModelRow], best: ModelRow, references: list[RunResult]) -> list[str]:
     lines = ["| model | seeds | test acc % (mean ± std) | 95 % CI | Δ vs best [95 % CI] | p (Holm) | "
-             "McNemar sig. seeds | ECE | NLL | Brier | parameters | FLOPs/ex | latency b1 / b256 ms | train s |",
-             "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+             "McNemar sig. seeds | ECE | NLL | Brier | parameters | FLOPs/ex | latency b1 / b256 ms | "
+             "train peak MB | train s |",
+             "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
     for r in sorted(rows, key=lambda r: -r.row.get("test/acc")):
         ci = f"{100 * r.acc_ci[0]:.1f}–{100 * r.acc_ci[1]:.1f}" if math.isfinite(r.acc_ci[0]) else "–"
         if r is best:
@@ -134,13 +135,15 @@ def table(rows: list[ModelRow], best: ModelRow, references: list[RunResult]) -> 
         cal_cells = " | ".join(f"{cal[k]:.3f}" if k in cal else "–" for k in ("ece", "nll", "brier"))
         b1, b256 = r.row.get("cost/latency_b1_ms"), r.row.get("cost/latency_b256_ms")
         latency = f"{b1:.3f} / {b256:.4f}" if math.isfinite(b1) else "–"
+        peak = r.row.get("cost/train_peak_mb")
+        memory = f"{peak:.2f}" if math.isfinite(peak) else "–"
         lines.append(f"| {r.name} | {r.row.extra.get('n', 1)} | {plus_minus(r.row, 'test/acc', 100)} | {ci} | "
                      f"{delta} | {p_value} | {mcnemar} | {cal_cells} | {int(r.row.get('parameters', 0)):,} | "
                      f"{_flops(r) if math.isfinite(r.row.get('cost/flops_per_example')) else '–'} | "
-                     f"{latency} | {plus_minus(r.row, 'train_seconds', digits=1)} |")
+                     f"{latency} | {memory} | {plus_minus(r.row, 'train_seconds', digits=1)} |")
     for ref in sorted(references, key=lambda r: -r.get("test/acc")):
         lines.append(f"| *{ref.run['model']}* | – | {100 * ref.get('test/acc'):.1f} | – | – | – | – | – | – | – "
-                     f"| – | – | – | {ref.get('train_seconds'):.1f} |")
+                     f"| – | – | – | – | {ref.get('train_seconds'):.1f} |")
     return lines
 
 
@@ -158,9 +161,10 @@ def section(runs: list[RunResult], reports_dir: Path) -> list[str]:
              "seeds; p-values Holm-corrected across the dataset's comparisons, * = significant at 5 %;",
              "McNemar's exact test per seed, Holm-corrected, counted as significant seeds),",
              "calibration on test (ECE with 15 bins, NLL, Brier) and cost (FLOPs per example of one",
-             "forward pass, CPU latency per example at batch 1 / 256). Models were selected on the",
-             "validation split only. *Italic rows*: scikit-learn references fitted on the same prepared",
-             "train+val data and scored on the same test split (`report/baselines.py`).", ""]
+             "forward pass, CPU latency per example at batch 1 / 256, peak MB of live tensors in one",
+             "training step at the run's batch size). Models were selected on the validation split",
+             "only. *Italic rows*: scikit-learn references fitted on the same prepared train+val data",
+             "and scored on the same test split (`report/baselines.py`).", ""]
     verdicts, details = [], []
     datasets = sorted({r.run["data"] for r in trained})
     for dataset in datasets:

@@ -70,6 +70,8 @@ def classification_figures(dataset: str, rows, best, reports_dir: Path) -> list[
     if with_predictions:
         reliability_diagram(with_predictions, folder / f"{dataset}-reliability.png", dataset)
         lines += [f"![reliability diagram, {dataset}](figures/{dataset}-reliability.png)", ""]
+    if curves_plot(rows, folder / f"{dataset}-curves.png", dataset):
+        lines += [f"![validation curves, {dataset}](figures/{dataset}-curves.png)", ""]
     if pareto_plot(rows, folder / f"{dataset}-pareto.png", dataset):
         lines += [f"![accuracy vs cost, {dataset}](figures/{dataset}-pareto.png)", ""]
     if best.probs and with_predictions:
@@ -94,6 +96,40 @@ def reliability_diagram(rows, path: Path, dataset: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def curves_plot(rows, path: Path, dataset: str, metrics: tuple[str, ...] = ("val/acc", "val/loss")) -> bool:
+    """Validation curves of every model of a dataset on shared axes: the mean over seeds per epoch
+    and a band from the lowest to the highest seed."""
+    import pandas as pd
+
+    curves = {}
+    for r in rows:
+        paths = [run.folder / "curves.csv" for run in r.row.extra.get("runs", [])]
+        frames = [pd.read_csv(path) for path in paths if path.is_file()]
+        if frames:
+            curves[r.name] = pd.concat(frames).groupby("epoch")
+    if not curves:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4))
+    for ax, metric in zip(axes, metrics, strict=True):
+        for name, grouped in sorted(curves.items()):
+            if metric not in grouped.obj.columns:
+                continue
+            mean, low, high = grouped[metric].mean(), grouped[metric].min(), grouped[metric].max()
+            line, = ax.plot(mean.index, mean.values, label=name, linewidth=1)
+            ax.fill_between(mean.index, low.values, high.values, alpha=0.15, color=line.get_color())
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        if metric.endswith("loss"):
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7, ncols=2)
+    fig.suptitle(f"{dataset}: validation curves (mean over seeds, band: min–max)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
 
 
 def pareto_plot(rows, path: Path, dataset: str) -> bool:
