@@ -17,6 +17,11 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ["ARCHBENCH_ROOT"] = str(REPO)
+# under pytest-xdist (make test: one worker per core) every worker, and every process it starts,
+# gets one torch thread: two trainings with 2 threads each on 2 cores slow each other many times over
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(autouse=True)

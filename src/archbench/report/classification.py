@@ -118,7 +118,7 @@ def _flops(row: ModelRow) -> str:
 def table(rows: list[ModelRow], best: ModelRow, references: list[RunResult]) -> list[str]:
     lines = ["| model | seeds | test acc % (mean ± std) | 95 % CI | Δ vs best [95 % CI] | p (Holm) | "
              "McNemar sig. seeds | ECE | NLL | Brier | parameters | FLOPs/ex | latency b1 / b256 ms | "
-             "train peak MB | train s |",
+             "train peak mem | train s |",
              "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
     for r in sorted(rows, key=lambda r: -r.row.get("test/acc")):
         ci = f"{100 * r.acc_ci[0]:.1f}–{100 * r.acc_ci[1]:.1f}" if math.isfinite(r.acc_ci[0]) else "–"
@@ -136,7 +136,7 @@ def table(rows: list[ModelRow], best: ModelRow, references: list[RunResult]) -> 
         b1, b256 = r.row.get("cost/latency_b1_ms"), r.row.get("cost/latency_b256_ms")
         latency = f"{b1:.3f} / {b256:.4f}" if math.isfinite(b1) else "–"
         peak = r.row.get("cost/train_peak_mb")
-        memory = f"{peak:.2f}" if math.isfinite(peak) else "–"
+        memory = (f"{peak:.1f} MB" if peak >= 1 else f"{1024 * peak:.0f} kB") if math.isfinite(peak) else "–"
         lines.append(f"| {r.name} | {r.row.extra.get('n', 1)} | {plus_minus(r.row, 'test/acc', 100)} | {ci} | "
                      f"{delta} | {p_value} | {mcnemar} | {cal_cells} | {int(r.row.get('parameters', 0)):,} | "
                      f"{_flops(r) if math.isfinite(r.row.get('cost/flops_per_example')) else '–'} | "

@@ -125,7 +125,7 @@ def curves_plot(rows, path: Path, dataset: str, metrics: tuple[str, ...] = ("val
         if metric.endswith("loss"):
             ax.set_yscale("log")
     axes[0].legend(fontsize=7, ncols=2)
-    fig.suptitle(f"{dataset}: validation curves (mean over seeds, band: min–max)", fontsize=9)
+    fig.suptitle(f"{dataset}: validation curves (mean over seeds, band: min–max; loss = each model's own criterion)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
