@@ -221,7 +221,7 @@ def test_efficiency_report_has_every_share_of_the_training_split(tmp_path):
     assert write_efficiency([runs], tmp_path / "reports") == 1
     text = (tmp_path / "reports" / "efficiency.md").read_text()
     assert "| model | 10 % | 50 % | 100 % |" in text and "| mlp | 51.5 ± 0.7 | 71.5 ± 0.7 | 81.5 ± 0.7 |" in text
-    assert (tmp_path / "reports" / "figures" / "toy-efficiency.png").stat().st_size > 1000
+    assert (tmp_path / "reports" / "efficiency" / "toy.png").stat().st_size > 1000
 
 
 @pytest.mark.slow

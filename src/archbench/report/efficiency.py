@@ -24,7 +24,8 @@ def efficiency_rows(runs) -> dict[str, dict[str, dict[float, object]]]:
 
 
 def write_efficiency(dirs: list[Path], reports_dir: Path) -> int:
-    """Writes ``efficiency.md`` and ``figures/<data>-efficiency.png``; returns the datasets shown."""
+    """Writes ``efficiency.md`` and ``efficiency/<data>.png`` (not ``figures/``: that folder is the
+    compare stage's DVC output, which a re-run clears); returns the datasets shown."""
     runs = [r for d in dirs for r in collect(d).get("classification", [])]
     table = efficiency_rows(runs)
     lines = ["# Data efficiency", "",
@@ -38,8 +39,8 @@ def write_efficiency(dirs: list[Path], reports_dir: Path) -> int:
         for model, rows in sorted(models.items(), key=lambda m: -m[1][max(m[1])].get("test/acc")):
             cells = [plus_minus(rows[f], "test/acc", 100) if f in rows else "–" for f in fractions]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
-        plot(data, models, reports_dir / "figures" / f"{data}-efficiency.png")
-        lines += ["", f"![data efficiency, {data}](figures/{data}-efficiency.png)", ""]
+        plot(data, models, reports_dir / "efficiency" / f"{data}.png")
+        lines += ["", f"![data efficiency, {data}](efficiency/{data}.png)", ""]
     reports_dir.mkdir(parents=True, exist_ok=True)
     (reports_dir / "efficiency.md").write_text("\n".join(lines))
     return len(table)
