@@ -21,8 +21,10 @@ setup: $(VENV)/.installed
 repro: setup
 	dvc repro
 
+# one pytest-xdist worker per core (tests/conftest.py gives each one torch thread)
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: setup
-	pytest
+	pytest -n $(TEST_JOBS)
 
 # the inner loop: unit and in-process tests only (no subprocesses, servers, DDP or DVC pipeline)
 test-fast: setup

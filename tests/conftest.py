@@ -69,3 +69,14 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     full_env["PATH"] = f"{BIN}{os.pathsep}{full_env.get('PATH', '')}"
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow (end-to-end) tests first, the DVC pipeline test before them all: under pytest-xdist
+    the longest tests then start at once instead of leaving one worker busy at the end."""
+    def rank(item: pytest.Item) -> int:
+        if item.path.name == "test_pipeline.py" and "dvc_repro" in item.name:
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable: each group keeps its file order
