@@ -28,7 +28,7 @@ test: setup
 
 # the inner loop: unit and in-process tests only (no subprocesses, servers, DDP or DVC pipeline)
 test-fast: setup
-	pytest -m "not slow"
+	pytest -n $(TEST_JOBS) -m "not slow"
 
 lint: setup
 	ruff check src tests bench
