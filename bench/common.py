@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,6 +19,17 @@ REPORTS = ROOT / "reports" / "benchmarks"
 def venv_env(**extra: str) -> dict[str, str]:
     """This process's environment with the venv's commands first on PATH (DVC stages call them)."""
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
+
+
+def timed_train(args: list[str], store: Path) -> float:
+    """Seconds from command to exit of ``archbench-train ARGS`` tracked in the sqlite store ``store``;
+    a failure stops the benchmark with the command's last error lines."""
+    started = time.perf_counter()
+    result = subprocess.run([str(BIN / "archbench-train"), *args], cwd=ROOT, capture_output=True, text=True,
+                            env=venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{store}"))
+    if result.returncode:
+        raise SystemExit(f"archbench-train {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return time.perf_counter() - started
 
 
 def write_report(name: str, record: dict, markdown: str, out: Path = REPORTS) -> None:

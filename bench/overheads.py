@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BIN, REPORTS, ROOT, venv_env, write_report
+from common import BIN, REPORTS, ROOT, timed_train, venv_env, write_report
 
 TARGETS = {"help": 3.0, "to_exit": 6.0, "noop_repro": 5.0, "cold_repro": 15 * 60.0}
 
@@ -73,10 +73,9 @@ def first_step_seconds(work: Path) -> float:
 
 def to_exit_seconds(work: Path, *overrides: str) -> float:
     """Wall seconds of `archbench-train data=digits model=mlp` (recipe budget, data prepared)."""
-    environ = venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}")
-    return timed([str(BIN / "archbench-train"), "data=digits", "model=mlp", "callbacks.progress_bar=none",
-                  f"paths.output_root={work / 'outputs'}", f"paths.data_dir={work / 'prepared'}",
-                  *overrides], ROOT, environ)
+    return timed_train(["data=digits", "model=mlp", "callbacks.progress_bar=none",
+                        f"paths.output_root={work / 'outputs'}", f"paths.data_dir={work / 'prepared'}",
+                        *overrides], work / "mlflow.db")
 
 
 def import_seconds(module: str) -> float:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
-from common import BIN, ROOT, venv_env, write_report
+from common import ROOT, timed_train, write_report
 
 TARGET_RATIO = 2.0
 LAUNCHER = re.compile(r"(hydra/launcher=\S+|hydra\.launcher\.\S+|threads=\S+)")
@@ -24,12 +22,9 @@ LAUNCHER = re.compile(r"(hydra/launcher=\S+|hydra\.launcher\.\S+|threads=\S+)")
 def timed_run(data: str, model: str, seeds: str, overrides: str, scratch: Path) -> float:
     """Seconds from command to exit of one pair's seed multirun (``replicas=seeds``)."""
     sweep_dir = scratch / f"{data}-{model}-{len(seeds.split(','))}seeds"
-    command = [str(BIN / "archbench-train"), "-m", "replicas=seeds", f"data={data}", f"model={model}",
-               f"seed={seeds}", *overrides.split(), "logger.log_model=false", f"hydra.sweep.dir={sweep_dir}"]
-    started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True,
-                   env=venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{scratch / 'mlflow.db'}"))
-    return time.perf_counter() - started
+    return timed_train(["-m", "replicas=seeds", f"data={data}", f"model={model}", f"seed={seeds}",
+                        *overrides.split(), "logger.log_model=false", f"hydra.sweep.dir={sweep_dir}"],
+                       scratch / "mlflow.db")
 
 
 def markdown(rows: list[dict], totals: dict) -> str:

@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
-from common import BIN, ROOT, venv_env, write_report
+from common import timed_train, write_report
 
 GRIDS = {
     "mlp": ["optimizer.lr=1e-3,3e-3,1e-2", "optimizer.weight_decay=1e-3,1e-2,1e-1"],
@@ -31,15 +29,12 @@ VARIED = ("optimizer.", "data.batch_size")
 
 def run_grid(model: str, folds: int, sweep_dir: Path, store: Path) -> float:
     """Every grid point on every fold, one process (Hydra multirun); returns its seconds."""
-    command = [str(BIN / "archbench-train"), "-m", "data=breast_cancer", f"model={model}",
-               f"data.val_fold={','.join(map(str, range(folds)))}", f"data.cv_folds={folds}",
-               *GRIDS[model], "callbacks.progress_bar=none", "logger.log_model=false",
-               "logger.experiment_name=archbench-small-data", f"hydra.sweep.dir={sweep_dir}",
-               f"paths.data_dir={store.parent / 'prepared'}"]  # variants stay out of data/prepared
-    started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True,
-                   env=venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{store}"))
-    return time.perf_counter() - started
+    return timed_train(["-m", "data=breast_cancer", f"model={model}",
+                        f"data.val_fold={','.join(map(str, range(folds)))}", f"data.cv_folds={folds}",
+                        *GRIDS[model], "callbacks.progress_bar=none", "logger.log_model=false",
+                        "logger.experiment_name=archbench-small-data", f"hydra.sweep.dir={sweep_dir}",
+                        f"paths.data_dir={store.parent / 'prepared'}"],  # variants stay out of data/prepared
+                       store)
 
 
 def summarise(sweep_dir: Path) -> list[dict]:

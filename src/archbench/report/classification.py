@@ -115,6 +115,13 @@ def _flops(row: ModelRow) -> str:
     return f"{flops / 1e6:.2f} MFLOPs" if flops >= 1e5 else f"{flops / 1e3:.1f} kFLOPs"
 
 
+def _memory(row: ModelRow) -> str:
+    peak = row.row.get("cost/train_peak_mb")
+    if not math.isfinite(peak):
+        return "–"
+    return f"{peak:.1f} MB" if peak >= 1 else f"{1024 * peak:.0f} kB"
+
+
 def table(rows: list[ModelRow], best: ModelRow, references: list[RunResult]) -> list[str]:
     lines = ["| model | seeds | test acc % (mean ± std) | 95 % CI | Δ vs best [95 % CI] | p (Holm) | "
              "McNemar sig. seeds | ECE | NLL | Brier | parameters | FLOPs/ex | latency b1 / b256 ms | "
@@ -135,12 +142,10 @@ def table(rows: list[ModelRow], best: ModelRow, references: list[RunResult]) -> 
         cal_cells = " | ".join(f"{cal[k]:.3f}" if k in cal else "–" for k in ("ece", "nll", "brier"))
         b1, b256 = r.row.get("cost/latency_b1_ms"), r.row.get("cost/latency_b256_ms")
         latency = f"{b1:.3f} / {b256:.4f}" if math.isfinite(b1) else "–"
-        peak = r.row.get("cost/train_peak_mb")
-        memory = (f"{peak:.1f} MB" if peak >= 1 else f"{1024 * peak:.0f} kB") if math.isfinite(peak) else "–"
         lines.append(f"| {r.name} | {r.row.extra.get('n', 1)} | {plus_minus(r.row, 'test/acc', 100)} | {ci} | "
                      f"{delta} | {p_value} | {mcnemar} | {cal_cells} | {int(r.row.get('parameters', 0)):,} | "
                      f"{_flops(r) if math.isfinite(r.row.get('cost/flops_per_example')) else '–'} | "
-                     f"{latency} | {memory} | {plus_minus(r.row, 'train_seconds', digits=1)} |")
+                     f"{latency} | {_memory(r)} | {plus_minus(r.row, 'train_seconds', digits=1)} |")
     for ref in sorted(references, key=lambda r: -r.get("test/acc")):
         lines.append(f"| *{ref.run['model']}* | – | {100 * ref.get('test/acc'):.1f} | – | – | – | – | – | – | – "
                      f"| – | – | – | – | {ref.get('train_seconds'):.1f} |")
