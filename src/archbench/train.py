@@ -169,7 +169,8 @@ def _tracked_fit(cfg, task, built, datamodule, point, main: bool, parent_run_id,
             **{k: str(v) for k, v in dotted_leaves(to_dict(cfg.logger.get("tags") or {})).items()}}
     summary = {"data": meta.name, "model": cfg.model.name, "task": task.name, "seed": int(cfg.seed),
                "train_fraction": float(cfg.data.get("train_fraction", 1.0)), "status": "running",
-               "input_shape": list(datamodule.input_shape), "num_classes": meta.num_classes}
+               "input_shape": list(datamodule.input_shape), "num_classes": meta.num_classes,
+               "data_dir": str(datamodule.data_dir)}
     if main:
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     tracking = training_run(cfg, tags, parent_run_id, resume_run_id=point.run_id) if main else nullcontext()

@@ -3,13 +3,19 @@ prepared ``.pt`` file with a registered or logged classifier (default: the ``cha
 ``archbench-<data>-<model>``), printing one line per sample: index, label, probability, and the
 top classes. Inputs are in the space of archbench's prepared data (``data/prepared/<name>``),
 i.e. normalised as ``meta.json`` records; ``.csv`` rows are flattened samples.
+
+A text classifier (trained on ``data=sst2``, ``imdb``, ``text_files``) takes raw text instead: a
+``.txt`` file with one example per line, or ``--text "..."`` (repeatable); the model tokenizes it
+with its training vocabulary (unknown words → ``<unk>``).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import sys
 from math import prod
 from pathlib import Path
 
@@ -49,7 +55,10 @@ def _load_inputs(path: Path, input_shape: list[int]):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
-    parser.add_argument("input", type=Path, help=".npy / .csv / prepared .pt file of samples")
+    parser.add_argument("input", type=Path, nargs="?",
+                        help=".npy / .csv / prepared .pt file of samples (.txt: one text per line)")
+    parser.add_argument("--text", action="append", default=[],
+                        help="a text to classify with a text classifier (repeatable)")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--model-uri", help="e.g. models:/archbench-mnist1d-cnn@champion or runs:/<id>/model")
     where.add_argument("--registered", metavar="DATA-MODEL",
@@ -59,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
                         help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project root")
     args = parser.parse_args(argv)
+    if (args.input is None) == (not args.text):
+        fail(PROGRAM, "give either an INPUT file or --text \"...\" (not both)"
+             if args.input is not None else "give an INPUT file (.npy, .csv, .pt, .txt) or --text \"...\"")
 
     def run() -> None:
         import mlflow
@@ -83,19 +95,47 @@ def main(argv: list[str] | None = None) -> None:
             fail(PROGRAM, f"{uri} is a {task} model, not a classifier: archbench-predict labels "
                           f"classifier inputs{hint}")
         class_names = json.loads(tags.get("class_names", "[]"))
-        x = _load_inputs(args.input, json.loads(tags.get("input_shape", "[]")))[: args.limit]
-        with torch.no_grad():
-            probs = model(torch.from_numpy(x))
+        texts: list[str] = []
+        if hasattr(model, "predict_texts"):
+            texts = _load_texts(args.input, args.text)[: args.limit]
+            probs = model.predict_texts(texts)
+        elif args.text or args.input.suffix == ".txt":
+            fail(PROGRAM, f"{uri} classifies {tags.get('data', 'tensor')} inputs, not raw text: give a "
+                          f".npy, .csv or .pt file")
+        else:
+            x = _load_inputs(args.input, json.loads(tags.get("input_shape", "[]")))[: args.limit]
+            with torch.no_grad():
+                probs = model(torch.from_numpy(x))
         if probs.dim() != 2:
             fail(PROGRAM, f"{uri} is not a classifier (output shape {tuple(probs.shape)})")
         top = probs.topk(min(args.top, probs.shape[1]), dim=1)
-        print("index,label,probability,top")
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["index", "label", "probability", "top", *(["text"] if texts else [])])
         for i, (p, c) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
             names = [class_names[j] if j < len(class_names) else str(j) for j in c]
             ranked = " ".join(f"{n}:{q:.3f}" for n, q in zip(names, p, strict=True))
-            print(f"{i},{names[0]},{p[0]:.4f},{ranked}")
+            writer.writerow([i, names[0], f"{p[0]:.4f}", ranked, *([texts[i]] if texts else [])])
 
     reporting_errors(PROGRAM, run)
+
+
+def _load_texts(path: Path | None, texts: list[str]) -> list[str]:
+    """``--text`` values, or the lines of a UTF-8 ``.txt`` file (an empty line is an error)."""
+    if path is not None:
+        if path.suffix != ".txt":
+            fail(PROGRAM, f"{path}: a text classifier reads a .txt file (one text per line) or --text")
+        if not path.is_file():
+            fail(PROGRAM, f"no input file {path}")
+        texts = path.read_text(encoding="utf-8").splitlines()
+        while texts and not texts[-1].strip():
+            texts.pop()  # a trailing newline is not an example
+    for number, text in enumerate(texts, start=1):
+        if not text.strip():
+            where = f"line {number} of {path}" if path is not None else f"--text number {number}"
+            fail(PROGRAM, f"{where} is empty: give one non-empty text per line")
+    if not texts:
+        fail(PROGRAM, f"{path} holds no text to classify")
+    return texts
 
 
 def _source_run(client, uri: str) -> str | None:

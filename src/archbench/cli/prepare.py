@@ -29,12 +29,12 @@ def main(argv: list[str] | None = None) -> None:
             fail(PROGRAM, problem)
 
     def run() -> None:
-        from archbench.data.prepare import prepare, prepare_config, variant_dir
+        from archbench.data.prepare import prepare, variant_dir
 
         for name in names:
             data = to_dict(compose([f"data={name}", *overrides]).data)
             out_dir = variant_dir(data)
-            meta = prepare(prepare_config(data), out_dir)
+            meta = prepare(data, out_dir)  # the whole config: download and url reach the source
             print(f"{name}: {meta.splits} {meta.kind} {meta.input_shape} -> {out_dir} ({meta.checksum[:19]}…)")
 
     reporting_errors(PROGRAM, run)

@@ -87,8 +87,9 @@ def _text_splits(cfg: dict[str, Any], source: Source) -> dict[str, dict[str, np.
             "test": {"x": ids[n_train + n_val :]}}
 
 
-def _example_splits(cfg: dict[str, Any], source: Source, seed: int):
-    """Seeded (stratified for classes) splits, inputs normalised with training statistics."""
+def _split_indices(cfg: dict[str, Any], source: Source, seed: int):
+    """(pool x, pool y, train indices, validation indices, test x, test y): the test split is the
+    source's own or a seeded held-out share; validation a share or a cross-validation fold."""
     stratify = source.task == "classification"
     x_pool, y_pool = source.x_pool, source.y_pool
     if source.x_test is None:
@@ -100,6 +101,12 @@ def _example_splits(cfg: dict[str, Any], source: Source, seed: int):
         train_idx, val_idx = _split(y_pool, float(cfg.get("val_fraction", 0.1)), seed, stratify)
     else:
         train_idx, val_idx = _fold(y_pool, int(cfg.get("cv_folds", 5)), int(cfg["val_fold"]), seed, stratify)
+    return x_pool, y_pool, train_idx, val_idx, x_test, y_test
+
+
+def _example_splits(cfg: dict[str, Any], source: Source, seed: int):
+    """Seeded (stratified for classes) splits, inputs normalised with training statistics."""
+    x_pool, y_pool, train_idx, val_idx, x_test, y_test = _split_indices(cfg, source, seed)
     x_train = x_pool[train_idx]
     stats, mean, std = _normalization(source.kind, x_train)
     ys = {"train": y_pool[train_idx], "val": y_pool[val_idx], "test": y_test}
@@ -113,13 +120,35 @@ def _example_splits(cfg: dict[str, Any], source: Source, seed: int):
     return arrays, stats, target
 
 
+def _token_splits(cfg: dict[str, Any], source: Source, seed: int):
+    """Seeded stratified splits of labelled texts, encoded with a training-split vocabulary.
+
+    Returns the arrays, the text statistics for meta.json and the side files (vocab.json, the
+    test texts for the report's misclassified examples)."""
+    from archbench.data.tokens import token_arrays
+
+    x_pool, y_pool, train_idx, val_idx, x_test, y_test = _split_indices(cfg, source, seed)
+    texts = {"train": list(x_pool[train_idx]), "val": list(x_pool[val_idx]), "test": list(x_test)}
+    encoded, vocab, stats = token_arrays(cfg, texts)
+    ys = {"train": y_pool[train_idx], "val": y_pool[val_idx], "test": y_test}
+    arrays = {split: {**encoded[split], "y": ys[split]} for split in encoded}
+    stats["vocab_sha256"] = hashlib.sha256(json.dumps(vocab).encode()).hexdigest()
+    files = {"vocab.json": json.dumps(vocab, ensure_ascii=False),
+             "test_texts.json": json.dumps([" ".join(t.split()) for t in texts["test"]], ensure_ascii=False)}
+    return arrays, stats, files
+
+
 def prepare(cfg: dict[str, Any], out_dir: str | Path) -> Meta:
     """Build ``out_dir`` from the dataset's source; deterministic for a given config."""
     validate_split_fractions(cfg)
     seed = int(cfg.get("seed", 42))
     source = resolve_source(cfg)(cfg)
+    files, extra = {}, {}
     if source.kind == "text":
         arrays, stats, target = _text_splits(cfg, source), {}, {}
+    elif source.kind == "tokens":
+        arrays, extra["text"], files = _token_splits(cfg, source, seed)
+        stats, target = {}, {}
     else:
         arrays, stats, target = _example_splits(cfg, source, seed)
     return write_prepared(Path(out_dir), arrays, {
@@ -128,12 +157,20 @@ def prepare(cfg: dict[str, Any], out_dir: str | Path) -> Meta:
         "normalization": stats, "seed": seed,
         "val_fraction": float(cfg.get("val_fraction", 0.05 if source.kind == "text" else 0.1)),
         "source": source.info, "task": source.task, "target": target,
-        "extra": {"config": json.loads(json.dumps(prepare_config(cfg)))}})
+        "extra": {"config": json.loads(json.dumps(prepare_config(cfg))), **extra}}, files)
 
 
 def prepare_config(data_cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved data config that changes the prepared tensors (plus its name)."""
     return {k: v for k, v in data_cfg.items() if k not in LOADER_KEYS or k == "name"}
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What tells prepared variants apart: the prepare config without its ``location_keys``
+    (e.g. ``root``) when the config pins its files by checksum (``md5``) — the same files read
+    from another folder (a shared dataset directory) are the same data, not a variant."""
+    pinned = set(config.get("location_keys") or []) if config.get("md5") else set()
+    return {k: v for k, v in config.items() if k not in pinned}
 
 
 def _config_hash(config: dict[str, Any]) -> str:
@@ -151,9 +188,10 @@ def default_prepare_config(name: str) -> dict[str, Any] | None:
 
 def variant_dir(data_cfg: dict[str, Any]) -> Path:
     """``<dir>`` for the dataset's default config, ``<dir>-<hash>`` for any variant of it."""
-    wanted = json.loads(json.dumps(prepare_config(data_cfg)))
+    wanted = identity(json.loads(json.dumps(prepare_config(data_cfg))))
     base = Path(data_cfg["dir"])
-    if wanted == default_prepare_config(str(data_cfg["name"])):
+    default = default_prepare_config(str(data_cfg["name"]))
+    if default is not None and wanted == identity(default):
         return base
     return base.with_name(f"{base.name}-{_config_hash(wanted)}")
 
@@ -171,6 +209,6 @@ def ensure_prepared(data_cfg: dict[str, Any]) -> tuple[Meta, Path]:
     with FileLock(str(data_dir.with_name(f".{data_dir.name}.lock"))):
         if (data_dir / "meta.json").is_file():
             meta = load_meta(data_dir)
-            if meta.extra.get("config") == wanted:
+            if identity(meta.extra.get("config") or {}) == identity(wanted):
                 return meta, data_dir
-        return prepare(wanted, data_dir), data_dir
+        return prepare(data_cfg, data_dir), data_dir

@@ -22,7 +22,7 @@ class Meta:
     """What a model and a task need to know about a prepared dataset."""
 
     name: str
-    kind: str  # image | sequence | tabular | text
+    kind: str  # image | sequence | tabular | text (characters) | tokens (word ids)
     input_shape: list[int]
     num_classes: int
     class_names: list[str]
@@ -52,9 +52,11 @@ def arrays_checksum(arrays: dict[str, dict[str, np.ndarray]]) -> str:
 
 
 def write_prepared(
-    out_dir: Path, arrays: dict[str, dict[str, np.ndarray]], meta_fields: dict[str, Any]
+    out_dir: Path, arrays: dict[str, dict[str, np.ndarray]], meta_fields: dict[str, Any],
+    files: dict[str, str] | None = None,
 ) -> Meta:
-    """Write the splits and meta.json atomically: a half-written directory never replaces a good one."""
+    """Write the splits, meta.json and any side ``files`` (name → text, e.g. a vocabulary)
+    atomically: a half-written directory never replaces a good one."""
     import torch
 
     out_dir = Path(out_dir)
@@ -69,6 +71,8 @@ def write_prepared(
     for split in SPLITS:
         tensors = {key: torch.from_numpy(np.ascontiguousarray(v)) for key, v in arrays[split].items()}
         torch.save(tensors, staging / f"{split}.pt")
+    for name, text in (files or {}).items():
+        (staging / name).write_text(text + "\n", encoding="utf-8")
     (staging / "meta.json").write_text(meta.to_json() + "\n")
     if out_dir.exists():
         backup = out_dir.with_name(f".{out_dir.name}-old-{os.getpid()}")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from archbench.errors import ConfigError, IncompatibleError
-from archbench.nets.common import activation, require_shape
+from archbench.nets.common import activation, embed_tokens, require_shape
 
 POOLS = ("max", "avg")
 
@@ -127,3 +127,40 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class TextConvNet(nn.Module):
+    """Kim (2014) CNN for sentences: word embedding → parallel 1-D convolutions (one per width in
+    ``widths``, ``maps`` feature maps each) → ReLU → max over time → dropout → linear.
+
+    Wide convolutions (zero padding ``width − 1`` on both sides) so sentences shorter than a
+    filter still get features; windows made of padding only are excluded from the max, and padded
+    embeddings are zero, so extra padding never changes the output.
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, vocab_size: int = 0,
+                 embed_dim: int = 128, widths: Sequence[int] = (3, 4, 5), maps: int = 100,
+                 dropout: float = 0.5, activation_name: str = "relu") -> None:
+        super().__init__()
+        if vocab_size < 2:
+            raise IncompatibleError("the text CNN reads word ids: it needs tokenized text data")
+        if not widths or min(widths) < 1:
+            raise ConfigError(f"model.text_net.widths must be positive filter widths, got {list(widths)}")
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.widths = [int(w) for w in widths]
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, maps, w, padding=w - 1) for w in self.widths)
+        self.act = activation(activation_name)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(maps * len(self.widths), num_classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h, mask = embed_tokens(self.embed, ids)
+        lengths = mask.sum(dim=1, keepdim=True)  # (N, 1)
+        h = h.transpose(1, 2)  # (N, D, T)
+        features = []
+        for width, conv in zip(self.widths, self.convs, strict=True):
+            maps = self.act(conv(h))  # (N, maps, T + width − 1): window t ends at token t
+            steps = torch.arange(maps.shape[-1], device=ids.device)
+            real = (steps < lengths + width - 1).unsqueeze(1)  # windows touching a real token
+            features.append(maps.masked_fill(~real, float("-inf")).amax(dim=-1))
+        return self.head(self.drop(torch.cat(features, dim=1)))

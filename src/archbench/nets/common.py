@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from archbench.errors import ConfigError, IncompatibleError
@@ -40,3 +41,20 @@ def require_shape(model: str, input_shape: Sequence[int], dims: Sequence[int], n
         raise IncompatibleError(
             f"{model} needs {needs}; this dataset's input shape is {tuple(input_shape)}"
         )
+
+
+PAD_ID = 0  # archbench.data.tokens pads with id 0 (<pad>)
+
+
+def embed_tokens(embedding: nn.Embedding, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Word embeddings ``(N, T, D)`` and the mask ``(N, T)`` of real tokens, for right-padded ids.
+
+    The batch is cut after its last real token (a batch of short sentences costs what they need,
+    whatever ``max_len`` is) and padded positions are exactly zero: the text nets mask them out so
+    padding never changes a prediction.
+    """
+    mask = ids != PAD_ID
+    used = mask.any(dim=0).nonzero()
+    width = int(used.max()) + 1 if len(used) else 1
+    ids, mask = ids[:, :width], mask[:, :width]
+    return embedding(ids) * mask.unsqueeze(-1), mask

@@ -83,12 +83,18 @@ def training_peak_bytes(net: nn.Module, example: torch.Tensor, batch_size: int,
     inputs = example[:1].expand(batch_size, *example.shape[1:]).contiguous()
     tracker = MemTracker()
     tracker.track_external(trainee, optimizer)
-    with tracker:
-        for _ in range(2):
-            output = trainee(inputs)
-            (output[0] if isinstance(output, tuple) else output).float().sum().backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            tracker.reset_mod_stats()
+    try:
+        with tracker:
+            for _ in range(2):
+                output = trainee(inputs)
+                (output[0] if isinstance(output, tuple) else output).float().sum().backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                tracker.reset_mod_stats()
+    except AssertionError as err:  # MemTracker's module hooks cannot rebuild a PackedSequence input
+        import warnings
+
+        warnings.warn(f"training peak memory not measured: MemTracker failed ({err})", stacklevel=2)
+        return float("nan")
     peaks = tracker.get_tracker_snapshot("peak")
     return float(sum(device["Total"] for device in peaks.values()))

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from archbench.errors import ConfigError
-from archbench.nets.common import require_shape
+from archbench.errors import ConfigError, IncompatibleError
+from archbench.nets.common import embed_tokens, require_shape
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "mean", "max")
@@ -71,8 +72,6 @@ class CharRNN(nn.Module):
                  embed_dim: int = 64, bidirectional: bool = False, **_: object) -> None:
         super().__init__()
         if bidirectional:
-            from archbench.errors import IncompatibleError
-
             raise IncompatibleError("a bidirectional net sees the future: it cannot be a language model")
         if cell not in CELLS:
             raise ConfigError(f"unknown recurrent cell {cell!r}; valid: {', '.join(CELLS)}")
@@ -85,3 +84,49 @@ class CharRNN(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         outputs, _ = self.rnn(self.embed(ids))
         return self.head(outputs)
+
+
+class TextRNN(nn.Module):
+    """Sentence classifier: word embedding → ``cell`` layers (optionally bidirectional) over packed
+    sequences, so padding never reaches a state → pooling → dropout → linear.
+
+    ``pooling='last'``: the final state of each direction (forward after the last real word,
+    backward after the first); ``mean``/``max``: the top layer's outputs over the real words. With
+    its defaults ``model=lstm`` is the tutorials' LSTMClassifier (embedding → LSTM → linear).
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, vocab_size: int = 0,
+                 cell: str = "lstm", embed_dim: int = 128, hidden_size: int = 128,
+                 num_layers: int = 1, dropout: float = 0.0, bidirectional: bool = False,
+                 pooling: str = "last") -> None:
+        super().__init__()
+        if vocab_size < 2:
+            raise IncompatibleError("a text RNN reads word ids: it needs tokenized text data")
+        if cell not in CELLS:
+            raise ConfigError(f"unknown recurrent cell {cell!r}; valid: {', '.join(CELLS)}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        self.pooling, self.bidirectional = pooling, bidirectional
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.rnn = CELLS[cell](embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
+                               dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h, mask = embed_tokens(self.embed, ids)
+        lengths = mask.sum(dim=1)
+        packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, state = self.rnn(packed)
+        if self.pooling == "last":
+            hidden = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
+            last = hidden[-2:] if self.bidirectional else hidden[-1:]  # top layer, each direction
+            pooled = torch.cat(list(last), dim=-1)
+        else:
+            outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=mask.shape[1])
+            real = mask.unsqueeze(-1)
+            if self.pooling == "mean":
+                pooled = (outputs * real).sum(dim=1) / lengths.unsqueeze(-1)
+            else:
+                pooled = outputs.masked_fill(~real, float("-inf")).amax(dim=1)
+        return self.head(self.drop(pooled))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archbench.errors import ConfigError, IncompatibleError
-from archbench.nets.common import require_shape
+from archbench.nets.common import embed_tokens, require_shape
 
 POOLINGS = ("mean", "cls")
 POSITIONS = ("learned", "sinusoidal")
@@ -32,12 +32,15 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``key_mask`` (N, T), True for real tokens: padding is never attended to."""
         n, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=2)
         q, k, v = (z.view(n, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v))
+        mask = None if key_mask is None else key_mask[:, None, None, :]
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, attn_mask=mask, is_causal=self.causal and mask is None,
+            dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(n, t, d))
 
 
@@ -55,11 +58,11 @@ class Block(nn.Module):
                                 nn.Linear(ff_mult * d_model, d_model), nn.Dropout(dropout))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.pre_norm:
-            x = x + self.drop(self.attn(self.norm1(x)))
+            x = x + self.drop(self.attn(self.norm1(x), key_mask))
             return x + self.ff(self.norm2(x))
-        x = self.norm1(x + self.drop(self.attn(x)))
+        x = self.norm1(x + self.drop(self.attn(x, key_mask)))
         return self.norm2(x + self.ff(x))
 
 
@@ -80,7 +83,7 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         if positions not in POSITIONS:
             raise ConfigError(f"unknown positions {positions!r}; valid: {', '.join(POSITIONS)}")
-        self.max_len = max_len
+        self.max_len, self.causal = max_len, causal
         if positions == "learned":
             self.pos = nn.Parameter(torch.zeros(1, max_len, d_model))
             nn.init.normal_(self.pos, std=0.02)
@@ -91,12 +94,14 @@ class TransformerEncoder(nn.Module):
             Block(d_model, n_heads, ff_mult, dropout, causal, pre_norm) for _ in range(n_layers))
         self.final_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         if h.shape[1] > self.max_len:
             raise IncompatibleError(f"sequence of {h.shape[1]} tokens exceeds context {self.max_len}")
+        if self.causal and key_mask is not None:
+            raise ConfigError("a padding mask is for the bidirectional encoder, not the causal one")
         h = self.drop(h + self.pos[:, : h.shape[1]])
         for block in self.blocks:
-            h = block(h)
+            h = block(h, key_mask)
         return self.final_norm(h)
 
 
@@ -146,6 +151,39 @@ class TransformerClassifier(nn.Module):
             h = torch.cat([self.cls.expand(n, -1, -1), h], dim=1)
         h = self.encoder(h)
         return self.head(h[:, 0] if self.cls is not None else h.mean(dim=1))
+
+
+class TextTransformer(nn.Module):
+    """Sentence classifier: token + position embeddings → encoder with a padding mask → CLS token
+    or masked mean → classes. Padded positions are never attended to nor pooled."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, vocab_size: int = 0,
+                 d_model: int = 128, n_layers: int = 2, n_heads: int = 4, ff_mult: int = 4,
+                 dropout: float = 0.1, pooling: str = "mean", positions: str = "learned",
+                 pre_norm: bool = True, **_: object) -> None:
+        super().__init__()
+        if vocab_size < 2:
+            raise IncompatibleError("the text transformer reads word ids: it needs tokenized text data")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        self.pooling = pooling
+        self.embed = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
+        self.encoder = TransformerEncoder(int(input_shape[0]) + (pooling == "cls"), d_model, n_layers,
+                                          n_heads, ff_mult, dropout, causal=False,
+                                          positions=positions, pre_norm=pre_norm)
+        self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, num_classes))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h, mask = embed_tokens(self.embed, ids)
+        if self.cls is not None:
+            h = torch.cat([self.cls.expand(len(h), -1, -1), h], dim=1)
+            mask = torch.cat([mask.new_ones(len(h), 1), mask], dim=1)
+        h = self.encoder(h, mask)
+        if self.cls is not None:
+            return self.head(h[:, 0])
+        real = mask.unsqueeze(-1)
+        return self.head((h * real).sum(dim=1) / real.sum(dim=1))
 
 
 class CharTransformer(nn.Module):

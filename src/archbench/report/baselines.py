@@ -17,6 +17,7 @@ import numpy as np
 from archbench.tasks.base import RunResult
 
 CLASSIFIERS = ("LogisticRegression", "SVC (RBF)", "HistGradientBoosting")
+TEXT_CLASSIFIERS = ("BoW LogisticRegression",)  # TF-IDF-weighted word counts of the same ids
 REGRESSORS = ("LinearRegression", "SVR (RBF)", "HistGradientBoosting")
 
 
@@ -51,9 +52,13 @@ def fit_and_score(name: str, task: str, splits: dict[str, dict[str, Any]],
         return x.reshape(len(x), -1), (y.numpy() if hasattr(y, "numpy") else np.asarray(y))
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = arrays("train"), arrays("val"), arrays("test")
-    model = _estimator(name, task)
     started = time.perf_counter()
-    model.fit(np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]))
+    if name in TEXT_CLASSIFIERS:
+        model, x_fit = _bag_of_words_model(np.concatenate([x_train, x_val]))
+        x_test = _counts(x_test, x_fit.shape[1])
+    else:
+        model, x_fit = _estimator(name, task), np.concatenate([x_train, x_val])
+    model.fit(x_fit, np.concatenate([y_train, y_val]))
     seconds = time.perf_counter() - started
     predicted = model.predict(x_test)
     if task == "classification":
@@ -64,6 +69,25 @@ def fit_and_score(name: str, task: str, splits: dict[str, dict[str, Any]],
     return {"test/mse": float(mean_squared_error(truth, guess)),
             "test/mae": float(mean_absolute_error(truth, guess)),
             "test/r2": float(r2_score(truth, guess)), "train_seconds": seconds}
+
+
+def _counts(ids: np.ndarray, width: int):
+    """Sparse word counts (rows = texts) of right-padded word ids; <pad> (0) and <unk> (1) dropped."""
+    from scipy.sparse import csr_matrix
+
+    rows = np.repeat(np.arange(len(ids)), ids.shape[1])
+    flat = ids.reshape(-1)
+    keep = (flat > 1) & (flat < width)
+    return csr_matrix((np.ones(int(keep.sum())), (rows[keep], flat[keep])), shape=(len(ids), width))
+
+
+def _bag_of_words_model(ids: np.ndarray):
+    from sklearn.feature_extraction.text import TfidfTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    counts = _counts(ids, int(ids.max()) + 1)
+    return make_pipeline(TfidfTransformer(), LogisticRegression(max_iter=5000)), counts
 
 
 def reference_runs(runs: dict[str, list[RunResult]], data_root: Path) -> dict[str, list[RunResult]]:
@@ -82,7 +106,7 @@ def reference_runs(runs: dict[str, list[RunResult]], data_root: Path) -> dict[st
             if meta["checksum"] not in checksums or meta["kind"] == "text":
                 continue
             _, splits = load_all(data_dir)
-            for name in names:
+            for name in TEXT_CLASSIFIERS if meta["kind"] == "tokens" else names:
                 metrics = fit_and_score(name, task, splits, meta.get("target"))
                 run = {"data": dataset, "model": f"{name} (reference)", "reference": True, "run_id": ""}
                 references.setdefault(task, []).append(RunResult(data_dir, run, metrics))

@@ -180,10 +180,37 @@ def section(runs: list[RunResult], reports_dir: Path) -> list[str]:
         refs = [r for r in references if r.run["data"] == dataset]
         details += [f"### {dataset}", "", *table(rows, best, refs), ""]
         details += tuned_table(groups, [r for r in tuned if r.run["data"] == dataset])
+        details += misclassified_texts(rows, [r for g in groups.values() for r in g])
         details += figures.classification_figures(dataset, rows, best, reports_dir)
     figures.accuracy_chart([aggregate(g) for g in by_pair(trained).values()], reports_dir / "comparison.png")
     return [*lines, "### Verdicts", "", *verdicts, "", *details,
             "![test accuracy by dataset and model](comparison.png)", ""]
+
+
+def misclassified_texts(rows: list[ModelRow], runs: list[RunResult], per_model: int = 3) -> list[str]:
+    """Text data: each model's most confident mistakes on the test split (its first seed), with the
+    test texts the prepare engine kept (``test_texts.json`` beside the prepared tensors)."""
+    import json
+
+    folders = {Path(r.run["data_dir"]) for r in runs if r.run.get("data_dir")}
+    found = [f / "test_texts.json" for f in folders if (f / "test_texts.json").is_file()]
+    if not found:
+        return []
+    texts = json.loads(found[0].read_text(encoding="utf-8"))
+    names = json.loads((found[0].parent / "meta.json").read_text())["class_names"]
+    lines = [f"Most confident mistakes on the test split (first seed; {per_model} per model):", "",
+             "| model | text | truth | predicted (p) |", "| --- | --- | --- | --- |"]
+    for row in sorted(rows, key=lambda r: -r.row.get("test/acc")):
+        if not row.probs or row.targets is None or len(row.targets) != len(texts):
+            continue
+        probs = row.probs[0]
+        wrong = np.flatnonzero(probs.argmax(axis=1) != row.targets)
+        for i in wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:per_model]:
+            text = texts[i] if len(texts[i]) <= 160 else texts[i][:157] + "…"
+            text = text.replace("|", "\\|")
+            lines.append(f"| {row.name} | {text} | {names[row.targets[i]]} | "
+                         f"{names[int(probs[i].argmax())]} ({probs[i].max():.2f}) |")
+    return [*lines, ""]
 
 
 def tuned_table(defaults: dict[str, list[RunResult]], tuned: list[RunResult]) -> list[str]:

@@ -120,12 +120,22 @@ class Task:
                                 verify_checksum=bool(data.verify_checksum), seed=int(cfg.seed),
                                 train_fraction=float(data.get("train_fraction", 1.0)))
 
+    def net_key_for(self, meta: Meta) -> str:
+        """The model config's key holding the net for this data (e.g. ``text_net`` for words)."""
+        return self.net_key
+
+    def net_sizes(self, meta: Meta) -> dict[str, Any]:
+        """Sizes the net gets from the data besides input shape and outputs (e.g. vocabulary)."""
+        return {}
+
     def build_net(self, cfg: DictConfig, input_shape: list[int], meta: Meta):
-        if self.net_key not in cfg.model:
-            raise IncompatibleError(f"model {cfg.model.name} has no {self.net_key!r} for task "
-                                    f"{self.name}; models that have one: {', '.join(models_with(self.net_key))}")
-        return instantiate_net(cfg.model[self.net_key], cfg.model.name,
-                               input_shape=list(input_shape), num_classes=self.outputs(meta))
+        key = self.net_key_for(meta)
+        if key not in cfg.model:
+            on = f" on {meta.kind} data" if key != self.net_key else ""
+            raise IncompatibleError(f"model {cfg.model.name} has no {key!r} for task {self.name}{on}; "
+                                    f"models that have one: {', '.join(models_with(key))}")
+        return instantiate_net(cfg.model[key], cfg.model.name, input_shape=list(input_shape),
+                               num_classes=self.outputs(meta), **self.net_sizes(meta))
 
     def outputs(self, meta: Meta) -> int:
         """Output width of the net (classes, vocabulary, regression targets)."""

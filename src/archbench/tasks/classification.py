@@ -48,6 +48,37 @@ def random_shift(x: torch.Tensor, max_fraction: float) -> torch.Tensor:
     return shifted if x.dim() == 4 else shifted.squeeze(2)
 
 
+class TextProbabilityModel(nn.Module):
+    """What archbench logs for a text classifier: word ids → class probabilities, plus the
+    tokenizer and vocabulary of its training data so raw text can be classified (``predict_texts``)."""
+
+    def __init__(self, net: nn.Module, vocab: list[str], tokenizer: dict[str, Any]) -> None:
+        super().__init__()
+        self.net, self.vocab, self.tokenizer = net, list(vocab), dict(tokenizer)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return scores_to_probs(self.net(ids))
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """Right-padded ids as in training (unknown words → ``<unk>``); an empty text is an error."""
+        from archbench.data.tokens import encode, tokenize
+
+        tokens = [tokenize(t, bool(self.tokenizer.get("lowercase", True))) for t in texts]
+        empty = [i for i, t in enumerate(tokens) if not t]
+        if empty:
+            raise ConfigError(f"text {empty[0] + 1} of {len(texts)} is empty (no words to classify)")
+        ids, _ = encode(tokens, self.vocab, int(self.tokenizer["max_len"]),
+                        str(self.tokenizer.get("truncation", "end")))
+        return torch.from_numpy(ids)
+
+    @torch.no_grad()
+    def predict_texts(self, texts: list[str]) -> torch.Tensor:
+        was_training = self.training
+        probs = self.eval()(self.encode_texts(texts))
+        self.train(was_training)
+        return probs
+
+
 class ProbabilityModel(nn.Module):
     """What archbench logs as a model: inputs → class probabilities (shape ``(N, classes)``)."""
 
@@ -246,7 +277,7 @@ class Classification(Task):
     """Images, sequences and tables → one of ``num_classes`` labels."""
 
     name = "classification"
-    data_kinds = ("image", "sequence", "tabular")
+    data_kinds = ("image", "sequence", "tabular", "tokens")
     data_tasks = ("classification",)
     monitor = ("val/acc_then_loss", "max")  # accuracy, ties broken by loss (see on_validation_epoch_end)
 
@@ -267,8 +298,28 @@ class Classification(Task):
             l1=float(cfg.model.get("l1", 0.0)), augment_shift=float(cfg.data.get("augment_shift", 0.0)))
         return Built(module, [net])
 
+    def net_key_for(self, meta) -> str:
+        return "text_net" if meta.kind == "tokens" else self.net_key
+
+    def net_sizes(self, meta) -> dict[str, Any]:
+        return {"vocab_size": int(meta.extra["text"]["vocab_size"])} if meta.kind == "tokens" else {}
+
     def exported_model(self, module) -> nn.Module:
         return ProbabilityModel(module.net)
+
+    def export(self, module, datamodule, serialization_format: str | None) -> str:
+        """Text classifiers are logged with their vocabulary (pickled: they tokenize raw text)."""
+        meta = datamodule.load()
+        if meta.kind != "tokens":
+            return super().export(module, datamodule, serialization_format)
+        import json
+
+        from archbench.tracking.mlflow_run import log_torch_model
+
+        vocab = json.loads((datamodule.data_dir / "vocab.json").read_text(encoding="utf-8"))
+        model = TextProbabilityModel(module.net, vocab, meta.extra["text"]["tokenizer"]).cpu()
+        example = datamodule.example_batch(2)["x"].cpu()
+        return log_torch_model(model, example, serialization_format or "pickle")
 
     def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
         from archbench.report.classification import section

@@ -22,11 +22,18 @@ class Source:
     y_pool: np.ndarray
     x_test: np.ndarray | None
     y_test: np.ndarray | None
-    kind: str  # image | sequence | tabular | text
+    kind: str  # image | sequence | tabular | text (characters) | tokens (word ids)
     input_shape: list[int]
     class_names: list[str]  # empty for regression
     info: dict[str, Any] = field(default_factory=dict)
     task: str = "classification"  # the learning problem the data poses by default
+
+
+def md5_of(path) -> str:
+    """The MD5 hex digest of a file (the checksum most dataset publishers give)."""
+    from pathlib import Path
+
+    return hashlib.md5(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
 
 
 def sha256_of(*arrays: np.ndarray) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import struct
 import urllib.request
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source
+from archbench.data.sources import Source, md5_of
 from archbench.errors import DataError
 
 MNIST_FILES = {
@@ -31,10 +30,6 @@ def _read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path} is not an unsigned-byte IDX file")
     shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def md5_of(path: Path) -> str:
-    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
 
 
 def _download_mnist(root: Path, url: str, wanted: list[str]) -> None:

@@ -1,0 +1,174 @@
+"""Labelled texts for classification: GLUE SST-2, IMDB (aclImdb) and your own CSV/TSV or folder.
+
+Each returns raw strings (``kind='tokens'``); the prepare engine splits them, builds the
+vocabulary from the training split only and encodes them (``archbench.data.tokens``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+import tarfile
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archbench.data.sources import Source, md5_of
+from archbench.errors import ConfigError, DataError
+
+
+def _texts_checksum(*parts: tuple[list[str], np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for texts, labels in parts:
+        for text in texts:
+            digest.update(text.encode("utf-8") + b"\0")
+        digest.update(np.ascontiguousarray(labels).tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def _source(train: tuple[list[str], np.ndarray], test: tuple[list[str], np.ndarray] | None,
+            class_names: list[str], cfg: dict[str, Any], info: dict[str, Any]) -> Source:
+    """A tokens Source; refuses an empty corpus and a label set with a single class."""
+    texts, labels = train
+    if not texts:
+        raise DataError(f"{info.get('origin')}: no examples to learn from (empty corpus)")
+    present = sorted({class_names[i] for i in labels.tolist()})
+    if len(present) < 2:
+        raise DataError(f"{info.get('origin')}: every training example has label {present[0]!r}: "
+                        f"nothing to classify (need ≥ 2 classes)")
+    info = {**info, "checksum": _texts_checksum(train, *([test] if test else []))}
+    x_test, y_test = (np.array(test[0], dtype=object), test[1]) if test else (None, None)
+    return Source(np.array(texts, dtype=object), labels, x_test, y_test, "tokens",
+                  [int(cfg.get("max_len", 64))], class_names, info)
+
+
+def _fetch(url: str, target: Path, md5: str | None) -> Path:
+    """Download ``url`` to ``target`` (via a .part file) and check its MD5 when one is given."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.is_file():
+        partial = target.with_name(target.name + ".part")
+        try:
+            urllib.request.urlretrieve(url, partial)  # noqa: S310 - the configured public URL
+        except OSError as err:
+            raise DataError(f"cannot download {url}: {err}") from None
+        partial.rename(target)
+    if md5 and md5_of(target) != md5:
+        raise DataError(f"{target} has MD5 {md5_of(target)}, not the official {md5}: delete it and "
+                        f"download again")
+    return target
+
+
+def _read_tsv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: no column(s) {missing}; columns: {', '.join(reader.fieldnames or [])}")
+        rows = [(row[text_column].strip(), row[label_column].strip()) for row in reader]
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def sst2(cfg: dict[str, Any]) -> Source:
+    """GLUE SST-2 from ``root`` (``train.tsv``, ``dev.tsv``); ``dev`` is the test split (GLUE's test
+    labels are hidden) and validation is carved from train. ``download: true`` fetches GLUE's
+    SST-2.zip (MD5-checked) and extracts it into ``root`` first."""
+    root = Path(str(cfg.get("root") or "")).expanduser()
+    files = {"train": root / "train.tsv", "test": root / "dev.tsv"}
+    if not all(p.is_file() for p in files.values()) and cfg.get("download"):
+        archive = _fetch(str(cfg["url"]), root / "SST-2.zip", cfg.get("archive_md5"))
+        with zipfile.ZipFile(archive) as zipped:
+            for name in ("train.tsv", "dev.tsv", "test.tsv"):
+                member = next((m for m in zipped.namelist() if m.endswith(f"SST-2/{name}")), None)
+                if member:
+                    with zipped.open(member) as src, (root / name).open("wb") as dst:
+                        shutil.copyfileobj(src, dst)
+    if not all(p.is_file() for p in files.values()):
+        raise DataError(f"SST-2 not found: put GLUE's train.tsv and dev.tsv in {root.resolve()} "
+                        f"(data.root=DIR, e.g. ../shared/datasets/sst2), or set data.download=true")
+    for name, md5 in (cfg.get("md5") or {}).items():
+        if md5 and md5_of(root / name) != md5:
+            raise DataError(f"{root / name} has MD5 {md5_of(root / name)}, not GLUE's {md5} "
+                            f"(another version? set data.md5=null to accept it)")
+    class_names = ["negative", "positive"]
+    splits = {}
+    for split, path in files.items():
+        texts, labels = _read_tsv(path, "sentence", "label")
+        bad = sorted(set(labels) - {"0", "1"})
+        if bad:
+            raise DataError(f"{path}: labels must be 0 or 1, found {bad[:3]}")
+        splits[split] = (texts, np.asarray([int(v) for v in labels], dtype=np.int64))
+    return _source(splits["train"], splits["test"], class_names, cfg,
+                   {"origin": str(root.resolve()), "test_split": "GLUE dev.tsv",
+                    "files_md5": {p.name: md5_of(p) for p in files.values()}})
+
+
+def _read_class_folders(root: Path, class_names: list[str]) -> tuple[list[str], np.ndarray]:
+    texts, labels = [], []
+    for label, name in enumerate(class_names):
+        for path in sorted((root / name).glob("*.txt")):
+            texts.append(path.read_text(encoding="utf-8", errors="replace").strip())
+            labels.append(label)
+    return texts, np.asarray(labels, dtype=np.int64)
+
+
+def imdb(cfg: dict[str, Any]) -> Source:
+    """The Large Movie Review Dataset in its published layout ``aclImdb/{train,test}/{neg,pos}/*.txt``
+    under ``root``; ``download: true`` fetches the official tarball (MD5-checked) and extracts it.
+    ``train/unsup`` (unlabelled) is ignored."""
+    root = Path(str(cfg.get("root") or "")).expanduser()
+    tree = root / "aclImdb"
+    if not (tree / "train").is_dir() and cfg.get("download"):
+        archive = _fetch(str(cfg["url"]), root / "aclImdb_v1.tar.gz", cfg.get("archive_md5"))
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
+    if not all((tree / split / label).is_dir() for split in ("train", "test") for label in ("neg", "pos")):
+        raise DataError(f"IMDB not found: put the extracted aclImdb/ folder (train/ and test/, each with "
+                        f"neg/ and pos/) in {root.resolve()} (data.root=DIR), or set data.download=true")
+    class_names = ["neg", "pos"]
+    return _source(_read_class_folders(tree / "train", class_names),
+                   _read_class_folders(tree / "test", class_names), class_names, cfg,
+                   {"origin": str(tree.resolve()), "test_split": "aclImdb/test"})
+
+
+def _read_table(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    import pandas as pd
+
+    separator = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
+    except Exception as err:  # noqa: BLE001 - any parser failure is the file's fault
+        raise DataError(f"cannot read {path}: {type(err).__name__}: {err}") from err
+    missing = [c for c in (text_column, label_column) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path.name}: no column(s) {missing} (set data.text_column / data.label_column); "
+                        f"columns: {', '.join(map(str, frame.columns))}")
+    return frame[text_column].tolist(), frame[label_column].str.strip().tolist()
+
+
+def text_files(cfg: dict[str, Any]) -> Source:
+    """Your own labelled texts: ``path`` = a CSV/TSV with ``text_column`` and ``label_column``, or
+    a folder with one sub-folder of ``.txt`` files per class (the folder names are the labels)."""
+    if not cfg.get("path"):
+        raise DataError("data=text_files needs data.path=FILE.csv|FILE.tsv (with data.text_column and "
+                        "data.label_column) or data.path=DIR (one sub-folder of .txt files per class)")
+    path = Path(str(cfg["path"])).expanduser()
+    if path.is_dir():
+        class_names = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not class_names:
+            raise DataError(f"no class sub-folders in {path}: put one folder of .txt files per class there")
+        texts, labels = _read_class_folders(path, class_names)
+    elif path.is_file():
+        texts, names = _read_table(path, str(cfg.get("text_column", "text")), str(cfg.get("label_column", "label")))
+        class_names = sorted(set(names))
+        lookup = {name: i for i, name in enumerate(class_names)}
+        labels = np.asarray([lookup[n] for n in names], dtype=np.int64)
+    else:
+        raise DataError(f"text data not found: {path.resolve()}; set data.path to a CSV/TSV file or a "
+                        f"folder of class sub-folders")
+    if cfg.get("test_fraction") is None:
+        raise ConfigError("data.test_fraction must be set for data=text_files (no official test split)")
+    return _source((texts, labels), None, class_names, cfg, {"origin": str(path.resolve())})

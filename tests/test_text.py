@@ -1,0 +1,262 @@
+"""Text classification: tokenizer and vocabulary, the SST-2 / IMDB / own-file sources on generated
+files in the official layouts, every text net's shapes and padding invariance, and a tiny run
+through ``train(cfg)`` and ``archbench-predict --text``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from archbench.data.prepare import prepare, prepare_config
+from archbench.data.tokens import PAD_ID, UNK_ID, build_vocab, encode, tokenize
+from archbench.errors import ArchbenchError, DataError
+from tests.conftest import run_cli
+
+POSITIVE = ["a charming and often affecting journey", "it 's a gorgeous , witty , seductive movie",
+            "the best film of the year", "an utterly delightful , funny comedy", "smart and moving"]
+NEGATIVE = ["the plot is nothing but boilerplate", "does n't work at all", "a dull , tedious mess",
+            "the worst movie of the year", "boring and badly acted"]
+
+
+def _sst2_files(root: Path, copies: int = 4) -> Path:
+    """train.tsv / dev.tsv exactly as GLUE ships them (header, train rows end with a space)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [(t, 1) for t in POSITIVE] + [(t, 0) for t in NEGATIVE]
+    train = "".join(f"{t} \t{y}\n" for _ in range(copies) for t, y in rows)
+    (root / "train.tsv").write_text("sentence\tlabel\n" + train)
+    (root / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    return root
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def _data_cfg(name: str, **values) -> dict:
+    from archbench.config import compose, to_dict
+
+    overrides = [f"data={name}", *(f"data.{k}={v}" for k, v in values.items())]
+    return to_dict(compose(overrides).data)
+
+
+# --- tokenizer and vocabulary ---------------------------------------------------------------
+
+
+def test_tokenizer_keeps_punctuation_and_splits_negations_like_the_treebank():
+    assert tokenize("I don't like it's well-made ending!! <br />Can't") == [
+        "i", "do", "n't", "like", "it", "'s", "well-made", "ending", "!", "!", "ca", "n't"]
+    assert tokenize("does n't") == tokenize("doesn't") == ["does", "n't"]
+    assert tokenize("Café", lowercase=False) == ["Café"]
+
+
+def test_vocabulary_comes_from_the_training_split_only(tmp_path):
+    root = _sst2_files(tmp_path / "sst2")
+    (root / "dev.tsv").write_text("sentence\tlabel\nzyzzyva is splendid\t1\nquux fails\t0\n")
+    cfg = _data_cfg("sst2", root=root, md5="null", val_fraction=0.2)
+    prepare(cfg, tmp_path / "out")
+    vocab = json.loads((tmp_path / "out" / "vocab.json").read_text())
+    assert vocab[:2] == ["<pad>", "<unk>"] and "zyzzyva" not in vocab and "charming" in vocab
+    test = torch.load(tmp_path / "out" / "test.pt", weights_only=True)
+    assert test["x"][0, 0] == UNK_ID and test["lengths"].tolist() == [3, 2]
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["extra"]["text"]["unk_share"]["test"] == pytest.approx(4 / 5)  # all but "is"
+    assert meta["extra"]["text"]["vocab_size"] == len(vocab)
+
+
+def test_min_freq_max_size_truncation_and_unknown_words():
+    tokens = [["a", "b", "a", "c"], ["a", "b", "d"]]
+    assert build_vocab(tokens) == ["<pad>", "<unk>", "a", "b", "c", "d"]
+    assert build_vocab(tokens, min_freq=2) == ["<pad>", "<unk>", "a", "b"]
+    vocab = build_vocab(tokens, max_size=3)
+    assert vocab == ["<pad>", "<unk>", "a"]
+    ids, lengths = encode([["a", "z", "a"], []], vocab, max_len=2)
+    assert ids.tolist() == [[2, UNK_ID], [UNK_ID, PAD_ID]] and lengths.tolist() == [2, 1]
+    ids, _ = encode([["a", "z", "q"]], vocab, max_len=2, truncation="start")
+    assert ids.tolist() == [[UNK_ID, UNK_ID]]
+
+
+def test_preparation_is_deterministic(tmp_path):
+    cfg = prepare_config(_data_cfg("sst2", root=_sst2_files(tmp_path / "sst2"), md5="null"))
+    first, second = prepare(cfg, tmp_path / "a"), prepare(cfg, tmp_path / "b")
+    assert first.checksum == second.checksum and first.kind == "tokens"
+    assert (tmp_path / "a" / "vocab.json").read_bytes() == (tmp_path / "b" / "vocab.json").read_bytes()
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+def test_sst2_downloads_glues_zip_and_checks_its_md5(tmp_path):
+    files = _sst2_files(tmp_path / "files")
+    archive = tmp_path / "SST-2.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:  # GLUE's layout: SST-2/{train,dev,test}.tsv
+        for name in ("train.tsv", "dev.tsv"):
+            zipped.write(files / name, f"SST-2/{name}")
+        zipped.writestr("SST-2/test.tsv", "index\tsentence\n0\tunlabelled\n")
+    md5s = f"{{train.tsv: {_md5(files / 'train.tsv')}, dev.tsv: {_md5(files / 'dev.tsv')}}}"
+    cfg = _data_cfg("sst2", root=tmp_path / "raw", download="true", url=archive.as_uri(),
+                    archive_md5=_md5(archive), md5=md5s)
+    meta = prepare(cfg, tmp_path / "out")
+    assert meta.splits["test"] == 10 and (tmp_path / "raw" / "test.tsv").is_file()
+    bad = _data_cfg("sst2", root=tmp_path / "raw2", download="true", url=archive.as_uri(),
+                    archive_md5="0" * 32)
+    with pytest.raises(DataError, match="not the official"):
+        prepare(bad, tmp_path / "out2")
+
+
+def test_sst2_from_a_shared_folder_is_the_default_dataset_not_a_variant(tmp_path):
+    from archbench.data.prepare import identity
+
+    default, shared = _data_cfg("sst2"), _data_cfg("sst2", root=tmp_path)
+    assert identity(prepare_config(default)) == identity(prepare_config(shared))
+    unpinned = _data_cfg("sst2", root=tmp_path, md5="null")
+    assert identity(prepare_config(default)) != identity(prepare_config(unpinned))
+
+
+def test_imdb_reads_the_published_tree_and_its_tarball(tmp_path):
+    tree = tmp_path / "build" / "aclImdb"
+    for split in ("train", "test"):
+        for label, texts in (("pos", POSITIVE), ("neg", NEGATIVE)):
+            folder = tree / split / label
+            folder.mkdir(parents=True)
+            for i, text in enumerate(texts):
+                (folder / f"{i}_{8 if label == 'pos' else 2}.txt").write_text(text + "<br /><br />Really.")
+    (tree / "train" / "unsup").mkdir()
+    (tree / "train" / "unsup" / "0_0.txt").write_text("unlabelled, ignored")
+    archive = tmp_path / "aclImdb_v1.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree, arcname="aclImdb")
+    cfg = _data_cfg("imdb", root=tmp_path / "raw", download="true", url=archive.as_uri(),
+                    archive_md5=_md5(archive), min_freq=1, val_fraction=0.2)
+    meta = prepare(cfg, tmp_path / "out")
+    assert meta.class_names == ["neg", "pos"] and meta.splits == {"train": 8, "val": 2, "test": 10}
+    vocab = json.loads((tmp_path / "out" / "vocab.json").read_text())
+    assert "br" not in vocab and "really" in vocab
+
+
+def test_download_settings_reach_the_source_through_archbench_prepare(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("To be, or not to be: that is the question.\n" * 40)
+    result = run_cli("archbench-prepare", "tinyshakespeare", f"data.path={tmp_path / 'raw' / 'input.txt'}",
+                     "data.download=true", f"data.url={corpus.as_uri()}", f"paths.data_dir={tmp_path / 'p'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "raw" / "input.txt").read_bytes() == corpus.read_bytes()
+
+
+def test_own_texts_from_a_csv_and_from_class_folders(tmp_path):
+    import pandas as pd
+
+    rows = [{"review": t, "stars": "good"} for t in POSITIVE] + [{"review": t, "stars": "bad"} for t in NEGATIVE]
+    pd.DataFrame(rows * 2).to_csv(tmp_path / "reviews.csv", index=False)
+    cfg = _data_cfg("text_files", path=tmp_path / "reviews.csv", text_column="review", label_column="stars")
+    meta = prepare(cfg, tmp_path / "csv")
+    assert meta.class_names == ["bad", "good"] and sum(meta.splits.values()) == 20
+    for label, texts in (("pos", POSITIVE), ("neg", NEGATIVE)):
+        (tmp_path / "folders" / label).mkdir(parents=True)
+        for i, text in enumerate(texts * 2):
+            (tmp_path / "folders" / label / f"{i}.txt").write_text(text)
+    meta = prepare(_data_cfg("text_files", path=tmp_path / "folders"), tmp_path / "dirs")
+    assert meta.class_names == ["neg", "pos"] and sum(meta.splits.values()) == 20
+
+
+@pytest.mark.parametrize("problem", ["missing", "one_class", "empty"])
+def test_bad_text_data_is_one_line_and_exit_2(tmp_path, problem):
+    table = tmp_path / "t.csv"
+    if problem == "one_class":
+        table.write_text("text,label\n" + "".join(f'"{t}",pos\n' for t in POSITIVE))
+    elif problem == "empty":
+        table.write_text("text,label\n")
+    path = table if problem != "missing" else tmp_path / "absent.csv"
+    result = run_cli("archbench-prepare", "text_files", f"data.path={path}",
+                     f"paths.data_dir={tmp_path / 'prepared'}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = result.stderr.strip().splitlines()
+    assert {"missing": "not found", "one_class": "nothing to classify", "empty": "empty corpus"}[problem] in line
+
+
+def test_missing_sst2_says_where_to_put_it(tmp_path):
+    result = run_cli("archbench-prepare", "sst2", f"data.root={tmp_path}", f"paths.data_dir={tmp_path / 'p'}")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "train.tsv and dev.tsv" in line and str(tmp_path) in line and "download" in line
+
+
+# --- nets ----------------------------------------------------------------------------------------
+
+
+TEXT_MODELS = ["boe", "cnn", "rnn", "lstm", "gru", "transformer"]
+VARIANTS = {"lstm": {"bidirectional": True}, "gru": {"pooling": "max"}, "rnn": {"pooling": "mean"}}
+
+
+@pytest.mark.parametrize("model", TEXT_MODELS)
+def test_text_nets_map_ids_to_class_scores_whatever_the_padding(model):
+    torch.manual_seed(0)
+    from archbench.config import compose
+    from archbench.tasks.base import instantiate_net
+
+    text_net = dict(compose([f"model={model}", "data=sst2"]).model.text_net) | VARIANTS.get(model, {})
+    net = instantiate_net(text_net, model, input_shape=[24], num_classes=3, vocab_size=50).eval()
+    lengths = [5, 2, 9]
+    ids = torch.zeros(3, 12, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = torch.randint(2, 50, (length,))
+    with torch.no_grad():
+        scores = net(ids)
+        padded = net(torch.nn.functional.pad(ids, (0, 12)))  # 12 more <pad> per text
+        alone = torch.cat([net(ids[i : i + 1, : lengths[i]]) for i in range(3)])  # no padding at all
+    assert scores.shape == (3, 3)
+    torch.testing.assert_close(padded, scores, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alone, scores, atol=1e-5, rtol=1e-5)
+
+
+def test_models_without_a_text_form_are_refused_with_the_ones_that_have_it(make_cfg, tmp_path):
+    from archbench.train import train
+
+    root = _sst2_files(tmp_path / "sst2")
+    with pytest.raises(ArchbenchError, match="has no 'text_net'.*boe, cnn, gru, lstm, rnn, transformer"):
+        train(make_cfg("data=sst2", "model=mlp", f"data.root={root}", "data.md5=null"))
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tiny_text_run_logs_a_model_that_classifies_raw_text(make_cfg, tmp_path):
+    from archbench.train import train
+
+    root = _sst2_files(tmp_path / "sst2", copies=8)
+    cfg = make_cfg("data=sst2", "model=cnn", f"data.root={root}", "data.md5=null", "trainer.max_epochs=4",
+                   "model.text_net.embed_dim=16", "model.text_net.maps=8", "data.batch_size=16")
+    metrics = train(cfg)
+    assert 0 <= metrics["test/acc"] <= 1 and "test/f1" in metrics
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (tmp_path / "run" / "confusion.png").is_file()
+    store = ["--tracking-uri", str(cfg.logger.tracking_uri)]
+    uri = ["--model-uri", run["model_uri"]]
+    result = run_cli("archbench-predict", *uri, *store, "--text", "a gorgeous , witty movie",
+                     "--text", "zyzzyva qwerty")  # every word unknown → all <unk>, still classified
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "index,label,probability,top,text" and len(lines) == 3
+    assert lines[1].split(",")[1] in ("negative", "positive") and lines[1].endswith('"a gorgeous , witty movie"')
+    (tmp_path / "in.txt").write_text("boring and badly acted\nsmart and moving\n")
+    from_file = run_cli("archbench-predict", str(tmp_path / "in.txt"), *uri, *store)
+    assert from_file.returncode == 0 and len(from_file.stdout.strip().splitlines()) == 3
+    (tmp_path / "gap.txt").write_text("smart\n\nboring\n")
+    empty = run_cli("archbench-predict", str(tmp_path / "gap.txt"), *uri, *store)
+    assert empty.returncode == 2 and empty.stdout == ""
+    [line] = empty.stderr.strip().splitlines()
+    assert "line 2" in line and "empty" in line
+    punctuation = run_cli("archbench-predict", *uri, *store, "--text", "  ")
+    assert punctuation.returncode == 2 and "empty" in punctuation.stderr
+
+
+def test_predict_needs_an_input_or_text():
+    result = run_cli("archbench-predict", "--registered", "sst2-cnn")
+    assert result.returncode == 2 and "--text" in result.stderr
+
