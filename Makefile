@@ -7,7 +7,7 @@ VENV := .venv
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test test-fast lint ui clean efficiency
+.PHONY: setup repro repro-text test test-fast lint ui clean efficiency
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ setup: $(VENV)/.installed
 
 repro: setup
 	dvc repro
+
+# the text-classification pipeline (text/dvc.yaml): SST-2 from text/params.yaml's sst2_root
+# (GLUE's train.tsv and dev.tsv), 4 models x 3 seeds -> reports/text/comparison.md
+repro-text: setup
+	dvc repro text/dvc.yaml
 
 # one pytest-xdist worker per core (tests/conftest.py gives each one torch thread)
 TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)

@@ -260,3 +260,63 @@ def test_predict_needs_an_input_or_text():
     result = run_cli("archbench-predict", "--registered", "sst2-cnn")
     assert result.returncode == 2 and "--text" in result.stderr
 
+
+
+# --- the text pipeline (text/dvc.yaml) ----------------------------------------------------------
+
+
+def test_text_pipeline_stages_depend_on_what_the_default_pipelines_runs_do():
+    import yaml
+
+    from tests.conftest import REPO
+
+    main = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["classify"]["do"]["deps"]
+    text = yaml.safe_load((REPO / "text" / "dvc.yaml").read_text())["stages"]
+    deps = text["train"]["do"]["deps"]
+    assert deps[0] == "data/text/sst2" and deps[1:] == [
+        d.replace("${item.data}", "sst2") for d in main if d != "${item.reads}"]
+    # the default compare stage depends on all of data/prepared: text data must live elsewhere
+    assert not any(out.startswith("data/prepared") for out in text["prepare"]["outs"])
+    params = yaml.safe_load((REPO / "text" / "params.yaml").read_text())
+    for key, item in params["pairs"].items():
+        assert (REPO / "conf" / "recipe" / f"sst2_{item['model']}.yaml").is_file(), key
+
+
+def test_text_pipeline_commands_resolve_and_stay_out_of_the_default_repro():
+    from dvc.repo import Repo
+
+    from tests.conftest import REPO
+
+    with Repo(str(REPO)) as repo:
+        [stage] = repo.stage.collect("text/dvc.yaml:train@sst2-cnn")
+        assert ("model=cnn seed=42,43,44 data.root=../shared/datasets/sst2 paths.data_dir=data/text"
+                in stage.cmd) and "hydra.sweep.dir=results/text/train/sst2-cnn" in stage.cmd
+        upstream = repo.stage.collect("compare", with_deps=True)  # what `dvc repro` runs
+        assert upstream and not [s.addressing for s in upstream if "text" in s.relpath]
+
+
+def test_length_buckets_cover_the_split_once_per_epoch_with_similar_lengths():
+    from archbench.data.datamodule import LengthBucketSampler
+
+    lengths = torch.randint(1, 60, (1000,), generator=torch.Generator().manual_seed(0))
+    sampler = LengthBucketSampler(lengths, batch_size=32, bucket=10, seed=42)
+    first = list(sampler)
+    assert sorted(i for batch in first for i in batch) == list(range(1000)) and len(first) == len(sampler)
+    spread = torch.tensor([float(lengths[b].max() - lengths[b].min()) for b in first]).mean()
+    shuffled = torch.tensor([float(lengths[b].max() - lengths[b].min())
+                             for b in torch.randperm(1000).split(32)]).mean()
+    assert spread < shuffled / 4  # a batch's texts are of similar length
+    sampler.set_epoch(1)
+    assert list(sampler) != first and list(LengthBucketSampler(lengths, 32, 10, 42)) == first
+
+
+def test_word_dropout_turns_words_into_unk_and_leaves_padding_alone():
+    from archbench.tasks.classification import drop_words
+
+    torch.manual_seed(0)
+    ids = torch.randint(2, 100, (200, 30))
+    ids[:, 20:] = PAD_ID
+    dropped = drop_words(ids, 0.25)
+    assert (dropped[:, 20:] == PAD_ID).all()
+    changed = dropped[:, :20] != ids[:, :20]
+    assert (dropped[:, :20][changed] == UNK_ID).all() and 0.2 < changed.float().mean() < 0.3

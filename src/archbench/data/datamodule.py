@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from archbench.data.store import Meta, load_all
 from archbench.errors import ConfigError
@@ -31,6 +31,33 @@ class TensorBatchDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
         return self.x[index], self.y[index]
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Training batches of texts of similar length: each epoch shuffles the split (seeded by seed
+    and epoch), sorts each chunk of ``bucket`` batches by length, cuts it into batches and shuffles
+    the batch order — so a batch is cut after its own longest text instead of a random one's
+    (the padding-aware bucketing of torchtext's BucketIterator; written here because torch has none)."""
+
+    def __init__(self, lengths: torch.Tensor, batch_size: int, bucket: int, seed: int) -> None:
+        self.lengths, self.batch_size, self.bucket, self.seed = lengths, batch_size, bucket, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls it before every epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator)
+        batches = []
+        for chunk in order.split(self.batch_size * self.bucket):
+            ranked = chunk[torch.sort(self.lengths[chunk], stable=True).indices]
+            batches += list(ranked.split(self.batch_size))
+        for i in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[i].tolist()
 
 
 def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,8 +160,12 @@ class TensorDataModule(InMemoryDataModule):
 
     def __init__(self, data_dir: str | Path, batch_size: int = 128, eval_batch_size: int = 1024,
                  layout: str = "default", verify_checksum: bool = True, seed: int = 0,
-                 train_fraction: float = 1.0) -> None:
+                 train_fraction: float = 1.0, bucket_batches: int = 0) -> None:
         super().__init__(data_dir, batch_size, eval_batch_size, verify_checksum, seed)
+        if bucket_batches < 0:
+            raise ConfigError(f"data.bucket_batches must be ≥ 0 (0: off), got {bucket_batches}")
+        self.bucket_batches = bucket_batches
+        self.train_lengths: torch.Tensor | None = None
         if layout not in ("default", "rows"):
             raise ConfigError(f"unknown data.layout {layout!r}; valid: default, rows")
         if not 0 < train_fraction <= 1:
@@ -150,11 +181,23 @@ class TensorDataModule(InMemoryDataModule):
                     raise ConfigError(f"data.layout=rows needs images; {meta.name} is {meta.kind}")
                 x = as_rows(x)
             y = tensors["y"]
+            lengths = tensors.get("lengths")
             if split == "train" and self.train_fraction < 1:
                 keep = training_subset(len(y), self.train_fraction, self.seed)
                 x, y = x[keep], y[keep]
+                lengths = lengths[keep] if lengths is not None else None
+            if split == "train":
+                self.train_lengths = lengths
             splits[split] = TensorBatchDataset(x, y)
         return splits
+
+    def train_dataloader(self) -> DataLoader:
+        """Length-bucketed batches for texts (``data.bucket_batches`` > 0) on one process; under
+        DDP, or for data without lengths, the shuffled loader of every other dataset."""
+        if not self.bucket_batches or self.train_lengths is None or self._world()[1] > 1:
+            return super().train_dataloader()
+        sampler = LengthBucketSampler(self.train_lengths, self.batch_size, self.bucket_batches, self.seed)
+        return DataLoader(self.splits["train"], batch_sampler=sampler, collate_fn=keep_batch)
 
 
 def training_subset(size: int, fraction: float, seed: int) -> torch.Tensor:

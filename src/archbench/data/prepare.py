@@ -26,7 +26,8 @@ from archbench.errors import ConfigError
 # data config keys the datamodules and tasks read; they never change the prepared tensors
 LOADER_KEYS = ("name", "dir", "batch_size", "eval_batch_size", "layout", "verify_checksum",
                "augment_shift", "block_size", "steps_per_epoch", "sample_every_n_epochs",
-               "sample_length", "download", "url", "train_fraction")
+               "sample_length", "download", "url", "train_fraction", "bucket_batches",
+               "word_dropout")
 
 
 def resolve_source(cfg: dict[str, Any]) -> Callable[[dict[str, Any]], Source]:

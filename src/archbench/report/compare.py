@@ -91,6 +91,10 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
                 [r for r in runs[name] if not r.run.get("tuned")])
             lines += load_task(name).report_section(given, reports_dir)
     lines += sweep_markdown(Path(results_dir).parent / "sweep")
+    if (reports_dir / "text" / "comparison.md").is_file():
+        lines += ["## Text classification", "", "SST-2 sentiment by bag of embeddings, Kim CNN, "
+                  "bidirectional LSTM and Transformer: [text/comparison.md](text/comparison.md) "
+                  "(`make repro-text`, a second pipeline: it reads GLUE's files).", ""]
     if (reports_dir / "efficiency.md").is_file():
         lines += ["## Data efficiency", "", "Accuracy against training-set share per architecture: "
                   "[efficiency.md](efficiency.md) (`make efficiency`, not part of `dvc repro`).", ""]

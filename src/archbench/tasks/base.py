@@ -118,7 +118,8 @@ class Task:
                                 eval_batch_size=int(data.eval_batch_size),
                                 layout=str(data.get("layout", "default")),
                                 verify_checksum=bool(data.verify_checksum), seed=int(cfg.seed),
-                                train_fraction=float(data.get("train_fraction", 1.0)))
+                                train_fraction=float(data.get("train_fraction", 1.0)),
+                                bucket_batches=int(data.get("bucket_batches", 0)))
 
     def net_key_for(self, meta: Meta) -> str:
         """The model config's key holding the net for this data (e.g. ``text_net`` for words)."""

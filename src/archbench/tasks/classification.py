@@ -48,6 +48,15 @@ def random_shift(x: torch.Tensor, max_fraction: float) -> torch.Tensor:
     return shifted if x.dim() == 4 else shifted.squeeze(2)
 
 
+def drop_words(ids: torch.Tensor, rate: float) -> torch.Tensor:
+    """Word dropout (Iyyer et al. 2015): each real word becomes ``<unk>`` with probability ``rate``,
+    so no single word decides; padding stays padding."""
+    from archbench.data.tokens import PAD_ID, UNK_ID
+
+    dropped = (torch.rand(ids.shape, device=ids.device) < rate) & (ids != PAD_ID)
+    return ids.masked_fill(dropped, UNK_ID)
+
+
 class TextProbabilityModel(nn.Module):
     """What archbench logs for a text classifier: word ids → class probabilities, plus the
     tokenizer and vocabulary of its training data so raw text can be classified (``predict_texts``)."""
@@ -124,6 +133,7 @@ class ClassificationTask(pl.LightningModule):
         scheduler: dict[str, Any] | None = None,
         l1: float = 0.0,
         augment_shift: float = 0.0,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -136,6 +146,9 @@ class ClassificationTask(pl.LightningModule):
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self.l1 = float(l1)
         self.augment_shift = float(augment_shift)
+        if not 0 <= word_dropout < 1:
+            raise ConfigError(f"data.word_dropout must be in [0, 1), got {word_dropout}")
+        self.word_dropout = float(word_dropout)
         metric_args = {"num_classes": num_classes}
         # the net's own outputs need no per-step argument validation
         self.train_metrics = TrainEpochMetrics(
@@ -167,6 +180,8 @@ class ClassificationTask(pl.LightningModule):
         x, y = batch
         if self.augment_shift > 0 and x.dim() in (3, 4):
             x = random_shift(x, self.augment_shift)
+        if self.word_dropout > 0 and not x.is_floating_point():
+            x = drop_words(x, self.word_dropout)
         scores = self.net(x)
         loss = classification_loss(self.loss_name, scores, y)
         if self.l1 > 0:
@@ -295,7 +310,8 @@ class Classification(Task):
         module = ClassificationTask(
             net, num_classes=meta.num_classes, loss=cfg.model.get("loss", "cross_entropy"),
             optimizer=to_dict(cfg.optimizer), scheduler=to_dict(cfg.scheduler),
-            l1=float(cfg.model.get("l1", 0.0)), augment_shift=float(cfg.data.get("augment_shift", 0.0)))
+            l1=float(cfg.model.get("l1", 0.0)), augment_shift=float(cfg.data.get("augment_shift", 0.0)),
+            word_dropout=float(cfg.data.get("word_dropout", 0.0)))
         return Built(module, [net])
 
     def net_key_for(self, meta) -> str:
