@@ -230,7 +230,7 @@ def test_tiny_text_run_logs_a_model_that_classifies_raw_text(make_cfg, tmp_path)
     from archbench.train import train
 
     root = _sst2_files(tmp_path / "sst2", copies=8)
-    cfg = make_cfg("data=sst2", "model=cnn", f"data.root={root}", "data.md5=null", "trainer.max_epochs=4",
+    cfg = make_cfg("data=sst2", "model=cnn", f"data.root={root}", "data.md5=null", "trainer.max_epochs=2",
                    "model.text_net.embed_dim=16", "model.text_net.maps=8", "data.batch_size=16")
     metrics = train(cfg)
     assert 0 <= metrics["test/acc"] <= 1 and "test/f1" in metrics
