@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, run_cli
 
 from archbench.data.prepare import prepare, prepare_config
 from archbench.data.tokens import PAD_ID, UNK_ID, build_vocab, encode, tokenize
 from archbench.errors import ArchbenchError, DataError
-from tests.conftest import run_cli
 
 POSITIVE = ["a charming and often affecting journey", "it 's a gorgeous , witty , seductive movie",
             "the best film of the year", "an utterly delightful , funny comedy", "smart and moving"]
@@ -268,7 +268,7 @@ def test_predict_needs_an_input_or_text():
 def test_text_pipeline_stages_depend_on_what_the_default_pipelines_runs_do():
     import yaml
 
-    from tests.conftest import REPO
+
 
     main = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["classify"]["do"]["deps"]
     text = yaml.safe_load((REPO / "text" / "dvc.yaml").read_text())["stages"]
@@ -285,7 +285,7 @@ def test_text_pipeline_stages_depend_on_what_the_default_pipelines_runs_do():
 def test_text_pipeline_commands_resolve_and_stay_out_of_the_default_repro():
     from dvc.repo import Repo
 
-    from tests.conftest import REPO
+
 
     with Repo(str(REPO)) as repo:
         [stage] = repo.stage.collect("text/dvc.yaml:train@sst2-cnn")
