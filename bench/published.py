@@ -126,7 +126,7 @@ def markdown(rows: list[dict], skipped: list[str]) -> str:
                      f"{r['source'] or '—'} | {r['seed']} | {r['budget']} | {r['train_seconds']:.0f} | "
                      f"{r['origin']} |")
     lines += ["", "Train seconds are wall time on this 2-core machine, taken from each run's metrics.json "
-              "(pipeline stages ran one at a time)."]
+              "(pipeline stages ran one at a time; the seeds of a pair side by side where its overrides use the joblib launcher, as all SST-2 pairs do)."]
     lines += [f"Skipped: {reason}" for reason in skipped]
     return "\n".join(lines) + "\n"
 
