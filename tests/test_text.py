@@ -320,3 +320,32 @@ def test_word_dropout_turns_words_into_unk_and_leaves_padding_alone():
     assert (dropped[:, 20:] == PAD_ID).all()
     changed = dropped[:, :20] != ids[:, :20]
     assert (dropped[:, :20][changed] == UNK_ID).all() and 0.2 < changed.float().mean() < 0.3
+
+
+def test_the_text_report_shows_class_names_and_the_most_confident_mistakes(tmp_path):
+    """Two models' runs on a prepared SST-2-format split: the per-class table is headed by the class
+    names and each model's surest wrong answers are quoted with their test texts."""
+    import numpy as np
+
+    from archbench.report.compare import write_report
+
+    prepared = tmp_path / "prepared" / "sst2"
+    meta = prepare(_data_cfg("sst2", root=_sst2_files(tmp_path / "raw"), md5="null"), prepared)
+    targets = torch.load(prepared / "test.pt", weights_only=True)["y"].numpy()
+    texts = json.loads((prepared / "test_texts.json").read_text())
+    for model, flip in (("boe", 0), ("cnn", 3)):
+        folder = tmp_path / "results" / f"sst2-{model}" / "seed42"
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"data": "sst2", "model": model, "seed": 42,
+                                                     "task": "classification", "data_dir": str(prepared)}))
+        (folder / "metrics.json").write_text(json.dumps({"test/acc": 0.9, "parameters": 1}))
+        predicted = targets.copy()
+        predicted[flip] = 1 - predicted[flip]  # one confident mistake, on text number `flip`
+        probs = np.full((len(targets), 2), 0.05)
+        probs[np.arange(len(targets)), predicted] = 0.95
+        np.savez_compressed(folder / "test_predictions.npz", probs=probs, targets=targets)
+    write_report(tmp_path / "results", tmp_path / "reports")
+    report = (tmp_path / "reports" / "comparison.md").read_text()
+    assert "| model | negative | positive |" in report and meta.class_names == ["negative", "positive"]
+    mistakes = report[report.index("Most confident mistakes"):]
+    assert f"| boe | {texts[0]} |" in mistakes and f"| cnn | {texts[3]} |" in mistakes

@@ -160,6 +160,18 @@ def pareto_plot(rows, path: Path, dataset: str) -> bool:
     return True
 
 
+def class_names(run: dict, classes: int) -> list[str]:
+    """The class names in the prepared data's meta.json (via the run's ``data_dir``), else indices."""
+    import json
+
+    meta = Path(run.get("data_dir") or "") / "meta.json"
+    if run.get("data_dir") and meta.is_file():
+        names = json.loads(meta.read_text()).get("class_names") or []
+        if len(names) == classes:
+            return [str(n) for n in names]
+    return [str(c) for c in range(classes)]
+
+
 def per_class_table(rows, best) -> list[str]:
     """Per-class accuracy (recall), seeds pooled: models × classes, the best model's row in full
     and the others as differences from it (collapsed in the report)."""
@@ -172,7 +184,8 @@ def per_class_table(rows, best) -> list[str]:
                          for c in range(classes)])
 
     reference = recall(best)
-    header = " | ".join(str(c) for c in range(classes))
+    names = class_names(best.row.run, classes)
+    header = " | ".join(names)
     lines = ["<details><summary>per-class accuracy (%): the best model, then each model's difference "
              "from it</summary>", "", f"| model | {header} |", "| --- |" + " ---: |" * classes,
              f"| **{best.name}** | " + " | ".join(f"{100 * v:.1f}" for v in reference) + " |"]
