@@ -192,18 +192,21 @@ def misclassified_texts(rows: list[ModelRow], runs: list[RunResult], per_model: 
     test texts the prepare engine kept (``test_texts.json`` beside the prepared tensors)."""
     import json
 
+    from archbench.report import figures
+
     folders = {Path(r.run["data_dir"]) for r in runs if r.run.get("data_dir")}
     found = [f / "test_texts.json" for f in folders if (f / "test_texts.json").is_file()]
     if not found:
         return []
     texts = json.loads(found[0].read_text(encoding="utf-8"))
-    names = json.loads((found[0].parent / "meta.json").read_text())["class_names"]
+    data = {"data_dir": str(found[0].parent)}
     lines = [f"Most confident mistakes on the test split (first seed; {per_model} per model):", "",
              "| model | text | truth | predicted (p) |", "| --- | --- | --- | --- |"]
     for row in sorted(rows, key=lambda r: -r.row.get("test/acc")):
         if not row.probs or row.targets is None or len(row.targets) != len(texts):
             continue
         probs = row.probs[0]
+        names = figures.class_names(data, probs.shape[1])
         wrong = np.flatnonzero(probs.argmax(axis=1) != row.targets)
         for i in wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:per_model]:
             text = texts[i] if len(texts[i]) <= 160 else texts[i][:157] + "…"

@@ -36,6 +36,29 @@ def md5_of(path) -> str:
     return hashlib.md5(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
 
 
+def download(url: str, target, md5: str | None = None):
+    """``url`` saved as ``target`` unless it is there (via a ``.part`` file, so an interrupted
+    download never passes for the file), then checked against ``md5`` when one is given."""
+    import urllib.request
+    from pathlib import Path
+
+    from archbench.errors import DataError
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.is_file():
+        partial = target.with_name(target.name + ".part")
+        try:
+            urllib.request.urlretrieve(url, partial)  # noqa: S310 - the configured public URL
+        except OSError as err:
+            raise DataError(f"cannot download {url}: {err}") from None
+        partial.rename(target)
+    actual = md5_of(target) if md5 else None
+    if md5 and actual != md5:
+        raise DataError(f"{target} has MD5 {actual}, not the official {md5}: delete it and download again")
+    return target
+
+
 def sha256_of(*arrays: np.ndarray) -> str:
     digest = hashlib.sha256()
     for array in arrays:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import gzip
 import struct
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, md5_of
+from archbench.data.sources import Source, download, md5_of
 from archbench.errors import DataError
 
 MNIST_FILES = {
@@ -33,13 +32,9 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _download_mnist(root: Path, url: str, wanted: list[str]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
     for key in wanted:
         filename, _ = MNIST_FILES[key]
-        if not (root / filename).exists():
-            partial = root / (filename + ".part")
-            urllib.request.urlretrieve(url.rstrip("/") + "/" + filename, partial)  # noqa: S310
-            partial.rename(root / filename)
+        download(url.rstrip("/") + "/" + filename, root / filename)
 
 
 def mnist(cfg: dict[str, Any]) -> Source:

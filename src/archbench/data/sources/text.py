@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source
+from archbench.data.sources import Source, download
 from archbench.errors import DataError
 
 
@@ -37,8 +36,7 @@ def text_file(cfg: dict[str, Any]) -> Source:
     path = Path(str(cfg.get("path") or "")).expanduser()
     if not path.is_file():
         if cfg.get("download") and cfg.get("url"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            urllib.request.urlretrieve(str(cfg["url"]), path)  # noqa: S310
+            download(str(cfg["url"]), path)
         else:
             raise DataError(f"text file not found: {path.resolve()}; put the corpus there, set "
                             f"data.path=FILE, or data.download=true to fetch {cfg.get('url')}")

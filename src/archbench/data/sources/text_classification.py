@@ -10,14 +10,13 @@ import csv
 import hashlib
 import shutil
 import tarfile
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, md5_of
+from archbench.data.sources import Source, download, md5_of
 from archbench.errors import ConfigError, DataError
 
 
@@ -46,22 +45,6 @@ def _source(train: tuple[list[str], np.ndarray], test: tuple[list[str], np.ndarr
                   [int(cfg.get("max_len", 64))], class_names, info)
 
 
-def _fetch(url: str, target: Path, md5: str | None) -> Path:
-    """Download ``url`` to ``target`` (via a .part file) and check its MD5 when one is given."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.is_file():
-        partial = target.with_name(target.name + ".part")
-        try:
-            urllib.request.urlretrieve(url, partial)  # noqa: S310 - the configured public URL
-        except OSError as err:
-            raise DataError(f"cannot download {url}: {err}") from None
-        partial.rename(target)
-    if md5 and md5_of(target) != md5:
-        raise DataError(f"{target} has MD5 {md5_of(target)}, not the official {md5}: delete it and "
-                        f"download again")
-    return target
-
-
 def _read_tsv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -79,7 +62,7 @@ def sst2(cfg: dict[str, Any]) -> Source:
     root = Path(str(cfg.get("root") or "")).expanduser()
     files = {"train": root / "train.tsv", "test": root / "dev.tsv"}
     if not all(p.is_file() for p in files.values()) and cfg.get("download"):
-        archive = _fetch(str(cfg["url"]), root / "SST-2.zip", cfg.get("archive_md5"))
+        archive = download(str(cfg["url"]), root / "SST-2.zip", cfg.get("archive_md5"))
         with zipfile.ZipFile(archive) as zipped:
             for name in ("train.tsv", "dev.tsv", "test.tsv"):
                 member = next((m for m in zipped.namelist() if m.endswith(f"SST-2/{name}")), None)
@@ -89,9 +72,11 @@ def sst2(cfg: dict[str, Any]) -> Source:
     if not all(p.is_file() for p in files.values()):
         raise DataError(f"SST-2 not found: put GLUE's train.tsv and dev.tsv in {root.resolve()} "
                         f"(data.root=DIR, e.g. ../shared/datasets/sst2), or set data.download=true")
+    files_md5 = {p.name: md5_of(p) for p in files.values()}
     for name, md5 in (cfg.get("md5") or {}).items():
-        if md5 and md5_of(root / name) != md5:
-            raise DataError(f"{root / name} has MD5 {md5_of(root / name)}, not GLUE's {md5} "
+        actual = files_md5.get(name) or md5_of(root / name)
+        if md5 and actual != md5:
+            raise DataError(f"{root / name} has MD5 {actual}, not GLUE's {md5} "
                             f"(another version? set data.md5=null to accept it)")
     class_names = ["negative", "positive"]
     splits = {}
@@ -103,7 +88,7 @@ def sst2(cfg: dict[str, Any]) -> Source:
         splits[split] = (texts, np.asarray([int(v) for v in labels], dtype=np.int64))
     return _source(splits["train"], splits["test"], class_names, cfg,
                    {"origin": str(root.resolve()), "test_split": "GLUE dev.tsv",
-                    "files_md5": {p.name: md5_of(p) for p in files.values()}})
+                    "files_md5": files_md5})
 
 
 def _read_class_folders(root: Path, class_names: list[str]) -> tuple[list[str], np.ndarray]:
@@ -122,7 +107,7 @@ def imdb(cfg: dict[str, Any]) -> Source:
     root = Path(str(cfg.get("root") or "")).expanduser()
     tree = root / "aclImdb"
     if not (tree / "train").is_dir() and cfg.get("download"):
-        archive = _fetch(str(cfg["url"]), root / "aclImdb_v1.tar.gz", cfg.get("archive_md5"))
+        archive = download(str(cfg["url"]), root / "aclImdb_v1.tar.gz", cfg.get("archive_md5"))
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
     if not all((tree / split / label).is_dir() for split in ("train", "test") for label in ("neg", "pos")):
