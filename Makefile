@@ -7,7 +7,7 @@ VENV := .venv
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro repro-text test test-fast lint ui clean efficiency
+.PHONY: setup repro repro-text repro-translation test test-fast lint ui clean efficiency
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ repro: setup
 # (GLUE's train.tsv and dev.tsv), 4 models x 3 seeds -> reports/text/comparison.md
 repro-text: setup
 	dvc repro text/dvc.yaml
+
+# the translation pipeline (translation/dvc.yaml): Multi30k task 1 from translation/params.yaml's
+# multi30k_root, de → en, GRU / attention / Transformer -> reports/translation/comparison.md
+repro-translation: setup
+	dvc repro translation/dvc.yaml
 
 # one pytest-xdist worker per core (tests/conftest.py gives each one torch thread)
 TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)

@@ -41,6 +41,10 @@ class Entry:
     def language_model(self) -> bool:
         return self.data == "tinyshakespeare"
 
+    @property
+    def translation(self) -> bool:
+        return self.data == "multi30k"
+
 
 SHAKESPEARE = SHARED_DATASETS / "tinyshakespeare" / "input.txt"
 SST2 = SHARED_DATASETS / "sst2"
@@ -48,6 +52,10 @@ SST2_RUN = [f"data.root={SST2}", "paths.data_dir=data/text"]  # the text pipelin
 KIM = "Kim 2014, CNN-rand (random embeddings), on Kim's own SST-2 test set (1,821 sentences), not GLUE dev"
 GLUE_BILSTM = "GLUE paper (Wang et al. 2018), single-task BiLSTM baseline, with pretrained GloVe embeddings"
 KERAS_BOW = "Keras guide 'text classification from scratch'-style bag-of-words logistic model, 5 epochs"
+MULTI30K = SHARED_DATASETS / "multi30k"
+MULTI30K_RUN = [f"data.root={MULTI30K}", "paths.data_dir=data/translation"]  # the translation pipeline's
+BENTREVETT = ("bentrevett/pytorch-seq2seq on Multi30k de→en test2016, 10 epochs on a GPU, greedy decoding, "
+              "spaCy tokens, torchtext BLEU")
 ENTRIES = [
     Entry("mnist1d", "logistic", 0.32, MNIST1D_PAPER),
     Entry("mnist1d", "mlp", 0.68, MNIST1D_PAPER),
@@ -64,13 +72,18 @@ ENTRIES = [
     Entry("sst2", "cnn", 0.827, KIM, SST2_RUN, SST2 / "train.tsv"),
     Entry("sst2", "lstm", 0.858, GLUE_BILSTM, SST2_RUN, SST2 / "train.tsv"),
     Entry("sst2", "transformer", None, "", SST2_RUN, SST2 / "train.tsv"),
+    Entry("multi30k", "seq2seq_gru", 20.6, BENTREVETT + " (test ppl 37.5)", MULTI30K_RUN, MULTI30K / "train.de.gz"),
+    Entry("multi30k", "seq2seq_attention", 28.3, BENTREVETT + " (test ppl 25.6)", MULTI30K_RUN,
+          MULTI30K / "train.de.gz"),
+    Entry("multi30k", "seq2seq_transformer", 36.5, BENTREVETT + " (3+3 layers, d 256, ff 512, 8 heads)",
+          MULTI30K_RUN, MULTI30K / "train.de.gz"),
 ]
 
 
 def run_dir(entry: Entry) -> tuple[Path, str]:
     """Where the entry's result lives: seed 42 of a pipeline stage (the default one, or the text
-    pipeline's) when it has one, else this benchmark's own run."""
-    for stage in (Path("results/train") / entry.key, Path("results/text/train") / entry.key):
+    or translation pipeline's) when it has one, else this benchmark's own run."""
+    for stage in (Path("results") / pipeline / "train" / entry.key for pipeline in (".", "text", "translation")):
         for folder in (stage / "seed42", stage):
             if (ROOT / folder / "metrics.json").is_file():
                 return ROOT / folder, f"dvc pipeline, {folder}"
@@ -93,20 +106,26 @@ def row(entry: Entry, directory: Path, origin: str) -> dict:
         ours, test = metrics["val/loss_best"], metrics.get("test/loss")
         steps = int(cfg["data"]["steps_per_epoch"]) * int(metrics["epochs"])
         budget = f"{steps:,} steps × batch {cfg['data']['batch_size']}, context {cfg['data']['block_size']}"
+    elif entry.translation:  # the reference decodes greedily; our beam-search BLEU rides along
+        ours, test = metrics["test/bleu_greedy"], metrics.get("test/bleu_beam")
+        budget = f"{int(metrics['epochs'])} epochs × batch {cfg['data']['batch_size']}"
     else:
         ours, test = metrics["test/acc"], None
         budget = f"{int(metrics['epochs'])} epochs × batch {cfg['data']['batch_size']}"
-    return {"key": entry.key, "data": entry.data, "model": entry.model, "metric": "best val loss (nats/char)"
-            if entry.language_model else "test accuracy", "ours": ours, "test_loss": test,
+    metric = ("best val loss (nats/char)" if entry.language_model else
+              "test BLEU (greedy)" if entry.translation else "test accuracy")
+    return {"key": entry.key, "data": entry.data, "model": entry.model, "metric": metric, "ours": ours, "test_loss": test,
             "reference": entry.reference, "source": entry.source, "seed": cfg["seed"], "budget": budget,
             "train_seconds": metrics.get("train_seconds"), "parameters": metrics.get("parameters"),
             "origin": origin}
 
 
-def fmt(value: float | None, language_model: bool) -> str:
+def fmt(value: float | None, metric: str) -> str:
     if value is None:
         return "—"
-    return f"{value:.3f}" if language_model else f"{100 * value:.1f} %"
+    if "BLEU" in metric:
+        return f"{value:.1f}"
+    return f"{value:.3f}" if "loss" in metric else f"{100 * value:.1f} %"
 
 
 def markdown(rows: list[dict], skipped: list[str]) -> str:
@@ -116,13 +135,17 @@ def markdown(rows: list[dict], skipped: list[str]) -> str:
              "their best validation loss in nats per character. MNIST here is the 10,000-image t10k set "
              "split 72/8/20 (no published figure for that split). SST-2 rows are scored on GLUE dev "
              "(872 sentences; GLUE hides the test labels), trained from scratch without pretrained "
-             "embeddings; the published figures differ in split or embeddings as their source says.", "",
+             "embeddings; the published figures differ in split or embeddings as their source says. "
+             "Multi30k rows (de→en, test2016) come from the translation pipeline (`make repro-translation`): "
+             "archbench's regex tokenizer and sacreBLEU 13a on detokenized text, where the reference used "
+             "spaCy tokens and torchtext's BLEU on tokens, and far fewer epochs on this CPU.", "",
              "| data | model | metric | archbench | published | source | seed | budget | train s | from |",
              "| --- | --- | --- | ---: | ---: | --- | ---: | --- | ---: | --- |"]
     for r in rows:
-        lm = "loss" in r["metric"]
-        ours = fmt(r["ours"], lm) + (f" (test {r['test_loss']:.3f})" if r["test_loss"] is not None else "")
-        lines.append(f"| {r['data']} | {r['model']} | {r['metric']} | {ours} | {fmt(r['reference'], lm)} | "
+        extra = ("beam 5: {:.1f}" if "BLEU" in r["metric"] else "test {:.3f}").format(r["test_loss"]) \
+            if r["test_loss"] is not None else ""
+        ours = fmt(r["ours"], r["metric"]) + (f" ({extra})" if extra else "")
+        lines.append(f"| {r['data']} | {r['model']} | {r['metric']} | {ours} | {fmt(r['reference'], r['metric'])} | "
                      f"{r['source'] or '—'} | {r['seed']} | {r['budget']} | {r['train_seconds']:.0f} | "
                      f"{r['origin']} |")
     lines += ["", "Train seconds are wall time on this 2-core machine, taken from each run's metrics.json "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_cli
+from conftest import run_cli
 
 from archbench.data.prepare import prepare, prepare_config
 from archbench.data.tokens import PAD_ID, UNK_ID, build_vocab, encode, tokenize
@@ -260,39 +260,6 @@ def test_predict_needs_an_input_or_text():
     result = run_cli("archbench-predict", "--registered", "sst2-cnn")
     assert result.returncode == 2 and "--text" in result.stderr
 
-
-
-# --- the text pipeline (text/dvc.yaml) ----------------------------------------------------------
-
-
-def test_text_pipeline_stages_depend_on_what_the_default_pipelines_runs_do():
-    import yaml
-
-
-
-    main = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["classify"]["do"]["deps"]
-    text = yaml.safe_load((REPO / "text" / "dvc.yaml").read_text())["stages"]
-    deps = text["train"]["do"]["deps"]
-    assert deps[0] == "data/text/sst2" and deps[1:] == [
-        d.replace("${item.data}", "sst2") for d in main if d != "${item.reads}"]
-    # the default compare stage depends on all of data/prepared: text data must live elsewhere
-    assert not any(out.startswith("data/prepared") for out in text["prepare"]["outs"])
-    params = yaml.safe_load((REPO / "text" / "params.yaml").read_text())
-    for key, item in params["pairs"].items():
-        assert (REPO / "conf" / "recipe" / f"sst2_{item['model']}.yaml").is_file(), key
-
-
-def test_text_pipeline_commands_resolve_and_stay_out_of_the_default_repro():
-    from dvc.repo import Repo
-
-
-
-    with Repo(str(REPO)) as repo:
-        [stage] = repo.stage.collect("text/dvc.yaml:train@sst2-cnn")
-        assert ("model=cnn seed=42,43,44 data.root=../shared/datasets/sst2 paths.data_dir=data/text"
-                in stage.cmd) and "hydra.sweep.dir=results/text/train/sst2-cnn" in stage.cmd
-        upstream = repo.stage.collect("compare", with_deps=True)  # what `dvc repro` runs
-        assert upstream and not [s.addressing for s in upstream if "text" in s.relpath]
 
 
 def test_length_buckets_cover_the_split_once_per_epoch_with_similar_lengths():

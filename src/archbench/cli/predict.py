@@ -7,6 +7,10 @@ i.e. normalised as ``meta.json`` records; ``.csv`` rows are flattened samples.
 A text classifier (trained on ``data=sst2``, ``imdb``, ``text_files``) takes raw text instead: a
 ``.txt`` file with one example per line, or ``--text "..."`` (repeatable); the model tokenizes it
 with its training vocabulary (unknown words → ``<unk>``).
+
+A translation model (task seq2seq, e.g. ``data=multi30k model=seq2seq_attention``) translates the
+same raw-text inputs, printing index, source and translation (``--beam-size``: 1 greedy, default
+the model's own).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     where.add_argument("--registered", metavar="DATA-MODEL",
                        help="shorthand for models:/archbench-DATA-MODEL@champion, e.g. mnist1d-cnn")
     parser.add_argument("--top", type=int, default=3, help="how many classes to list per sample")
+    parser.add_argument("--beam-size", type=int, default=None,
+                        help="translation models: beam width (1: greedy; default: the model's decode.beam_size)")
     parser.add_argument("--limit", type=int, default=None, help="classify only the first N samples")
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
                         help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project root")
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         except (MlflowException, OSError) as err:
             fail(PROGRAM, f"cannot load {uri}: {str(err).splitlines()[0]}")
         task = tags.get("task", "classification")
+        if task == "seq2seq":
+            return _translate(model, _load_texts(args.input, args.text)[: args.limit], args.beam_size)
         if task != "classification":
             hint = " (use archbench-generate for a language model)" if task == "language_model" else ""
             fail(PROGRAM, f"{uri} is a {task} model, not a classifier: archbench-predict labels "
@@ -119,11 +127,21 @@ def main(argv: list[str] | None = None) -> None:
     reporting_errors(PROGRAM, run)
 
 
+def _translate(model, texts: list[str], beam_size: int | None) -> None:
+    """One CSV row per sentence: index, source, translation."""
+    if beam_size is not None and beam_size < 1:
+        fail(PROGRAM, f"--beam-size must be ≥ 1 (1: greedy), got {beam_size}")
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["index", "source", "translation"])
+    for i, (source, target) in enumerate(zip(texts, model.translate(texts, beam_size), strict=True)):
+        writer.writerow([i, source, target])
+
+
 def _load_texts(path: Path | None, texts: list[str]) -> list[str]:
     """``--text`` values, or the lines of a UTF-8 ``.txt`` file (an empty line is an error)."""
     if path is not None:
         if path.suffix != ".txt":
-            fail(PROGRAM, f"{path}: a text classifier reads a .txt file (one text per line) or --text")
+            fail(PROGRAM, f"{path}: a text model reads a .txt file (one text per line) or --text")
         if not path.is_file():
             fail(PROGRAM, f"no input file {path}")
         texts = path.read_text(encoding="utf-8").splitlines()
@@ -134,7 +152,7 @@ def _load_texts(path: Path | None, texts: list[str]) -> list[str]:
             where = f"line {number} of {path}" if path is not None else f"--text number {number}"
             fail(PROGRAM, f"{where} is empty: give one non-empty text per line")
     if not texts:
-        fail(PROGRAM, f"{path} holds no text to classify")
+        fail(PROGRAM, f"{path} holds no text")
     return texts
 
 

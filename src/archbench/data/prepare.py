@@ -1,5 +1,10 @@
 """The prepare engine: source → split → normalise → ``data/prepared/<name>[-<variant>]/``.
 
+Sources whose raw examples need encoding rather than normalising (texts → word ids, sentence
+pairs → two vocabularies) name their own preparer (``Source.preparer``): it receives the seeded
+splits and returns the arrays, its ``meta.json`` extras and side files — a new data kind adds a
+preparer beside its source, not a branch here.
+
 A dataset's source is the function its ``conf/data/<name>.yaml`` names under ``source:``. The
 engine carves validation (and, without an official test split, test) out of the train pool with a
 fixed seed — stratified for classification —, normalises with training statistics only and writes
@@ -98,7 +103,11 @@ def _split_indices(cfg: dict[str, Any], source: Source, seed: int):
         x_test, y_test, x_pool, y_pool = x_pool[held], y_pool[held], x_pool[keep], y_pool[keep]
     else:
         x_test, y_test = source.x_test, source.y_test
-    if cfg.get("val_fold") is None:
+    if source.x_val is not None:  # the dataset's own validation split, appended to the pool
+        n_train = len(y_pool)
+        x_pool, y_pool = np.concatenate([x_pool, source.x_val]), np.concatenate([y_pool, source.y_val])
+        train_idx, val_idx = np.arange(n_train), np.arange(n_train, len(y_pool))
+    elif cfg.get("val_fold") is None:
         train_idx, val_idx = _split(y_pool, float(cfg.get("val_fraction", 0.1)), seed, stratify)
     else:
         train_idx, val_idx = _fold(y_pool, int(cfg.get("cv_folds", 5)), int(cfg["val_fold"]), seed, stratify)
@@ -121,22 +130,12 @@ def _example_splits(cfg: dict[str, Any], source: Source, seed: int):
     return arrays, stats, target
 
 
-def _token_splits(cfg: dict[str, Any], source: Source, seed: int):
-    """Seeded stratified splits of labelled texts, encoded with a training-split vocabulary.
-
-    Returns the arrays, the text statistics for meta.json and the side files (vocab.json, the
-    test texts for the report's misclassified examples)."""
-    from archbench.data.tokens import token_arrays
-
+def split_pool(cfg: dict[str, Any], source: Source, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{split: (x, y)}`` for train, val and test, unnormalised: what a source's own preparer
+    (``Source.preparer``) encodes."""
     x_pool, y_pool, train_idx, val_idx, x_test, y_test = _split_indices(cfg, source, seed)
-    texts = {"train": list(x_pool[train_idx]), "val": list(x_pool[val_idx]), "test": list(x_test)}
-    encoded, vocab, stats = token_arrays(cfg, texts)
-    ys = {"train": y_pool[train_idx], "val": y_pool[val_idx], "test": y_test}
-    arrays = {split: {**encoded[split], "y": ys[split]} for split in encoded}
-    stats["vocab_sha256"] = hashlib.sha256(json.dumps(vocab).encode()).hexdigest()
-    files = {"vocab.json": json.dumps(vocab, ensure_ascii=False),
-             "test_texts.json": json.dumps([" ".join(t.split()) for t in texts["test"]], ensure_ascii=False)}
-    return arrays, stats, files
+    return {"train": (x_pool[train_idx], y_pool[train_idx]), "val": (x_pool[val_idx], y_pool[val_idx]),
+            "test": (x_test, y_test)}
 
 
 def prepare(cfg: dict[str, Any], out_dir: str | Path) -> Meta:
@@ -147,8 +146,10 @@ def prepare(cfg: dict[str, Any], out_dir: str | Path) -> Meta:
     files, extra = {}, {}
     if source.kind == "text":
         arrays, stats, target = _text_splits(cfg, source), {}, {}
-    elif source.kind == "tokens":
-        arrays, extra["text"], files = _token_splits(cfg, source, seed)
+    elif source.preparer:  # e.g. texts → word ids: the source's own encoder of the seeded splits
+        from hydra.utils import get_method
+
+        arrays, extra, files = get_method(source.preparer)(cfg, source, split_pool(cfg, source, seed))
         stats, target = {}, {}
     else:
         arrays, stats, target = _example_splits(cfg, source, seed)

@@ -17,6 +17,8 @@ becomes one ``<unk>`` so every example has length ≥ 1.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -26,8 +28,8 @@ import numpy as np
 
 from archbench.errors import ConfigError, DataError
 
-PAD, UNK = "<pad>", "<unk>"
-PAD_ID, UNK_ID = 0, 1
+PAD, UNK, SOS, EOS = "<pad>", "<unk>", "<sos>", "<eos>"
+PAD_ID, UNK_ID, SOS_ID, EOS_ID = 0, 1, 2, 3  # <sos>/<eos> only in sequence-to-sequence vocabularies
 TRUNCATIONS = ("end", "start")
 _WORD = r"[^\W_]+"
 TOKEN_PATTERN = re.compile(
@@ -42,18 +44,20 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
 
 
 def build_vocab(token_lists: Iterable[Sequence[str]], min_freq: int = 1,
-                max_size: int | None = None) -> list[str]:
-    """``[<pad>, <unk>, ...]``: tokens with ≥ ``min_freq`` occurrences, most frequent first."""
+                max_size: int | None = None, specials: Sequence[str] = (PAD, UNK)) -> list[str]:
+    """``[*specials, ...]`` (``<pad>``, ``<unk>``, for translation also ``<sos>``, ``<eos>``):
+    tokens with ≥ ``min_freq`` occurrences, most frequent first, ties alphabetical."""
     if min_freq < 1:
         raise ConfigError(f"data.min_freq must be ≥ 1, got {min_freq}")
-    if max_size is not None and max_size < 3:
-        raise ConfigError(f"data.max_size must be ≥ 3 (<pad>, <unk> and one word), got {max_size}")
+    if max_size is not None and max_size < len(specials) + 1:
+        raise ConfigError(f"data.max_size must be ≥ {len(specials) + 1} ({', '.join(specials)} and "
+                          f"one word), got {max_size}")
     counts = Counter(token for tokens in token_lists for token in tokens)
-    ranked = sorted((t for t, n in counts.items() if n >= min_freq and t not in (PAD, UNK)),
+    ranked = sorted((t for t, n in counts.items() if n >= min_freq and t not in specials),
                     key=lambda t: (-counts[t], t))
     if max_size is not None:
-        ranked = ranked[: max_size - 2]
-    return [PAD, UNK, *ranked]
+        ranked = ranked[: max_size - len(specials)]
+    return [*specials, *ranked]
 
 
 def encode(token_lists: Sequence[Sequence[str]], vocab: Sequence[str], max_len: int,
@@ -108,3 +112,16 @@ def token_arrays(cfg: dict[str, Any], texts: dict[str, Sequence[str]]) -> tuple[
                           "min_freq": int(cfg.get("min_freq", 1)), "max_size": max_size,
                           "pattern": TOKEN_PATTERN.pattern}
     return arrays, vocab, stats
+
+
+def prepare_texts(cfg: dict[str, Any], source: Any, splits: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """The preparer of labelled texts (``Source.preparer``): each split encoded with the training
+    split's vocabulary. Returns the arrays, ``{"text": statistics}`` for meta.json and the side
+    files (vocab.json; test_texts.json for the report's misclassified examples)."""
+    texts = {split: list(x) for split, (x, _) in splits.items()}
+    encoded, vocab, stats = token_arrays(cfg, texts)
+    arrays = {split: {**encoded[split], "y": splits[split][1]} for split in encoded}
+    stats["vocab_sha256"] = hashlib.sha256(json.dumps(vocab).encode()).hexdigest()
+    files = {"vocab.json": json.dumps(vocab, ensure_ascii=False),
+             "test_texts.json": json.dumps([" ".join(t.split()) for t in texts["test"]], ensure_ascii=False)}
+    return arrays, {"text": stats}, files

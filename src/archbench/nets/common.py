@@ -43,7 +43,9 @@ def require_shape(model: str, input_shape: Sequence[int], dims: Sequence[int], n
         )
 
 
-PAD_ID = 0  # archbench.data.tokens pads with id 0 (<pad>)
+# the special ids of archbench.data.tokens (nets never import data): <pad> 0, and in translation
+# vocabularies <sos> 2 and <eos> 3
+PAD_ID, SOS_ID, EOS_ID = 0, 2, 3
 
 
 def embed_tokens(embedding: nn.Embedding, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

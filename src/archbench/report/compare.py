@@ -95,6 +95,11 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
         lines += ["## Text classification", "", "SST-2 sentiment by bag of embeddings, Kim CNN, "
                   "bidirectional LSTM and Transformer: [text/comparison.md](text/comparison.md) "
                   "(`make repro-text`, a second pipeline: it reads GLUE's files).", ""]
+    if (reports_dir / "translation" / "comparison.md").is_file():
+        lines += ["## Translation", "", "Multi30k de→en by a GRU encoder-decoder, Bahdanau attention and a "
+                  "Transformer, BLEU of greedy and beam search: [translation/comparison.md]"
+                  "(translation/comparison.md) (`make repro-translation`, a second pipeline: it reads "
+                  "Multi30k's files).", ""]
     if (reports_dir / "efficiency.md").is_file():
         lines += ["## Data efficiency", "", "Accuracy against training-set share per architecture: "
                   "[efficiency.md](efficiency.md) (`make efficiency`, not part of `dvc repro`).", ""]

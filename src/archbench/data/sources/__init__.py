@@ -22,11 +22,16 @@ class Source:
     y_pool: np.ndarray
     x_test: np.ndarray | None
     y_test: np.ndarray | None
-    kind: str  # image | sequence | tabular | text (characters) | tokens (word ids)
+    kind: str  # image | sequence | tabular | text (characters) | tokens (word ids) | parallel (pairs)
     input_shape: list[int]
-    class_names: list[str]  # empty for regression
+    class_names: list[str]  # empty for regression and translation
     info: dict[str, Any] = field(default_factory=dict)
     task: str = "classification"  # the learning problem the data poses by default
+    x_val: np.ndarray | None = None  # an official validation split (else carved from the pool)
+    y_val: np.ndarray | None = None
+    # dotted path of fn(cfg, source, {split: (x, y)}) -> (arrays, meta.json extras, side files) for
+    # raw examples that need encoding (archbench.data.prepare); empty: split and normalise
+    preparer: str = ""
 
 
 def md5_of(path) -> str:

@@ -42,7 +42,8 @@ def _source(train: tuple[list[str], np.ndarray], test: tuple[list[str], np.ndarr
     info = {**info, "checksum": _texts_checksum(train, *([test] if test else []))}
     x_test, y_test = (np.array(test[0], dtype=object), test[1]) if test else (None, None)
     return Source(np.array(texts, dtype=object), labels, x_test, y_test, "tokens",
-                  [int(cfg.get("max_len", 64))], class_names, info)
+                  [int(cfg.get("max_len", 64))], class_names, info,
+                  preparer="archbench.data.tokens.prepare_texts")
 
 
 def _read_tsv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
