@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from archbench.errors import ConfigError, IncompatibleError
 from archbench.nets.common import PAD_ID
+from archbench.nets.transformer import sinusoidal_positions
 
 State = dict[str, torch.Tensor]
 POSITIONS = ("learned", "sinusoidal")
@@ -159,15 +160,6 @@ class AttentionSeq2Seq(nn.Module):
         return self.out(torch.stack(features, dim=1))  # one output projection for all steps
 
 
-def sinusoidal_table(length: int, d_model: int) -> torch.Tensor:
-    position = torch.arange(length).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
-    table = torch.zeros(length, d_model)
-    table[:, 0::2] = torch.sin(position * freq)
-    table[:, 1::2] = torch.cos(position * freq[: d_model // 2])
-    return table
-
-
 class TransformerSeq2Seq(nn.Module):
     """Encoder-decoder Transformer: token embeddings ·√d plus positions, ``encoder_layers`` of
     self-attention over the source (padding masked), ``decoder_layers`` of causal self-attention and
@@ -190,7 +182,7 @@ class TransformerSeq2Seq(nn.Module):
         if positions == "learned":
             self.positions = nn.Parameter(torch.randn(self.max_positions, d_model) * 0.02)
         else:
-            self.register_buffer("positions", sinusoidal_table(self.max_positions, d_model), persistent=False)
+            self.register_buffer("positions", sinusoidal_positions(self.max_positions, d_model), persistent=False)
         layer_args = {"d_model": d_model, "nhead": n_heads, "dim_feedforward": ff_dim, "dropout": dropout,
                       "batch_first": True, "norm_first": pre_norm}
         final = (lambda: nn.LayerNorm(d_model)) if pre_norm else (lambda: None)
