@@ -178,6 +178,19 @@ def test_transformer_decoder_is_causal():
     assert not torch.allclose(after[:, 3:], before[:, 3:])
 
 
+@pytest.mark.parametrize("pre_norm", [True, False])
+def test_transformer_step_by_step_decoding_equals_the_full_decoder(pre_norm):
+    torch.manual_seed(0)
+    net = TransformerSeq2Seq([12], 30, src_vocab_size=25, d_model=16, n_heads=2, encoder_layers=1,
+                             decoder_layers=2, ff_dim=32, dropout=0.0, pre_norm=pre_norm).eval()
+    src, tgt = _batch()
+    full, state, steps = net(src, tgt), net.encode(src), []
+    for t in range(tgt.shape[1]):  # the cached pre-norm path attends over cached layer inputs
+        logits, state = net.step(state, tgt[:, t])
+        steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
 def test_attention_weights_sum_to_one_and_are_zero_on_padding():
     torch.manual_seed(0)
     net = NETS["attention"]().eval()

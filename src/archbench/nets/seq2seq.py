@@ -177,6 +177,7 @@ class TransformerSeq2Seq(nn.Module):
         if d_model % n_heads:
             raise ConfigError(f"d_model={d_model} must be a multiple of n_heads={n_heads}")
         self.d_model, self.max_positions = d_model, max_positions or int(input_shape[0]) + 2
+        self.pre_norm = pre_norm
         self.src_embed = nn.Embedding(src_vocab_size, d_model, padding_idx=PAD_ID)
         self.tgt_embed = nn.Embedding(num_classes, d_model, padding_idx=PAD_ID)
         if positions == "learned":
@@ -200,7 +201,11 @@ class TransformerSeq2Seq(nn.Module):
     def encode(self, src: torch.Tensor) -> State:
         padding = src == PAD_ID
         memory = self.encoder(self._embed(self.src_embed, src), src_key_padding_mask=padding)
-        return {"memory": memory, "padding": padding, "prefix": src.new_empty(len(src), 0)}
+        state = {"memory": memory, "padding": padding, "prefix": src.new_empty(len(src), 0)}
+        if self.pre_norm:  # each decoder layer's normalised inputs at the positions decoded so far
+            state.update({f"keys{i}": memory.new_empty(len(src), 0, self.d_model)
+                          for i in range(len(self.decoder.layers))})
+        return state
 
     def _decode(self, state: State, tgt_in: torch.Tensor) -> torch.Tensor:
         length = tgt_in.shape[1]  # True above the diagonal: position t never sees t + 1, t + 2, …
@@ -211,9 +216,25 @@ class TransformerSeq2Seq(nn.Module):
         return self.out(hidden)
 
     def step(self, state: State, prev: torch.Tensor) -> tuple[torch.Tensor, State]:
-        """The whole prefix again (no key/value cache: sentences here are short)."""
+        """The next position only: pre-norm layers attend over their cached inputs of the earlier
+        positions (which a causal decoder never changes), so a step costs O(t), not O(t²); the
+        post-norm variant decodes the whole prefix again. Both equal the full decoder (tested)."""
         prefix = torch.cat([state["prefix"], prev.unsqueeze(1)], dim=1)
-        return self._decode(state, prefix)[:, -1], {**state, "prefix": prefix}
+        if not self.pre_norm:
+            return self._decode(state, prefix)[:, -1], {**state, "prefix": prefix}
+        position = prefix.shape[1] - 1
+        if position >= self.max_positions:
+            raise ConfigError(f"decoding past max_positions={self.max_positions}")
+        x = self.drop(self.tgt_embed(prev).unsqueeze(1) * math.sqrt(self.d_model) + self.positions[position])
+        padded, new = prefix == PAD_ID, {"prefix": prefix}
+        for i, layer in enumerate(self.decoder.layers):
+            query = layer.norm1(x)
+            keys = new[f"keys{i}"] = torch.cat([state[f"keys{i}"], query], dim=1)
+            x = x + layer.dropout1(layer.self_attn(query, keys, keys, key_padding_mask=padded, need_weights=False)[0])
+            x = x + layer.dropout2(layer.multihead_attn(layer.norm2(x), state["memory"], state["memory"],
+                                                        key_padding_mask=state["padding"], need_weights=False)[0])
+            x = x + layer.dropout3(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(x))))))
+        return self.out(self.decoder.norm(x))[:, 0], {**state, **new}
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, teacher_forcing: float = 1.0) -> torch.Tensor:
         if teacher_forcing < 1:
