@@ -180,8 +180,12 @@ class TransformerSeq2Seq(nn.Module):
         self.pre_norm = pre_norm
         self.src_embed = nn.Embedding(src_vocab_size, d_model, padding_idx=PAD_ID)
         self.tgt_embed = nn.Embedding(num_classes, d_model, padding_idx=PAD_ID)
-        if positions == "learned":
-            self.positions = nn.Parameter(torch.randn(self.max_positions, d_model) * 0.02)
+        for embedding in (self.src_embed, self.tgt_embed):  # N(0, 1/d): unit scale once multiplied by √d
+            nn.init.normal_(embedding.weight, std=d_model ** -0.5)
+            with torch.no_grad():
+                embedding.weight[PAD_ID].zero_()
+        if positions == "learned":  # the scale of the scaled token embeddings, so order is visible from the start
+            self.positions = nn.Parameter(torch.randn(self.max_positions, d_model))
         else:
             self.register_buffer("positions", sinusoidal_positions(self.max_positions, d_model), persistent=False)
         layer_args = {"d_model": d_model, "nhead": n_heads, "dim_feedforward": ff_dim, "dropout": dropout,
