@@ -277,6 +277,12 @@ def test_tiny_translation_run_logs_a_model_that_translates_raw_text(make_cfg, tm
     rows = (run_dir / "translations.tsv").read_text().splitlines()
     assert rows[0] == "source\treference\tgreedy\tbeam" and len(rows) == 9
     assert (run_dir / "attention_0.png").is_file()
+    from archbench.report.compare import write_report
+
+    write_report(tmp_path, tmp_path / "reports")  # the run's section of the comparison report
+    report = (tmp_path / "reports" / "comparison.md").read_text()
+    assert "## Translation" in report and "| multi30k | seq2seq_attention | 1 |" in report
+    assert "| source | reference | greedy | beam |" in report
     run = json.loads((run_dir / "run.json").read_text())
     store = ["--tracking-uri", str(cfg.logger.tracking_uri)]
     uri = ["--model-uri", run["model_uri"]]

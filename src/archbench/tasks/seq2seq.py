@@ -291,81 +291,8 @@ class Seq2Seq(Task):
         return log_torch_model(module.translator.cpu(), example, serialization_format or "pickle")
 
     def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
-        from archbench.report.replicates import plus_minus
+        from archbench.report.translation import section
 
-        runs = sorted(runs, key=lambda r: (r.run["data"], -r.get("test/bleu")))
-        lines = ["## Translation", "",
-                 "Corpus BLEU (sacreBLEU 13a on detokenized hypotheses against the raw lowercased "
-                 "references) on the test split, greedy and beam search (`decode.beam_size`, GNMT length "
-                 "penalty `decode.length_penalty`); perplexity of the teacher-forced test loss "
-                 "(mean ± std over seeds where a pair has several).", "",
-                 "| data | model | seeds | parameters | epochs | test ppl | BLEU greedy | BLEU beam | train min |",
-                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for r in runs:
-            lines.append(f"| {r.run['data']} | {r.run['model']} | {r.extra.get('n', 1)} | "
-                         f"{int(r.get('parameters', 0)):,} | {int(r.get('epochs', 0))} | "
-                         f"{plus_minus(r, 'test/ppl')} | {plus_minus(r, 'test/bleu_greedy')} | "
-                         f"{plus_minus(r, 'test/bleu_beam')} | {plus_minus(r, 'train_seconds', 1 / 60)} |")
-        lines += bleu_curve(runs, reports_dir)
-        for r in runs:
-            lines += ["", f"**{r.run['model']} on {r.run['data']}** (seed {r.run.get('seed')}), first test "
-                      "sentences:", ""]
-            lines += _sample_table(r.folder / "translations.tsv")
-        return lines + [""]
-
-
-def _curve(run: RunResult) -> list[tuple[float, float]]:
-    """(minutes, val BLEU) per epoch of one run; minutes spread the run's training time evenly over
-    its epochs (every epoch trains on the same data and decodes the same validation split)."""
-    import csv
-
-    path = run.folder / "curves.csv"
-    if not path.is_file():
-        return []
-    with path.open() as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("val/bleu")]
-    per_epoch = run.get("train_seconds") / 60 / max(1.0, run.get("epochs"))
-    return [((int(row["epoch"]) + 1) * per_epoch, float(row["val/bleu"])) for row in rows]
-
-
-def bleu_curve(runs: list[RunResult], reports_dir: Path) -> list[str]:
-    """Validation BLEU (greedy) against training minutes: a table and translation_bleu.png."""
-    curves = {f"{r.run['data']} {r.run['model']}": _curve(r.extra.get("runs", [r])[0]) for r in runs}
-    curves = {name: points for name, points in curves.items() if points}
-    if not curves:
-        return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    lines = ["", "Validation BLEU (greedy) after each epoch against training minutes (first seed):", "",
-             "| data and model | " + " | ".join(f"epoch {i + 1}" for i in range(max(map(len, curves.values())))) + " |",
-             "| --- |" + " ---: |" * max(map(len, curves.values()))]
-    for name, points in curves.items():
-        ax.plot([m for m, _ in points], [b for _, b in points], marker="o", label=name)
-        lines.append(f"| {name} | " + " | ".join(f"{b:.1f} ({m:.0f} min)" for m, b in points) + " |")
-    ax.set_xlabel("training minutes")
-    ax.set_ylabel("val BLEU (greedy)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(Path(reports_dir) / "translation_bleu.png", dpi=100)
-    plt.close(fig)
-    return [*lines, "", "![val BLEU against minutes](translation_bleu.png)"]
-
-
-def _sample_table(path: Path, count: int = 3) -> list[str]:
-    """The first ``count`` rows of a run's translations.tsv as a markdown table."""
-    import csv
-
-    if not path.is_file():
-        return ["(no translations.tsv)"]
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t"))
-    header, rows = rows[0], rows[1 : count + 1]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-
+        return section(runs, reports_dir)
 
 TASK = Seq2Seq()
