@@ -157,7 +157,8 @@ def markdown(rows: list[dict], skipped: list[str]) -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--retrain", action="store_true", help="train the non-pipeline entries afresh")
-    parser.add_argument("--only", nargs="*", help="keys to include, e.g. tinyshakespeare-transformer")
+    parser.add_argument("--only", nargs="*", help="refresh only these keys (e.g. tinyshakespeare-transformer); "
+                        "the other rows of the existing report are kept")
     args = parser.parse_args(argv)
     rows, skipped = [], []
     for entry in ENTRIES:
@@ -171,8 +172,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
             train(entry, directory, args.retrain)
         rows.append(row(entry, directory, origin))
         print(rows[-1]["key"], rows[-1]["ours"], flush=True)
+    if args.only:
+        rows = kept_rows(rows)
     write_report("published", {"rows": rows, "skipped": skipped}, markdown(rows, skipped))
     return rows
+
+
+def kept_rows(fresh: list[dict]) -> list[dict]:
+    """The existing report's rows with ``fresh`` ones replaced or added, in ENTRIES order."""
+    path = ROOT / "reports" / "benchmarks" / "published.json"
+    old = json.loads(path.read_text())["rows"] if path.is_file() else []
+    by_key = {r["key"]: r for r in old} | {r["key"]: r for r in fresh}
+    order = [e.key for e in ENTRIES]
+    return sorted(by_key.values(), key=lambda r: order.index(r["key"]) if r["key"] in order else len(order))
 
 
 if __name__ == "__main__":
