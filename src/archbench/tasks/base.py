@@ -90,6 +90,8 @@ class Task:
     monitor: tuple[str, str] = ("val/loss", "min")  # what callbacks.monitor=auto means for this task
     data_tasks: tuple[str, ...] = ()  # the prepared data's own task must be one of these (if set)
     summary: str = ""  # one line for the report section's heading text
+    model_format: str | None = None  # MLflow format of the exported model unless logger.model_format sets
+    # one (None: MLflow's default; "pickle" for models whose Python control flow export can't trace)
 
     def resolve_monitor(self, monitor: str, mode: str) -> tuple[str, str]:
         """``callbacks.monitor``/``mode`` with ``auto`` replaced by this task's own."""
@@ -155,7 +157,7 @@ class Task:
         from archbench.tracking.mlflow_run import log_torch_model
 
         example = datamodule.example_batch(2)["x"].cpu()
-        return log_torch_model(self.exported_model(module).cpu(), example, serialization_format)
+        return log_torch_model(self.exported_model(module).cpu(), example, serialization_format or self.model_format)
 
     def exported_model(self, module):
         return module.net

@@ -138,6 +138,7 @@ class LanguageModel(Task):
     name = "language_model"
     data_kinds = ("text",)
     net_key = "lm_net"
+    model_format = "pickle"  # Python control flow in ``generate``
 
     def datamodule(self, cfg, data_dir, meta):
         from archbench.data.datamodule import TextDataModule
@@ -162,12 +163,8 @@ class LanguageModel(Task):
     def cost_inputs(self, module, datamodule):
         return None  # the cost axes compare classifiers and regressors
 
-    def export(self, module, datamodule, serialization_format: str | None) -> str:
-        """ids → logits; Python control flow in ``generate`` needs the pickle format."""
-        from archbench.tracking.mlflow_run import log_torch_model
-
-        example = datamodule.example_batch(2)["x"].cpu()
-        return log_torch_model(module.model.cpu(), example, serialization_format or "pickle")
+    def exported_model(self, module) -> nn.Module:
+        return module.model  # ids → logits, plus the vocabulary and ``generate``
 
     def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
         runs = sorted(runs, key=lambda r: (r.run["data"], r.get("test/bpc")))

@@ -245,6 +245,7 @@ class Seq2Seq(Task):
     net_key = "seq2seq_net"
     data_tasks = ("seq2seq",)
     summary = "translation: BLEU of greedy and beam-search decoding"
+    model_format = "pickle"  # source ids → greedy ids through a Python decoding loop
 
     def net_sizes(self, meta) -> dict[str, Any]:
         return {"src_vocab_size": int(meta.extra["translation"]["source_vocab_size"])}
@@ -282,13 +283,6 @@ class Seq2Seq(Task):
 
     def exported_model(self, module) -> nn.Module:
         return module.translator
-
-    def export(self, module, datamodule, serialization_format: str | None) -> str:
-        """Source ids → greedy target ids, with ``translate(texts)``: pickled (Python decoding loop)."""
-        from archbench.tracking.mlflow_run import log_torch_model
-
-        example = datamodule.example_batch(2)["x"].cpu()
-        return log_torch_model(module.translator.cpu(), example, serialization_format or "pickle")
 
     def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
         from archbench.report.translation import section
