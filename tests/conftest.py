@@ -40,7 +40,8 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_cfg(tmp_path: Path, data_root: Path):
-    """Compose the real config with tiny-budget overrides and temp stores."""
+    """Compose the real config with tiny-budget overrides and temp stores. No model is logged to
+    MLflow (its export is most of a tiny run's cost) unless a test asks: ``logger.log_model=true``."""
     from archbench.config import compose
 
     def make(*overrides: str, output: str = "run"):
@@ -52,6 +53,7 @@ def make_cfg(tmp_path: Path, data_root: Path):
                 "callbacks.progress_bar=none",
                 "trainer.max_epochs=2",
                 "trainer.enable_model_summary=false",
+                "logger.log_model=false",
                 *overrides,
             ],
             output_dir=tmp_path / output,
@@ -69,6 +71,31 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     full_env["PATH"] = f"{BIN}{os.pathsep}{full_env.get('PATH', '')}"
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+ENTRY_POINTS = {"archbench-predict": "archbench.cli.predict", "archbench-prepare": "archbench.cli.prepare",
+                "archbench-generate": "archbench.cli.generate", "archbench-compare": "archbench.cli.compare"}
+
+
+def call_cli(*args: str):
+    """A console script's ``main(argv)`` in this process, its stdout/stderr captured and its exit
+    status returned as a CompletedProcess: the same program ``run_cli`` starts, without paying
+    torch's and MLflow's imports again (each program also keeps one ``run_cli`` test)."""
+    import contextlib
+    import importlib
+    import io
+    import subprocess
+
+    out, err = io.StringIO(), io.StringIO()
+    main = importlib.import_module(ENTRY_POINTS[args[0]]).main
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args[1:]))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -25,26 +25,26 @@ def _runs(tracking_uri: str, output_dir) -> list:
 
 
 def test_ddp_cpu_training_matches_one_process_with_one_run_and_one_checkpoint(make_cfg, tmp_path):
-    # a budget that converges (93-94 % measured for 2 seeds each way): at 6-10 epochs two
-    # single-process runs with different seeds already differ by ~3 points
-    common = ("data=mnist1d", "model=cnn", "trainer.max_epochs=15", "optimizer.lr=1e-2",
-              "data.batch_size=128", "data.augment_shift=0", "model.net.dropout=0")
+    # a budget that converges: digits mlp, 8 epochs, measured 95.6 / 96.1 % in one process and
+    # 95.6 / 96.4 % with DDP for seeds 0 / 1 (the spawned processes' start-up is most of the time)
+    common = ("data=digits", "model=mlp", "trainer.max_epochs=8", "data.batch_size=64",
+              "callbacks.early_stopping.enabled=false")
     single = train(make_cfg(*common, output="single"))
     ddp = train(make_cfg(*common, "trainer=ddp_cpu", output="ddp"))
 
     assert abs(ddp["test/acc"] - single["test/acc"]) <= 0.02, (ddp, single)
-    assert ddp["epochs"] == 15 and ddp["val/acc_then_loss_best"] == ddp["val/acc_then_loss_best"]  # not NaN
+    assert ddp["epochs"] == 8 and ddp["val/acc_then_loss_best"] == ddp["val/acc_then_loss_best"]  # not NaN
 
     tracking_uri = make_cfg().logger.tracking_uri
     [run] = _runs(tracking_uri, tmp_path / "ddp")  # exactly one run, from rank 0
     assert run.info.status == "FINISHED"
     history = mlflow.MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "val/acc")
-    assert len(history) == 15  # one point per epoch, not one per process
+    assert len(history) == 8  # one point per epoch, not one per process
     assert run.data.params["trainer.strategy"] == "ddp_spawn" and run.data.params["trainer.devices"] == "2"
     checkpoints = sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").glob("*.ckpt"))
     assert checkpoints == ["best.ckpt", "last.ckpt"]
     assert (tmp_path / "ddp" / "confusion.png").is_file()  # written by rank 0 in its process
-    assert len((tmp_path / "ddp" / "curves.csv").read_text().splitlines()) == 16
+    assert len((tmp_path / "ddp" / "curves.csv").read_text().splitlines()) == 9
 
 
 def test_ddp_evaluation_of_fixed_weights_equals_one_process(make_cfg):

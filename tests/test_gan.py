@@ -101,7 +101,7 @@ def test_gan_on_digits_end_to_end(make_cfg, tmp_path):
     and the logged generator model all land."""
     classifier_cfg = make_cfg("data=digits", "model=cnn", output="cnn")
     train(classifier_cfg)
-    cfg = make_cfg("data=digits", "model=gan", f"model.quality.classifier={tmp_path / 'cnn'}",
+    cfg = make_cfg("data=digits", "model=gan", "logger.log_model=true", f"model.quality.classifier={tmp_path / 'cnn'}",
                    "model.quality.num_samples=256", "model.sample_every_n_epochs=1", output="gan")
     metrics = train(cfg)
     out = tmp_path / "gan"

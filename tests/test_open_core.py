@@ -55,7 +55,7 @@ def test_every_task_module_is_a_plugin_and_train_names_none():
 
 def test_regression_on_diabetes_end_to_end(make_cfg, tmp_path):
     """The fourth task: MSE/MAE/R² in the target's units, monitored on val/loss, model logged."""
-    metrics = train(make_cfg("data=diabetes", "model=linear", "trainer.max_epochs=60"))
+    metrics = train(make_cfg("data=diabetes", "model=linear", "trainer.max_epochs=60", "logger.log_model=true"))
     assert metrics["test/r2"] > 0.3  # scikit-learn's OLS reaches 0.45 on this split
     assert 35 < metrics["test/mae"] < 70  # units of the target (25–346), not standardised ones
     assert metrics["test/mse"] > 1000 and "val/loss_best" in metrics
@@ -254,13 +254,19 @@ def test_cfg_job_shows_the_effective_config_and_the_recipe_line():
     assert bad.returncode == 2 and "unknown recipe 'nope'; valid: " in bad.stderr
 
 
-def test_every_data_and_model_composes_with_explicit_groups_kept():
-    """All of conf/ (datasets that need files included): explicit choices survive every recipe."""
-    for data in config_groups()["data"]:
-        for model in config_groups()["model"]:
-            cfg = compose([f"data={data}", f"model={model}", "optimizer=rmsprop", "scheduler=none",
-                           "trainer=cpu", "trainer.max_epochs=3"])
-            assert (cfg.optimizer.name, cfg.scheduler.name, cfg.trainer.max_epochs) == ("rmsprop", "none", 3)
+def test_every_recipe_names_a_pair_and_keeps_explicit_groups():
+    """Every recipe of conf/recipe (datasets that need files included) is a (data, model) pair of
+    conf/ and leaves explicit choices alone; a pair without a recipe composes as well. Only pairs
+    with a recipe can override anything, so those are the ones composed."""
+    groups = config_groups()
+    pairs = {f"{d}_{m}": (d, m) for d in groups["data"] for m in groups["model"]}
+    assert set(groups["recipe"]) <= pairs.keys(), set(groups["recipe"]) - pairs.keys()
+    unrecipied = next(pair for name, pair in sorted(pairs.items()) if name not in groups["recipe"])
+    for data, model in [pairs[name] for name in groups["recipe"]] + [unrecipied]:
+        cfg = compose([f"data={data}", f"model={model}", "optimizer=rmsprop", "scheduler=none",
+                       "trainer=cpu", "trainer.max_epochs=3"])
+        assert (cfg.optimizer.name, cfg.scheduler.name, cfg.trainer.max_epochs) == ("rmsprop", "none", 3)
+        assert cfg.recipe_applied is None or cfg.recipe_applied.file == f"conf/recipe/{data}_{model}.yaml"
 
 
 @pytest.mark.parametrize("data", EMBEDDED)

@@ -11,14 +11,12 @@ from conftest import REPO, run_cli
 
 TINY_PARAMS = """
 seeds: 42,43
-datasets: [digits, breast_cancer, diabetes, pydoc_text]
+datasets: [digits, diabetes, pydoc_text]
 classify:
   digits-logistic: {data: digits, model: logistic, reads: data/prepared/digits,
     overrides: "trainer.max_epochs=2 logger.log_model=false"}
-  breast_cancer-mlp: {data: breast_cancer, model: mlp, reads: data/prepared/breast_cancer,
+  digits-mlp: {data: digits, model: mlp, reads: data/prepared/digits,
     overrides: "trainer.max_epochs=2"}
-  digits-cnn: {data: digits, model: cnn, reads: data/prepared/digits,
-    overrides: "trainer.max_epochs=1 logger.log_model=false"}
 train:
   diabetes-linear: {data: diabetes, model: linear, reads: data/prepared/diabetes,
     overrides: "trainer.max_epochs=3 logger.log_model=false"}
@@ -33,10 +31,10 @@ tune_budget: {trials: 2, max_epochs: 2}
 tune:
   digits-logistic: {data: digits, model: logistic, reads: data/prepared/digits}
 generative:
-  digits-gan: {data: digits, model: gan, reads: results/train/digits-cnn/seed42/checkpoints,
+  digits-gan: {data: digits, model: gan, reads: results/train/digits-mlp/seed42/checkpoints,
     overrides: "trainer.max_epochs=1 model.quality.num_samples=200 logger.log_model=false"}
 """
-RUN_STAGES = {"classify@digits-logistic", "classify@breast_cancer-mlp", "classify@digits-cnn",
+RUN_STAGES = {"classify@digits-logistic", "classify@digits-mlp",
               "train@diabetes-linear", "language_model@pydoc_text-lstm", "sweep@digits-logistic",
               "generative@digits-gan", "tune@digits-logistic"}
 
@@ -63,13 +61,13 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     first = run_cli("dvc", "repro", cwd=project, env=env, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
 
-    for key in ("digits-logistic", "breast_cancer-mlp"):
+    for key in ("digits-logistic", "digits-mlp"):
         for seed in (42, 43):
             metrics = json.loads((project / "results/train" / key / f"seed{seed}" / "metrics.json").read_text())
             assert metrics["test/acc"] > 0.3
         summary = json.loads((project / "results/train" / f"{key}.json").read_text())
         assert summary["n"] == 2 and set(summary["seeds"]) == {"42", "43"}
-        assert summary["seeds"]["42"]["test/acc"] != summary["seeds"]["43"]["test/acc"] or key == "breast_cancer-mlp"
+        assert summary["seeds"]["42"]["test/loss"] != summary["seeds"]["43"]["test/loss"]  # seeds differ
         assert (project / "results/train" / f"{key}.curves.csv").is_file()
     report = (project / "reports/comparison.md").read_text()
     assert "**digits**: best **" in report and "| logistic | 2 |" in report and "| mlp | 2 |" in report
@@ -89,12 +87,11 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["archbench"])
     trained = runs[runs["tags.output_dir"].fillna("").str.contains("results/train/")]
-    names = ["cnn-digits", "gan-digits", "linear-diabetes", "logistic-digits", "lstm-pydoc_text",
-             "mlp-breast_cancer"]
+    names = ["gan-digits", "linear-diabetes", "logistic-digits", "lstm-pydoc_text", "mlp-digits"]
     assert sorted(trained["tags.mlflow.runName"]) == sorted(names * 2)  # two seeds each
-    assert sorted(trained["tags.seed"]) == ["42"] * 6 + ["43"] * 6
+    assert sorted(trained["tags.seed"]) == ["42"] * 5 + ["43"] * 5
     # plus each study's parent run and its two trials (sweep, tune), and tune's two retrained seeds
-    assert len(runs) == 12 + 2 * (1 + 2) + 2
+    assert len(runs) == 10 + 2 * (1 + 2) + 2
     assert set(runs["status"]) == {"FINISHED"}
 
     again = run_cli("dvc", "repro", cwd=project, env=env)
@@ -106,7 +103,7 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
 
     # editing one model's config makes only the stages that use it stale (compare follows them)
     with edited(project / "conf/model/mlp.yaml", "dropout: 0.2", "dropout: 0.1"):
-        assert stale_stages(project, env) == {"classify@breast_cancer-mlp"}
+        assert stale_stages(project, env) == {"classify@digits-mlp"}
     # one recipe (a pair's DVC params): exactly its pair, and `dvc params diff` shows the value
     subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "repro"],
                    cwd=project, check=True)

@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from conftest import run_cli
+from conftest import call_cli, run_cli
 
 from archbench.config import compose
 from archbench.data.sources.mnist1d import DEFAULTS
@@ -44,7 +44,7 @@ def _uri(root, name: str) -> str:
 
 
 def _predict(root, *args: str):
-    return run_cli("archbench-predict", *args, "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}")
+    return call_cli("archbench-predict", *args, "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}")
 
 
 @pytest.mark.slow

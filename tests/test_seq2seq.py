@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import call_cli, run_cli
 
 from archbench.data.parallel import detokenize
 from archbench.data.prepare import prepare
@@ -266,7 +266,7 @@ def test_tiny_translation_run_logs_a_model_that_translates_raw_text(make_cfg, tm
     from archbench.train import train
 
     md5 = _corpus(tmp_path / "m30k")
-    cfg = make_cfg("data=multi30k", "model=seq2seq_attention", f"data.root={tmp_path / 'm30k'}", "data.md5=null",
+    cfg = make_cfg("data=multi30k", "model=seq2seq_attention", "logger.log_model=true", f"data.root={tmp_path / 'm30k'}", "data.md5=null",
                    "model.seq2seq_net.embed_dim=16", "model.seq2seq_net.hidden_size=16",
                    "model.seq2seq_net.attention_size=16", "data.batch_size=16", "decode.beam_size=2")
     assert md5
@@ -286,12 +286,12 @@ def test_tiny_translation_run_logs_a_model_that_translates_raw_text(make_cfg, tm
     run = json.loads((run_dir / "run.json").read_text())
     store = ["--tracking-uri", str(cfg.logger.tracking_uri)]
     uri = ["--model-uri", run["model_uri"]]
-    result = run_cli("archbench-predict", *uri, *store, "--text", "Ein Hund läuft über das Gras.",
+    result = call_cli("archbench-predict", *uri, *store, "--text", "Ein Hund läuft über das Gras.",
                      "--text", "zyzzyva qwerty", "--beam-size", "1")  # unknown words → <unk>, still translated
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "index,source,translation" and len(lines) == 3
-    empty = run_cli("archbench-predict", *uri, *store, "--text", "ein hund", "--text", " ")
+    empty = call_cli("archbench-predict", *uri, *store, "--text", "ein hund", "--text", " ")
     assert empty.returncode == 2 and empty.stdout == ""
     [line] = empty.stderr.strip().splitlines()
     assert "--text number 2 is empty" in line

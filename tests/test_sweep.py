@@ -13,7 +13,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from conftest import BIN, REPO, run_cli
+from conftest import BIN, REPO, call_cli, run_cli
 from optuna.trial import TrialState
 
 from archbench.errors import ConfigError
@@ -83,8 +83,8 @@ def test_sweep_runs_n_trials_nests_runs_registers_and_continues(tmp_path):
     # the predict CLI classifies a .npy file with the champion
     test = torch.load(tmp_path / "data" / "digits" / "test.pt", weights_only=True)
     np.save(tmp_path / "x.npy", test["x"][:50].numpy())
-    predicted = run_cli("archbench-predict", str(tmp_path / "x.npy"), "--registered", "digits-logistic",
-                        env=env)
+    predicted = call_cli("archbench-predict", str(tmp_path / "x.npy"), "--registered", "digits-logistic",
+                         "--tracking-uri", env["MLFLOW_TRACKING_URI"])
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     lines = predicted.stdout.strip().splitlines()
     assert lines[0] == "index,label,probability,top" and len(lines) == 51

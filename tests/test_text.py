@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import call_cli, run_cli
 
 from archbench.data.prepare import prepare, prepare_config
 from archbench.data.tokens import PAD_ID, UNK_ID, build_vocab, encode, tokenize
@@ -230,7 +230,7 @@ def test_tiny_text_run_logs_a_model_that_classifies_raw_text(make_cfg, tmp_path)
     from archbench.train import train
 
     root = _sst2_files(tmp_path / "sst2", copies=8)
-    cfg = make_cfg("data=sst2", "model=cnn", f"data.root={root}", "data.md5=null", "trainer.max_epochs=2",
+    cfg = make_cfg("data=sst2", "model=cnn", "logger.log_model=true", f"data.root={root}", "data.md5=null", "trainer.max_epochs=2",
                    "model.text_net.embed_dim=16", "model.text_net.maps=8", "data.batch_size=16")
     metrics = train(cfg)
     assert 0 <= metrics["test/acc"] <= 1 and "test/f1" in metrics
@@ -245,14 +245,14 @@ def test_tiny_text_run_logs_a_model_that_classifies_raw_text(make_cfg, tmp_path)
     assert lines[0] == "index,label,probability,top,text" and len(lines) == 3
     assert lines[1].split(",")[1] in ("negative", "positive") and lines[1].endswith('"a gorgeous , witty movie"')
     (tmp_path / "in.txt").write_text("boring and badly acted\nsmart and moving\n")
-    from_file = run_cli("archbench-predict", str(tmp_path / "in.txt"), *uri, *store)
+    from_file = call_cli("archbench-predict", str(tmp_path / "in.txt"), *uri, *store)
     assert from_file.returncode == 0 and len(from_file.stdout.strip().splitlines()) == 3
     (tmp_path / "gap.txt").write_text("smart\n\nboring\n")
-    empty = run_cli("archbench-predict", str(tmp_path / "gap.txt"), *uri, *store)
+    empty = call_cli("archbench-predict", str(tmp_path / "gap.txt"), *uri, *store)
     assert empty.returncode == 2 and empty.stdout == ""
     [line] = empty.stderr.strip().splitlines()
     assert "line 2" in line and "empty" in line
-    punctuation = run_cli("archbench-predict", *uri, *store, "--text", "  ")
+    punctuation = call_cli("archbench-predict", *uri, *store, "--text", "  ")
     assert punctuation.returncode == 2 and "empty" in punctuation.stderr
 
 

@@ -24,7 +24,7 @@ def _runs(cfg):
 
 
 def test_cnn_on_digits_beats_chance_and_is_fully_tracked(make_cfg, tmp_path):
-    cfg = make_cfg("data=digits", "model=cnn", "trainer.max_epochs=3")
+    cfg = make_cfg("data=digits", "model=cnn", "trainer.max_epochs=3", "logger.log_model=true")
     metrics = train(cfg)
     assert metrics["test/acc"] > 0.5  # chance is 0.1
     assert {"test/loss", "test/acc", "test/f1", "val/acc_then_loss_best", "epochs"} <= metrics.keys()
@@ -98,9 +98,9 @@ def test_incompatible_model_fails_before_any_run(make_cfg):
 
 
 def test_register_moves_champion_only_on_improvement(make_cfg):
-    good = make_cfg("data=digits", "model=logistic", "trainer.max_epochs=3", "optimizer.lr=0.01",
+    good = make_cfg("data=digits", "model=logistic", "logger.log_model=true", "trainer.max_epochs=3", "optimizer.lr=0.01",
                     "register=true", output="good")
-    bad = make_cfg("data=digits", "model=logistic", "trainer.max_epochs=1", "optimizer.lr=1e-6",
+    bad = make_cfg("data=digits", "model=logistic", "logger.log_model=true", "trainer.max_epochs=1", "optimizer.lr=1e-6",
                    "register=true", output="bad")
     train(good)
     train(bad)
@@ -108,7 +108,7 @@ def test_register_moves_champion_only_on_improvement(make_cfg):
     champion = client.get_model_version_by_alias("archbench-digits-logistic", "champion")
     assert str(champion.version) == "1"
     assert len(client.search_model_versions("name='archbench-digits-logistic'")) == 2
-    better = make_cfg("data=digits", "model=logistic", "trainer.max_epochs=6", "optimizer.lr=0.02",
+    better = make_cfg("data=digits", "model=logistic", "logger.log_model=true", "trainer.max_epochs=6", "optimizer.lr=0.02",
                       "register=true", output="better")
     train(better)
     champion = client.get_model_version_by_alias("archbench-digits-logistic", "champion")
@@ -133,9 +133,9 @@ def test_lstm_reads_digit_images_row_by_row(make_cfg):
 
 @pytest.mark.slow
 def test_character_language_model_trains_samples_and_generates(make_cfg, tmp_path):
-    from conftest import run_cli
+    from conftest import call_cli, run_cli
 
-    cfg = make_cfg("data=pydoc_text", "model=lstm", "data.steps_per_epoch=15", "trainer.max_epochs=2",
+    cfg = make_cfg("data=pydoc_text", "model=lstm", "logger.log_model=true", "data.steps_per_epoch=15", "trainer.max_epochs=2",
                    "model.lm_net.hidden_size=64", "model.lm_net.num_layers=1", "optimizer.lr=0.01",
                    "data.sample_length=50")
     metrics = train(cfg)
@@ -153,7 +153,7 @@ def test_character_language_model_trains_samples_and_generates(make_cfg, tmp_pat
                      "--tracking-uri", cfg.logger.tracking_uri)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("def ") and len(result.stdout.rstrip("\n")) >= 20
-    bad = run_cli("archbench-generate", "--model-uri", uri, "--prompt", "\u00e9\u00e9",
+    bad = call_cli("archbench-generate", "--model-uri", uri, "--prompt", "\u00e9\u00e9",
                   "--tracking-uri", cfg.logger.tracking_uri)
     assert bad.returncode == 2 and "outside the vocabulary" in bad.stderr
 

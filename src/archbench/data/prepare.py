@@ -15,6 +15,7 @@ fixed seed — stratified for classification —, normalises with training stati
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -181,11 +182,20 @@ def _config_hash(config: dict[str, Any]) -> str:
 
 def default_prepare_config(name: str) -> dict[str, Any] | None:
     """The prepare config of ``conf/data/<name>.yaml`` as it stands (None for a non-built-in name)."""
+    from archbench.paths import conf_dir
+
+    known = _default_prepare_json(str(conf_dir()), name)
+    return None if known is None else json.loads(known)
+
+
+@functools.lru_cache(maxsize=64)
+def _default_prepare_json(conf: str, name: str) -> str | None:
+    """One Hydra composition per (conf dir, dataset) and process: every seed of a multirun asks."""
     from archbench.config import compose, config_groups, to_dict
 
-    if name not in config_groups().get("data", []):
+    if name not in config_groups(Path(conf)).get("data", []):
         return None
-    return json.loads(json.dumps(prepare_config(to_dict(compose([f"data={name}"]).data))))
+    return json.dumps(prepare_config(to_dict(compose([f"data={name}"]).data)))
 
 
 def variant_dir(data_cfg: dict[str, Any]) -> Path:
