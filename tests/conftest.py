@@ -74,27 +74,51 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
 
 ENTRY_POINTS = {"archbench-predict": "archbench.cli.predict", "archbench-prepare": "archbench.cli.prepare",
-                "archbench-generate": "archbench.cli.generate", "archbench-compare": "archbench.cli.compare"}
+                "archbench-generate": "archbench.cli.generate", "archbench-compare": "archbench.cli.compare",
+                "archbench-train": "archbench.cli.train"}
 
 
-def call_cli(*args: str):
-    """A console script's ``main(argv)`` in this process, its stdout/stderr captured and its exit
-    status returned as a CompletedProcess: the same program ``run_cli`` starts, without paying
-    torch's and MLflow's imports again (each program also keeps one ``run_cli`` test)."""
+def call_cli(*args: str, env: dict | None = None):
+    """A console script's ``main`` in this process, its stdout/stderr captured and its exit status
+    returned as a CompletedProcess: the same program ``run_cli`` starts, without paying torch's,
+    Lightning's and MLflow's imports again. For what a process adds (a kill, the output of
+    dependencies' own log handlers, a clean interpreter) use ``run_cli``; every program keeps
+    such tests. ``archbench-train`` reads ``sys.argv`` (Hydra); Hydra's global state, the root
+    logger and the environment are restored afterwards."""
     import contextlib
     import importlib
     import io
+    import logging
     import subprocess
+
+    import torch
+    from hydra.core.global_hydra import GlobalHydra
 
     out, err = io.StringIO(), io.StringIO()
     main = importlib.import_module(ENTRY_POINTS[args[0]]).main
+    saved_env, saved_argv = dict(os.environ), sys.argv
+    root = logging.getLogger()
+    saved_logging, threads = (root.handlers[:], root.level), torch.get_num_threads()
+    os.environ.update(env or {})
     code = 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            main(list(args[1:]))
+            if args[0] == "archbench-train":
+                sys.argv = list(args)
+                main()
+            else:
+                main(list(args[1:]))
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+        finally:
+            sys.argv = saved_argv
+            os.environ.clear()
+            os.environ.update(saved_env)
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+            root.handlers[:], _ = saved_logging
+            root.setLevel(saved_logging[1])
+            GlobalHydra.instance().clear()
+            torch.set_num_threads(threads)
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 

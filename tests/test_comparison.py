@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import call_cli, run_cli
 from torch import nn
 
 from archbench.nets.cost import flops_per_example
@@ -111,7 +111,7 @@ def test_replicas_train_each_seed_once_and_one_more_seed_trains_only_that_seed(t
     sweep = tmp_path / "digits-logistic"
 
     def replicas(seeds: str):
-        result = run_cli("archbench-train", "-m", "replicas=seeds", "data=digits", "model=logistic",
+        result = call_cli("archbench-train", "-m", "replicas=seeds", "data=digits", "model=logistic",
                          f"seed={seeds}", "trainer.max_epochs=2", "logger.log_model=false",
                          f"paths.data_dir={tmp_path / 'prepared'}", f"hydra.sweep.dir={sweep}",
                          env={"MLFLOW_TRACKING_URI": uri})
@@ -235,7 +235,7 @@ def test_seeds_side_by_side_end_where_solo_runs_end(tmp_path):
                            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                            f"hydra.sweep.dir={tmp_path / 'pair'}", env=env)
     assert side_by_side.returncode == 0, side_by_side.stderr[-3000:]
-    solo = run_cli("archbench-train", "seed=43", *common, f"hydra.run.dir={tmp_path / 'solo'}", env=env)
+    solo = call_cli("archbench-train", "seed=43", *common, f"hydra.run.dir={tmp_path / 'solo'}", env=env)
     assert solo.returncode == 0, solo.stderr[-3000:]
     replica = json.loads((tmp_path / "pair" / "seed43" / "metrics.json").read_text())
     alone = json.loads((tmp_path / "solo" / "metrics.json").read_text())

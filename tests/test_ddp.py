@@ -10,7 +10,7 @@ import mlflow
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import run_cli
+from conftest import call_cli
 
 from archbench.train import build, train
 
@@ -77,12 +77,12 @@ def test_an_optuna_sweep_whose_trials_train_with_ddp_cpu(tmp_path):
     command line), gets its own output directory, and trains with the trial's values."""
     sweep_dir = tmp_path / "sweep"
     db = tmp_path / "mlflow.db"
-    result = run_cli(
+    result = call_cli(
         "archbench-train", "-m", "hparams_search=lr_wd", "data=digits", "model=logistic",
         "trainer=ddp_cpu", "trainer.max_epochs=2", "hydra.sweeper.n_trials=2",
         "hydra.sweeper.pruner.name=none", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
         f"paths.data_dir={tmp_path / 'data'}", f"paths.output_root={tmp_path / 'outputs'}",
-        f"hydra.sweep.dir={sweep_dir}", env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}, timeout=400)
+        f"hydra.sweep.dir={sweep_dir}", env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
     assert result.returncode == 0, result.stderr[-3000:]
     trials = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
     assert [p.name for p in trials] == ["0_logistic-digits-t000", "1_logistic-digits-t001"]
@@ -129,7 +129,7 @@ def test_training_against_a_real_mlflow_server(tmp_path):
                     pytest.fail(f"mlflow server did not start: {server.stderr.read()[-2000:]}")
                 time.sleep(0.5)
         out = tmp_path / "run"
-        result = run_cli("archbench-train", "data=digits", "model=logistic", "trainer.max_epochs=2",
+        result = call_cli("archbench-train", "data=digits", "model=logistic", "trainer.max_epochs=2",
                          "callbacks.progress_bar=none", f"paths.data_dir={tmp_path / 'data'}",
                          f"hydra.run.dir={out}", env={"MLFLOW_TRACKING_URI": uri})
         assert result.returncode == 0, result.stderr[-3000:]

@@ -9,7 +9,7 @@ import time
 
 import mlflow
 import pytest
-from conftest import BIN, run_cli
+from conftest import BIN, call_cli, run_cli
 
 from archbench.tasks.callbacks import TrainingClock
 
@@ -26,7 +26,7 @@ def _command(tmp_path, run_dir):
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert run_cli("archbench-train", *_command(tmp_path, whole), env=env).returncode == 0
+    assert call_cli("archbench-train", *_command(tmp_path, whole), env=env).returncode == 0
 
     process = subprocess.Popen([str(BIN / "archbench-train"), *_command(tmp_path, killed)],
                                env={**os.environ, **env}, stdout=subprocess.DEVNULL,
@@ -44,7 +44,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
 
     before_kill = TrainingClock.seconds_in(killed / "checkpoints" / "last.ckpt")
     assert before_kill > 0
-    again = run_cli("archbench-train", *_command(tmp_path, killed), env=env)
+    again = call_cli("archbench-train", *_command(tmp_path, killed), env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     resumed = json.loads((killed / "metrics.json").read_text())
     reference = json.loads((whole / "metrics.json").read_text())
@@ -53,7 +53,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     # the reported training time covers the epochs before the kill as well
     assert resumed["train_seconds"] > before_kill
     # re-running the finished run (as a re-run DVC stage does) re-tests it and keeps its time
-    assert run_cli("archbench-train", *_command(tmp_path, whole), env=env).returncode == 0
+    assert call_cli("archbench-train", *_command(tmp_path, whole), env=env).returncode == 0
     # (the checkpoint's clock stops at its last save, a hair before the first fit's end)
     assert json.loads((whole / "metrics.json").read_text())["train_seconds"] >= 0.9 * reference["train_seconds"]
     assert (killed / "curves.csv").read_text() == (whole / "curves.csv").read_text()
@@ -79,7 +79,7 @@ def test_resume_by_run_directory_continues_in_place(tmp_path):
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     common = [a for a in _command(tmp_path, tmp_path) if not a.startswith("hydra.run.dir")]
     common.append(f"paths.output_root={tmp_path / 'out'}")
-    assert run_cli("archbench-train", *common, f"hydra.run.dir={tmp_path / 'whole'}", env=env).returncode == 0
+    assert call_cli("archbench-train", *common, f"hydra.run.dir={tmp_path / 'whole'}", env=env).returncode == 0
     process = subprocess.Popen([str(BIN / "archbench-train"), *common], env={**os.environ, **env},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -88,7 +88,7 @@ def test_resume_by_run_directory_continues_in_place(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     [killed] = [p.parents[1] for p in (tmp_path / "out").glob("runs/*/*/checkpoints/last.ckpt")]
-    again = run_cli("archbench-train", *common, f"resume={killed}", env=env)
+    again = call_cli("archbench-train", *common, f"resume={killed}", env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     resumed = json.loads((killed / "metrics.json").read_text())
     reference = json.loads((tmp_path / "whole" / "metrics.json").read_text())

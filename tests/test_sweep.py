@@ -52,7 +52,7 @@ def _runs(tmp_path) -> list:
 @pytest.mark.slow
 def test_sweep_runs_n_trials_nests_runs_registers_and_continues(tmp_path):
     args, env = _sweep_args(tmp_path, "hydra.sweeper.pruner.name=none")
-    result = run_cli(*args, env=env, timeout=400)
+    result = call_cli(*args, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
 
     study = _study(tmp_path)
@@ -75,7 +75,7 @@ def test_sweep_runs_n_trials_nests_runs_registers_and_continues(tmp_path):
     assert champion.run_id == study.best_trial.user_attrs["mlflow_run_id"]
 
     # the same command continues the study: nothing runs twice, nothing is registered twice
-    again = run_cli(*args, env=env, timeout=400)
+    again = call_cli(*args, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(_study(tmp_path).trials) == 4 and len(_runs(tmp_path)) == 5
     assert len(client.search_model_versions("name='archbench-digits-logistic'")) == 1
@@ -104,7 +104,7 @@ def test_failing_and_hopeless_trials_end_fail_and_pruned_and_the_sweep_goes_on(t
     study.enqueue_trial({"optimizer.lr": 1e-6, **no_decay}, skip_if_exists=False)  # learns nothing
     # Adam's first step is lr / (1 - β1) = 1e38 per weight: float32 logits overflow, the loss is NaN
     study.enqueue_trial({"optimizer.lr": 1e37, **no_decay}, skip_if_exists=False)
-    result = run_cli(*args, env=env, timeout=400)
+    result = call_cli(*args, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
 
     trials = _study(tmp_path).trials
@@ -179,7 +179,7 @@ def test_a_sweep_killed_mid_trial_resumes_to_exactly_n_trials(tmp_path):
     time.sleep(4)  # past the grace period: its heartbeat is stale
 
     shorter = [a.replace("trainer.max_epochs=40", "trainer.max_epochs=3") for a in args]
-    resumed = run_cli(*shorter, env=env, timeout=400)
+    resumed = call_cli(*shorter, env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     trials = _study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
