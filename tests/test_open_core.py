@@ -261,8 +261,8 @@ def test_every_recipe_names_a_pair_and_keeps_explicit_groups():
     groups = config_groups()
     pairs = {f"{d}_{m}": (d, m) for d in groups["data"] for m in groups["model"]}
     assert set(groups["recipe"]) <= pairs.keys(), set(groups["recipe"]) - pairs.keys()
-    unrecipied = next(pair for name, pair in sorted(pairs.items()) if name not in groups["recipe"])
-    for data, model in [pairs[name] for name in groups["recipe"]] + [unrecipied]:
+    without_recipe = next(pair for name, pair in sorted(pairs.items()) if name not in groups["recipe"])
+    for data, model in [pairs[name] for name in groups["recipe"]] + [without_recipe]:
         cfg = compose([f"data={data}", f"model={model}", "optimizer=rmsprop", "scheduler=none",
                        "trainer=cpu", "trainer.max_epochs=3"])
         assert (cfg.optimizer.name, cfg.scheduler.name, cfg.trainer.max_epochs) == ("rmsprop", "none", 3)
