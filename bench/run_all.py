@@ -6,6 +6,7 @@ parallel: each timing is taken on a quiet machine).
   3. bench/published.py               results beside the published references
   4. bench/sweep_efficiency.py        Optuna with and without pruning
   5. bench/overheads.py               --help, first step, no-op and (with --cold) cold `dvc repro`
+     bench/startup.py                 one small training's seconds split into phases
   6. bench/replicas.py                3 seeds of each mnist1d/digits classifier against 1 seed
   7. bench/small_data.py              cross-validated hyperparameters on breast_cancer (not a timing)
 
@@ -27,6 +28,7 @@ STEPS = {
     "published": [sys.executable, "bench/published.py"],
     "sweep_efficiency": [sys.executable, "bench/sweep_efficiency.py", "--trials", "12", "--epochs", "20"],
     "overheads": [sys.executable, "bench/overheads.py", "--repeats", "3"],
+    "startup": [sys.executable, "bench/startup.py", "--repeats", "3"],
     "replicas": [sys.executable, "bench/replicas.py"],
     "small_data": [sys.executable, "bench/small_data.py"],
 }

@@ -1,0 +1,145 @@
+"""Where the seconds of one small training go: `archbench-train data=digits model=mlp` (data
+prepared, its recipe's budget, model logged with its signature), split into phases by timing
+wrappers put around archbench's own functions in a child process (the real CLI otherwise).
+
+  imports      torch, Lightning, torchmetrics, MLflow, Hydra, archbench (imported first, so the
+               later phases hold no import time)
+  config       main() → train(): argument checks and Hydra's composition, recipe applied
+  build        config checks, prepared data loaded, net / datamodule / LightningModule built
+  mlflow run   store opened (schema checks on sqlite), experiment, run created, params logged
+  trainer      pl.Trainer construction
+  fit + test   training and the test pass (Trainer construction excluded)
+  model log    the model exported and logged to MLflow with its signature
+  registry     registration and champion promotion
+  rest         interpreter start, the rest of train() and exit: total minus the phases
+
+`--src DIR` times another checkout's package (e.g. `git worktree add /tmp/old <commit>`, then
+`--src /tmp/old/src`): a before/after on one machine, side by side in one run. Writes
+reports/benchmarks/startup.{json,md}.
+
+    python bench/startup.py [--repeats 3] [--src DIR --label NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, venv_env, write_report
+
+PROBE = r"""
+import functools, importlib, json, sys, time
+started = float(sys.argv[1])
+spent = {}
+t = time.time()
+import torch, pytorch_lightning, torchmetrics, mlflow, hydra, archbench.train, archbench.cli.train
+spent["imports"] = time.time() - t
+
+def wrap(module, owner, name, phase):
+    target = importlib.import_module(module)
+    holder = getattr(target, owner) if owner else target
+    original = getattr(holder, name)
+    @functools.wraps(original)
+    def timed(*args, **kwargs):
+        begin = time.time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[phase] = spent.get(phase, 0.0) + time.time() - begin
+    setattr(holder, name, timed)
+
+entered = {}
+train = archbench.train.train
+def mark_train(*args, **kwargs):
+    entered.setdefault("train", time.time())
+    return train(*args, **kwargs)
+archbench.train.train = mark_train
+wrap("archbench.config", None, "validate", "build")
+wrap("archbench.train", None, "build", "build")
+wrap("archbench.tracking.mlflow_run", None, "configure", "mlflow run")
+wrap("archbench.train", None, "_tracked_fit", "tracked")
+wrap("archbench.train", None, "_fit_and_test", "fit + test")
+wrap("pytorch_lightning", "Trainer", "__init__", "trainer")
+wrap("archbench.train", None, "_finish", "finish")
+wrap("archbench.tasks.base", "Task", "export", "model log")
+wrap("archbench.tracking.registry", None, "register_and_promote", "registry")
+from archbench.cli.train import main
+sys.argv = ["archbench-train", *sys.argv[2:]]
+begun = time.time()
+try:
+    main()
+finally:
+    spent["config"] = entered.get("train", begun) - begun
+    print("PHASES " + json.dumps(spent), flush=True)
+"""
+
+PHASES = ("imports", "config", "build", "mlflow run", "trainer", "fit + test", "model log", "registry", "rest")
+
+
+def one_run(src: Path | None, work: Path) -> dict[str, float]:
+    """Phase seconds of one run (the probe's wrappers; ``rest`` = total minus the phases)."""
+    environ = venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}")
+    if src is not None:
+        environ["PYTHONPATH"] = f"{src}{os.pathsep}{environ.get('PYTHONPATH', '')}"
+    overrides = ["data=digits", "model=mlp", "callbacks.progress_bar=none",
+                 f"paths.output_root={work / 'outputs'}", f"paths.data_dir={work / 'prepared'}"]
+    started = time.time()
+    result = subprocess.run([sys.executable, "-c", PROBE, f"{started:.6f}", *overrides], cwd=ROOT, env=environ,
+                            capture_output=True, text=True)
+    total = time.time() - started
+    line = next((x for x in result.stdout.splitlines() if x.startswith("PHASES ")), None)
+    if result.returncode or line is None:
+        raise SystemExit(f"probe failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    spent = json.loads(line.split(" ", 1)[1])
+    phases = {"imports": spent["imports"], "config": spent["config"], "build": spent.get("build", 0.0),
+              "mlflow run": spent["tracked"] - spent["fit + test"] - spent["finish"],
+              "trainer": spent.get("trainer", 0.0), "fit + test": spent["fit + test"] - spent.get("trainer", 0.0),
+              "model log": spent.get("model log", 0.0), "registry": spent.get("registry", 0.0)}
+    phases["mlflow run"] += spent["finish"] - phases["model log"] - phases["registry"]  # metrics, run end
+    phases["rest"] = total - sum(phases.values())
+    return {**phases, "total": total}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--src", type=Path, action="append", default=[], help="another checkout's src/")
+    parser.add_argument("--label", action="append", default=[], help="a name for each --src")
+    args = parser.parse_args(argv)
+    labels = args.label or [str(s) for s in args.src]
+    if len(labels) != len(args.src):
+        parser.error("give one --label per --src, or none")
+    versions = [*zip(labels, args.src, strict=True), ("this checkout", None)]
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for index, (_, src) in enumerate(versions):  # a first run each (prepares digits, creates
+            one_run(src, Path(tmp) / f"v{index}")       # the store): not counted
+        for _ in range(args.repeats):  # interleaved: each version sees the same machine
+            for index, (label, src) in enumerate(versions):
+                results.setdefault(label, {"runs": []})["runs"].append(one_run(src, Path(tmp) / f"v{index}"))
+    for entry in results.values():
+        entry["median"] = {k: statistics.median(r[k] for r in entry["runs"]) for k in (*PHASES, "total")}
+    command = "python bench/startup.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    labels = list(results)
+    lines = ["# Start-up and bookkeeping of one small training", "",
+             f"`{command.strip()}` on this machine ({os.cpu_count()} CPUs): `archbench-train data=digits "
+             "model=mlp` (data prepared, recipe budget, model logged with its signature), medians of "
+             f"{args.repeats} interleaved runs per version, seconds. Target: total ≤ 6 s.", "",
+             "| phase | " + " | ".join(labels) + " |", "| --- |" + " ---: |" * len(labels)]
+    for key in (*PHASES, "total"):
+        cells = " | ".join(f"{results[label]['median'][key]:.2f}" for label in labels)
+        lines.append(f"| {'**total**' if key == 'total' else key} | {cells} |")
+    write_report("startup", {"command": command.strip(), "results": results}, "\n".join(lines))
+    return results
+
+
+if __name__ == "__main__":
+    main()
