@@ -11,7 +11,8 @@ wrappers put around archbench's own functions in a child process (the real CLI o
   fit + test   training and the test pass (Trainer construction excluded)
   model log    the model exported and logged to MLflow with its signature
   registry     registration and champion promotion
-  rest         interpreter start, the rest of train() and exit: total minus the phases
+  rest         interpreter start, the rest of train() and exit (as the console script exits):
+               total minus the phases
 
 `--src DIR` times another checkout's package (e.g. `git worktree add /tmp/old <commit>`, then
 `--src /tmp/old/src`): a before/after on one machine, side by side in one run. Writes
@@ -74,11 +75,20 @@ wrap("archbench.tracking.registry", None, "register_and_promote", "registry")
 from archbench.cli.train import main
 sys.argv = ["archbench-train", *sys.argv[2:]]
 begun = time.time()
-try:
-    main()
-finally:
-    spent["config"] = entered.get("train", begun) - begun
-    print("PHASES " + json.dumps(spent), flush=True)
+
+def timed_main():
+    try:
+        main()
+    finally:
+        spent["config"] = entered.get("train", begun) - begun
+        print("PHASES " + json.dumps(spent), flush=True)
+
+try:  # the console script's way out, where the version has one (archbench.cli.entry)
+    from archbench.cli.entry import run
+except ImportError:
+    timed_main()
+else:
+    run(timed_main)
 """
 
 PHASES = ("imports", "config", "build", "mlflow run", "trainer", "fit + test", "model log", "registry", "rest")
