@@ -72,3 +72,18 @@ def test_help_lists_config_groups():
     result = run_cli("archbench-train", "--help")
     assert result.returncode == 0
     assert "model: " + ", ".join(config_groups()["model"]) in result.stdout
+
+
+@pytest.mark.parametrize(("body", "code"), [("print('done')", 0), ("sys.exit(2)", 2), ("sys.exit('bad')", 1)])
+def test_console_scripts_run_exit_handlers_and_keep_the_status_on_their_quick_exit(body, code):
+    """archbench.cli.entry.run: exit handlers still run and output is flushed before ``os._exit``."""
+    import subprocess
+    import sys
+
+    program = ("import atexit, sys\nfrom archbench.cli.entry import run\n"
+               "atexit.register(lambda: print('handler ran'))\n"
+               f"def main():\n    {body}\nrun(main)\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert result.returncode == code, result.stderr
+    assert result.stdout.splitlines()[-1] == "handler ran"
+    assert ("bad" in result.stderr) == (code == 1)
