@@ -73,18 +73,13 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
                           capture_output=True, text=True, timeout=timeout)
 
 
-ENTRY_POINTS = {"archbench-predict": "archbench.cli.predict", "archbench-prepare": "archbench.cli.prepare",
-                "archbench-generate": "archbench.cli.generate", "archbench-compare": "archbench.cli.compare",
-                "archbench-train": "archbench.cli.train"}
-
-
 def call_cli(*args: str, env: dict | None = None):
     """A console script's ``main`` in this process, its stdout/stderr captured and its exit status
     returned as a CompletedProcess: the same program ``run_cli`` starts, without paying torch's,
     Lightning's and MLflow's imports again. For what a process adds (a kill, the output of
     dependencies' own log handlers, a clean interpreter) use ``run_cli``; every program keeps
-    such tests. ``archbench-train`` reads ``sys.argv`` (Hydra); Hydra's global state, the root
-    logger and the environment are restored afterwards."""
+    such tests. ``sys.argv``, Hydra's global state, the root logger, the environment and torch's
+    thread count are restored afterwards."""
     import contextlib
     import importlib
     import io
@@ -94,31 +89,26 @@ def call_cli(*args: str, env: dict | None = None):
     import torch
     from hydra.core.global_hydra import GlobalHydra
 
+    from archbench.cli.entry import PROGRAMS, exit_status
+
     out, err = io.StringIO(), io.StringIO()
-    main = importlib.import_module(ENTRY_POINTS[args[0]]).main
-    saved_env, saved_argv = dict(os.environ), sys.argv
+    main = importlib.import_module(PROGRAMS[args[0]]).main
+    saved_env, saved_argv, threads = dict(os.environ), sys.argv, torch.get_num_threads()
     root = logging.getLogger()
-    saved_logging, threads = (root.handlers[:], root.level), torch.get_num_threads()
+    saved_handlers, saved_level = root.handlers[:], root.level
     os.environ.update(env or {})
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            if args[0] == "archbench-train":
-                sys.argv = list(args)
-                main()
-            else:
-                main(list(args[1:]))
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        finally:
-            sys.argv = saved_argv
-            os.environ.clear()
-            os.environ.update(saved_env)
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-            root.handlers[:], _ = saved_logging
-            root.setLevel(saved_logging[1])
-            GlobalHydra.instance().clear()
-            torch.set_num_threads(threads)
+    sys.argv = list(args)  # every main() reads its arguments from sys.argv, as its script does
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = exit_status(main)
+    finally:
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        GlobalHydra.instance().clear()
+        torch.set_num_threads(threads)
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 

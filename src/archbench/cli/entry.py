@@ -10,14 +10,21 @@ with ``os._exit``; while another non-daemon thread is alive it exits normally in
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
 import sys
 import threading
 from collections.abc import Callable
 from typing import NoReturn
 
+# each program and the module whose ``main()`` (reading ``sys.argv``) it runs
+PROGRAMS = {"archbench-train": "archbench.cli.train", "archbench-prepare": "archbench.cli.prepare",
+            "archbench-compare": "archbench.cli.compare", "archbench-generate": "archbench.cli.generate",
+            "archbench-predict": "archbench.cli.predict"}
 
-def _exit_code(main: Callable[[], None]) -> int:
+
+def exit_status(main: Callable[[], None]) -> int:
+    """``main()``'s exit status, as the interpreter would report it (a string: printed, then 1)."""
     try:
         main()
     except SystemExit as exit_:
@@ -30,7 +37,7 @@ def _exit_code(main: Callable[[], None]) -> int:
 
 def run(main: Callable[[], None]) -> NoReturn:
     """``main()``, then exit with its status, skipping the interpreter's teardown when safe."""
-    code = _exit_code(main)
+    code = exit_status(main)
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if any(t.is_alive() for t in others):
         raise SystemExit(code)
@@ -40,31 +47,16 @@ def run(main: Callable[[], None]) -> NoReturn:
     os._exit(code)
 
 
-def train() -> NoReturn:
-    from archbench.cli.train import main
+def _script(program: str) -> Callable[[], NoReturn]:
+    def script() -> NoReturn:
+        run(importlib.import_module(PROGRAMS[program]).main)  # imported on call: --help stays quick
 
-    run(main)
-
-
-def prepare() -> NoReturn:
-    from archbench.cli.prepare import main
-
-    run(main)
+    script.__name__ = program.removeprefix("archbench-")
+    return script
 
 
-def compare() -> NoReturn:
-    from archbench.cli.compare import main
-
-    run(main)
-
-
-def generate() -> NoReturn:
-    from archbench.cli.generate import main
-
-    run(main)
-
-
-def predict() -> NoReturn:
-    from archbench.cli.predict import main
-
-    run(main)
+train = _script("archbench-train")
+prepare = _script("archbench-prepare")
+compare = _script("archbench-compare")
+generate = _script("archbench-generate")
+predict = _script("archbench-predict")

@@ -32,6 +32,7 @@ def section(runs: list[RunResult], reports_dir: Path) -> list[str]:
         lines += _sample_table(r.folder / "translations.tsv")
     return lines + [""]
 
+
 def _curve(run: RunResult) -> list[tuple[float, float]]:
     """(minutes, val BLEU) per epoch of one run; minutes spread the run's training time evenly over
     its epochs (every epoch trains on the same data and decodes the same validation split)."""
@@ -89,4 +90,3 @@ def _sample_table(path: Path, count: int = 3) -> list[str]:
 def _cell(text: str) -> str:
     """Table-safe text: pipes escaped, ``<unk>`` shown rather than taken for an HTML tag."""
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-

@@ -289,4 +289,5 @@ class Seq2Seq(Task):
 
         return section(runs, reports_dir)
 
+
 TASK = Seq2Seq()
