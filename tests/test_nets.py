@@ -67,4 +67,4 @@ def test_lenet5_shapes_and_limits():
     assert LeNet5([1, 28, 28], 10)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     assert LeNet5([3, 32, 32], 10)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(IncompatibleError, match="at least 28"):
-        LeNet5([1, 8, 8], 10)
+        LeNet5([1, 8, 8], 10, upsample_small=False)

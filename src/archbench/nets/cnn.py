@@ -22,8 +22,11 @@ def _conv_layers(dims: int):
 
 
 def _flat_size(features: nn.Module, input_shape: Sequence[int]) -> int:
-    with torch.no_grad():
-        return prod(features(torch.zeros(1, *input_shape)).shape[1:])
+    was_training = features.training
+    with torch.no_grad():  # in eval mode: batch norm cannot train on one 1×1 map
+        size = prod(features.eval()(torch.zeros(1, *input_shape)).shape[1:])
+    features.train(was_training)
+    return size
 
 
 class ConvNet(nn.Module):
@@ -91,7 +94,8 @@ class ConvNet(nn.Module):
 class LeNet5(nn.Module):
     """LeNet-5: conv 6@5×5 → pool → conv 16@5×5 → pool → 120 → 84 → classes.
 
-    Built for 32×32 images; 28×28 inputs get the classic 2-pixel padding on the first conv.
+    Built for 32×32 images; 28×28 inputs get the classic 2-pixel padding on the first conv, and
+    smaller ones (8×8 digits) are bilinearly upsampled to 32×32 first (``upsample_small``; off: refused).
     """
 
     def __init__(
@@ -101,14 +105,18 @@ class LeNet5(nn.Module):
         activation_name: str = "tanh",
         pool: str = "avg",
         leaky_slope: float = 0.01,
+        upsample_small: bool = True,
     ) -> None:
         super().__init__()
         require_shape("lenet5", input_shape, (3,), "images (C, H, W)")
         channels, height, width = input_shape
+        self.resize = nn.Identity()
         if min(height, width) < 28:
-            raise IncompatibleError(
-                f"lenet5 needs images of at least 28×28; got {height}×{width} (use cnn instead)"
-            )
+            if not upsample_small:
+                raise IncompatibleError(f"lenet5 needs images of at least 28×28; got {height}×{width} "
+                                        f"(set model.net.upsample_small=true, or use cnn)")
+            self.resize = nn.Upsample(size=(32, 32), mode="bilinear", align_corners=False)
+            input_shape, height, width = (channels, 32, 32), 32, 32
         if pool not in POOLS:
             raise ConfigError(f"unknown pool {pool!r}; valid: {', '.join(POOLS)}")
         pad = 2 if min(height, width) < 32 else 0
@@ -126,7 +134,7 @@ class LeNet5(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(self.resize(x)))
 
 
 class TextConvNet(nn.Module):

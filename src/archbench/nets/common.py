@@ -60,3 +60,14 @@ def embed_tokens(embedding: nn.Embedding, ids: torch.Tensor) -> tuple[torch.Tens
     width = int(used.max()) + 1 if len(used) else 1
     ids, mask = ids[:, :width], mask[:, :width]
     return embedding(ids) * mask.unsqueeze(-1), mask
+
+
+def pool_if_room(size: int, pool: nn.Module) -> tuple[nn.Module, int]:
+    """``pool`` (2×2, stride 2) and the halved side while the feature map is at least 2 pixels
+    wide, else an identity: the nets built for 32×32 images also run on 8×8 ones."""
+    return (pool, size // 2) if size >= 2 else (nn.Identity(), size)
+
+
+def scaled(maps: int, width: float) -> int:
+    """A layer's map count times the net's ``width`` multiplier (at least 1)."""
+    return max(1, round(int(maps) * float(width)))
