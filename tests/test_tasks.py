@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from archbench.data.augment import random_shift
 from archbench.errors import ConfigError
 from archbench.nets.linear import Perceptron
-from archbench.tasks.classification import classification_loss, random_shift, scores_to_probs
+from archbench.tasks.classification import classification_loss, scores_to_probs
 from archbench.tasks.optim import OPTIMIZERS, build_optimizer
 
 

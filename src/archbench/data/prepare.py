@@ -31,7 +31,7 @@ from archbench.errors import ConfigError
 
 # data config keys the datamodules and tasks read; they never change the prepared tensors
 LOADER_KEYS = ("name", "dir", "batch_size", "eval_batch_size", "layout", "verify_checksum",
-               "augment_shift", "block_size", "steps_per_epoch", "sample_every_n_epochs",
+               "augment_shift", "augment_crop", "augment_flip", "block_size", "steps_per_epoch", "sample_every_n_epochs",
                "sample_length", "download", "url", "train_fraction", "bucket_batches",
                "word_dropout")
 
@@ -76,11 +76,24 @@ def _fold(y: np.ndarray, folds: int, fold: int, seed: int, stratify: bool) -> tu
     return np.sort(train_idx), np.sort(val_idx)
 
 
-def _normalization(kind: str, x: np.ndarray) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+NORMALIZATIONS = ("global", "per_channel")
+
+
+def _normalization(kind: str, x: np.ndarray, per: str = "global") -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Training statistics: per feature for tables, per channel for colour images that ask for it
+    (``data.normalize: per_channel``), else one mean and std."""
     if kind == "tabular":
         mean, std = x.mean(axis=0), x.std(axis=0)
         std = np.where(std > 0, std, 1.0)
         return {"mean": mean.tolist(), "std": std.tolist(), "per": "feature"}, mean, std
+    if per not in NORMALIZATIONS:
+        raise ConfigError(f"unknown data.normalize {per!r}; valid: {', '.join(NORMALIZATIONS)}")
+    if per == "per_channel" and kind == "image":
+        axes = (0, *range(2, x.ndim))
+        mean, std = x.mean(axis=axes, keepdims=True)[0], x.std(axis=axes, keepdims=True)[0]
+        std = np.where(std > 0, std, 1.0)
+        return ({"mean": mean.ravel().tolist(), "std": std.ravel().tolist(), "per": "channel"},
+                mean.astype(np.float32), std.astype(np.float32))
     mean, std = float(x.mean()), float(x.std()) or 1.0
     return {"mean": mean, "std": std, "per": "global"}, np.float32(mean), np.float32(std)
 
@@ -119,7 +132,7 @@ def _example_splits(cfg: dict[str, Any], source: Source, seed: int):
     """Seeded (stratified for classes) splits, inputs normalised with training statistics."""
     x_pool, y_pool, train_idx, val_idx, x_test, y_test = _split_indices(cfg, source, seed)
     x_train = x_pool[train_idx]
-    stats, mean, std = _normalization(source.kind, x_train)
+    stats, mean, std = _normalization(source.kind, x_train, str(cfg.get("normalize", "global")))
     ys = {"train": y_pool[train_idx], "val": y_pool[val_idx], "test": y_test}
     target: dict[str, Any] = {}
     if source.task == "regression":  # standardised targets; tasks report in the original units

@@ -16,6 +16,7 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from archbench.data.augment import Augmentation
 from archbench.errors import ConfigError, NonFiniteLossError
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
@@ -30,22 +31,6 @@ def scores_to_probs(scores: torch.Tensor) -> torch.Tensor:
         positive = torch.sigmoid(scores)
         return torch.cat([1 - positive, positive], dim=-1)
     return scores.softmax(dim=-1)
-
-
-def random_shift(x: torch.Tensor, max_fraction: float) -> torch.Tensor:
-    """Translate each image (N, C, H, W) or sequence (N, C, L) by up to ``max_fraction`` of its size,
-    independently per sample, repeating border values (one vectorised ``grid_sample``)."""
-    planar = x if x.dim() == 4 else x.unsqueeze(2)
-    n = x.shape[0]
-    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1
-    # affine_grid coordinates span [-1, 1]: a shift of f·size is 2f
-    theta[:, 0, 2] = (torch.rand(n, device=x.device) * 2 - 1) * 2 * max_fraction
-    if x.dim() == 4:
-        theta[:, 1, 2] = (torch.rand(n, device=x.device) * 2 - 1) * 2 * max_fraction
-    grid = F.affine_grid(theta, list(planar.shape), align_corners=False)
-    shifted = F.grid_sample(planar, grid, padding_mode="border", align_corners=False)
-    return shifted if x.dim() == 4 else shifted.squeeze(2)
 
 
 def drop_words(ids: torch.Tensor, rate: float) -> torch.Tensor:
@@ -132,7 +117,7 @@ class ClassificationTask(pl.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         l1: float = 0.0,
-        augment_shift: float = 0.0,
+        augment: dict[str, Any] | None = None,
         word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -145,7 +130,7 @@ class ClassificationTask(pl.LightningModule):
         self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self.l1 = float(l1)
-        self.augment_shift = float(augment_shift)
+        self.augment = Augmentation(**(augment or {}))
         if not 0 <= word_dropout < 1:
             raise ConfigError(f"data.word_dropout must be in [0, 1), got {word_dropout}")
         self.word_dropout = float(word_dropout)
@@ -178,8 +163,7 @@ class ClassificationTask(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        if self.augment_shift > 0 and x.dim() in (3, 4):
-            x = random_shift(x, self.augment_shift)
+        x = self.augment(x)
         if self.word_dropout > 0 and not x.is_floating_point():
             x = drop_words(x, self.word_dropout)
         scores = self.net(x)
@@ -310,7 +294,8 @@ class Classification(Task):
         module = ClassificationTask(
             net, num_classes=meta.num_classes, loss=cfg.model.get("loss", "cross_entropy"),
             optimizer=to_dict(cfg.optimizer), scheduler=to_dict(cfg.scheduler),
-            l1=float(cfg.model.get("l1", 0.0)), augment_shift=float(cfg.data.get("augment_shift", 0.0)),
+            l1=float(cfg.model.get("l1", 0.0)),
+            augment=Augmentation.from_data_config(cfg.data, meta.kind).as_dict(),
             word_dropout=float(cfg.data.get("word_dropout", 0.0)))
         return Built(module, [net])
 
