@@ -26,16 +26,26 @@ def penultimate_layers(net: nn.Module) -> nn.Sequential:
 
 
 class PixelSpace:
-    """Converts between a prepared dataset's normalised values and the generator's [-1, 1]."""
+    """Converts between a prepared dataset's normalised values and the generator's [-1, 1]
+    (one mean and std, or one per channel)."""
 
-    def __init__(self, mean: float, std: float) -> None:
-        self.mean, self.std = float(mean), float(std)
+    def __init__(self, mean: float | list[float], std: float | list[float]) -> None:
+        self.mean, self.std = self._scale(mean), self._scale(std)
+
+    @staticmethod
+    def _scale(value: float | list[float]) -> float | torch.Tensor:
+        return float(value) if not isinstance(value, list) else torch.tensor(value).view(-1, 1, 1)
+
+    def _stats(self, like: torch.Tensor) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+        return tuple(v.to(like) if isinstance(v, torch.Tensor) else v for v in (self.mean, self.std))
 
     def to_generator(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * self.std + self.mean) * 2 - 1
+        mean, std = self._stats(x)
+        return (x * std + mean) * 2 - 1
 
     def to_dataset(self, images: torch.Tensor) -> torch.Tensor:
-        return ((images + 1) / 2 - self.mean) / self.std
+        mean, std = self._stats(images)
+        return ((images + 1) / 2 - mean) / std
 
     @staticmethod
     def to_unit(images: torch.Tensor) -> torch.Tensor:
