@@ -116,12 +116,23 @@ def apply_recipe(cfg: DictConfig, overrides: list[str]) -> str | None:
     applied = {k: v for k, v in leaves.items() if not chosen(k)}
     with open_dict(cfg):
         del cfg["recipe_preset"]
+        _switch_groups(cfg, applied)
         for key, value in applied.items():
             OmegaConf.update(cfg, key, value, merge=True, force_add=True)
         kept = sorted(k for k in leaves if k not in applied)
         cfg.recipe_applied = {"file": f"conf/recipe/{name}.yaml", "keys": sorted(applied), "kept": kept}
     line = f"archbench: recipe conf/recipe/{name}.yaml sets {', '.join(sorted(applied)) or 'nothing'}"
     return line + (f" (your choice kept: {', '.join(kept)})" if kept else "")
+
+
+def _switch_groups(cfg: DictConfig, applied: dict[str, Any]) -> None:
+    """A recipe that names another option of a group (``scheduler.name: multistep``) starts from
+    that option's own file, conf/<group>/<name>.yaml, so no key of the composed option is left over."""
+    for group in ("optimizer", "scheduler"):
+        name = applied.get(f"{group}.name")
+        path = conf_dir() / group / f"{name}.yaml"
+        if name is not None and name != OmegaConf.select(cfg, f"{group}.name") and path.is_file():
+            cfg[group] = OmegaConf.load(path)
 
 
 def _int_at_least(cfg: DictConfig, key: str, minimum: int) -> None:

@@ -11,13 +11,13 @@ import torch
 from archbench.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad")
-SCHEDULERS = ("none", "cosine", "warmup_cosine", "step", "exponential", "onecycle")
+SCHEDULERS = ("none", "cosine", "warmup_cosine", "step", "multistep", "exponential", "onecycle")
 # the keys each one reads: anything else in its config is a typo, refused rather than ignored
 OPTIMIZER_KEYS = {"sgd": ("momentum", "nesterov"), "momentum": ("momentum", "nesterov"),
                   "adam": ("betas",), "adamw": ("betas",), "rmsprop": ("momentum",), "adagrad": ()}
 COMMON_OPTIMIZER_KEYS = ("name", "lr", "weight_decay", "fused")
 SCHEDULER_KEYS = {"none": (), "cosine": ("min_lr",), "warmup_cosine": ("warmup_steps", "min_lr"),
-                  "step": ("step_size", "gamma"), "exponential": ("gamma",), "onecycle": ("pct_start",)}
+                  "step": ("step_size", "gamma"), "multistep": ("milestones", "gamma"), "exponential": ("gamma",), "onecycle": ("pct_start",)}
 
 
 def _refuse_unknown(group: str, name: str, cfg: dict[str, Any], valid: tuple[str, ...]) -> None:
@@ -112,6 +112,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], max_e
     if name == "step":
         sched = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=int(cfg.get("step_size", 10)), gamma=float(cfg.get("gamma", 0.1)))
+        return {"scheduler": sched, "interval": "epoch"}
+    if name == "multistep":  # He et al.'s ResNet schedule: lr × gamma at each milestone epoch
+        sched = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=[int(m) for m in cfg.get("milestones") or []], gamma=float(cfg.get("gamma", 0.1)))
         return {"scheduler": sched, "interval": "epoch"}
     if name == "exponential":
         sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(cfg.get("gamma", 0.95)))
