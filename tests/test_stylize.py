@@ -4,7 +4,7 @@ and one-line errors for missing VGG-19 weights and unknown choices."""
 import numpy as np
 import pytest
 import torch
-from conftest import call_cli
+from conftest import call_cli, run_cli
 
 from archbench.errors import ConfigError
 from archbench.nets.features import RandomFilters, load_vgg19_weights, vgg19_features
@@ -95,8 +95,9 @@ def test_stylize_writes_the_image_and_curve_and_logs_an_mlflow_run(tmp_path, ima
 
 def test_missing_vgg19_weights_are_one_line_naming_the_cache_path(tmp_path, images):
     content, style = images
-    result = call_cli("archbench-stylize", f"content={content}", f"style={style}", "features=vgg19",
-                      f"tracking_uri=sqlite:///{tmp_path / 'db'}", env={"TORCH_HOME": str(tmp_path / "torch")})
+    # the installed console script, in its own process
+    result = run_cli("archbench-stylize", f"content={content}", f"style={style}", "features=vgg19",
+                     f"tracking_uri=sqlite:///{tmp_path / 'db'}", env={"TORCH_HOME": str(tmp_path / "torch")})
     assert result.returncode == 2
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from archbench.nets.cnn import _flat_size
-from archbench.nets.common import pool_if_room, require_shape, scaled
+from archbench.nets.common import flat_size, pool_if_room, require_shape, scaled
 
 POOL_AFTER = (0, 1, 4)  # conv indices followed by a max-pool, as in AlexNet
 
@@ -36,7 +35,7 @@ class AlexNet(nn.Module):
                 layers.append(pool)
             in_maps = out
         self.features = nn.Sequential(*layers)
-        flat = _flat_size(self.features, input_shape)
+        flat = flat_size(self.features, input_shape)
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, hidden), nn.ReLU(),
             nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))

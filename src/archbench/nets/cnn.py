@@ -4,13 +4,12 @@ LeNet-5."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from math import prod
 
 import torch
 from torch import nn
 
 from archbench.errors import ConfigError, IncompatibleError
-from archbench.nets.common import activation, embed_tokens, require_shape
+from archbench.nets.common import activation, embed_tokens, flat_size, require_shape
 
 POOLS = ("max", "avg")
 
@@ -19,14 +18,6 @@ def _conv_layers(dims: int):
     if dims == 1:
         return nn.Conv1d, {"max": nn.MaxPool1d, "avg": nn.AvgPool1d}, nn.BatchNorm1d
     return nn.Conv2d, {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}, nn.BatchNorm2d
-
-
-def _flat_size(features: nn.Module, input_shape: Sequence[int]) -> int:
-    was_training = features.training
-    with torch.no_grad():  # in eval mode: batch norm cannot train on one 1×1 map
-        size = prod(features.eval()(torch.zeros(1, *input_shape)).shape[1:])
-    features.train(was_training)
-    return size
 
 
 class ConvNet(nn.Module):
@@ -72,7 +63,7 @@ class ConvNet(nn.Module):
             in_channels = int(out_channels)
         self.features = nn.Sequential(*layers)
         try:
-            flat = _flat_size(self.features, input_shape)
+            flat = flat_size(self.features, input_shape)
         except RuntimeError as err:
             raise IncompatibleError(
                 f"cnn with {len(channels)} conv/pool stages shrinks input {tuple(input_shape)} to "
@@ -125,7 +116,7 @@ class LeNet5(nn.Module):
             nn.Conv2d(channels, 6, 5, padding=pad), activation(activation_name, leaky_slope), pooling(2),
             nn.Conv2d(6, 16, 5), activation(activation_name, leaky_slope), pooling(2),
         )
-        flat = _flat_size(self.features, input_shape)
+        flat = flat_size(self.features, input_shape)
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(flat, 120), activation(activation_name, leaky_slope),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import prod
 
 import torch
 from torch import nn
@@ -71,3 +72,12 @@ def pool_if_room(size: int, pool: nn.Module) -> tuple[nn.Module, int]:
 def scaled(maps: int, width: float) -> int:
     """A layer's map count times the net's ``width`` multiplier (at least 1)."""
     return max(1, round(int(maps) * float(width)))
+
+
+def flat_size(features: nn.Module, input_shape: Sequence[int]) -> int:
+    """Length of the flattened output of ``features`` for one input of ``input_shape``."""
+    was_training = features.training
+    with torch.no_grad():  # in eval mode: batch norm cannot train on one 1×1 map
+        size = prod(features.eval()(torch.zeros(1, *input_shape)).shape[1:])
+    features.train(was_training)
+    return size

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from archbench.errors import ConfigError
-from archbench.nets.cnn import _flat_size
-from archbench.nets.common import pool_if_room, require_shape, scaled
+from archbench.nets.common import flat_size, pool_if_room, require_shape, scaled
 
 # "M": 2×2 max-pool; numbers: a 3×3 conv with that many maps
 LAYOUTS: dict[str, list[int | str]] = {
@@ -52,7 +51,7 @@ class VGG(nn.Module):
             layers.append(nn.ReLU())
             in_maps = maps
         self.features = nn.Sequential(*layers)
-        flat = _flat_size(self.features, input_shape)
+        flat = flat_size(self.features, input_shape)
         head: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]
         if hidden:
             head += [nn.Linear(flat, hidden), nn.ReLU(), nn.Dropout(dropout)]
