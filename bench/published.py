@@ -31,11 +31,12 @@ class Entry:
     reference: float | None = None
     source: str = ""
     overrides: list[str] = field(default_factory=list)
-    needs: Path | None = None  # a local file the run reads (the shared datasets)
+    needs: Path | None = None  # a local file the run reads (the shared datasets, a user's CIFAR-10)
+    label: str = ""  # the row's name when one model has several rows (resnet20, resnet56)
 
     @property
     def key(self) -> str:
-        return f"{self.data}-{self.model}"
+        return f"{self.data}-{self.label or self.model}"
 
     @property
     def language_model(self) -> bool:
@@ -56,6 +57,26 @@ MULTI30K = SHARED_DATASETS / "multi30k"
 MULTI30K_RUN = [f"data.root={MULTI30K}", "paths.data_dir=data/translation"]  # the translation pipeline's
 BENTREVETT = ("bentrevett/pytorch-seq2seq on Multi30k de→en test2016, 10 epochs on a GPU, greedy decoding, "
               "spaCy tokens, torchtext BLEU")
+# CIFAR-10 and Fashion-MNIST cannot be downloaded on the machines archbench is measured on: their rows
+# fill in where a user has put the official files in data/raw/<name>/ (conf/data/<name>.yaml's root)
+CIFAR10 = ROOT / "data" / "raw" / "cifar10"
+CIFAR10_FILE = CIFAR10 / "cifar-10-batches-py" / "test_batch"
+FASHION = ROOT / "data" / "raw" / "fashion_mnist"
+FASHION_FILE = FASHION / "t10k-images-idx3-ubyte.gz"
+HE = "He et al. 2016, Table 6 (CIFAR-10 test error {:.2f} %; 45k/5k split, 182 epochs, pad-crop-flip)"
+RASBT = "rasbt/deeplearning-models, LeNet-5 on CIFAR-10: 10 epochs, Adam, no augmentation"
+FASHION_README = ("Fashion-MNIST benchmark table (zalandoresearch/fashion-mnist README, "
+                  "official 60k/10k split)")
+VISION = [
+    Entry("cifar10", "resnet", 1 - 0.0875, HE.format(8.75), ["model.net.depth=20"], CIFAR10_FILE, "resnet20"),
+    Entry("cifar10", "resnet", 1 - 0.0751, HE.format(7.51), ["model.net.depth=32"], CIFAR10_FILE, "resnet32"),
+    Entry("cifar10", "resnet", 1 - 0.0697, HE.format(6.97), ["model.net.depth=56"], CIFAR10_FILE, "resnet56"),
+    Entry("cifar10", "lenet5", 0.673, RASBT, [], CIFAR10_FILE),
+    Entry("fashion_mnist", "cnn", 0.916, FASHION_README + ": 2-conv CNN", [], FASHION_FILE),
+    Entry("fashion_mnist", "mlp", 0.883, FASHION_README + ": MLP", [], FASHION_FILE),
+    Entry("fashion_mnist", "resnet", 0.949, FASHION_README + ": ResNet-18 with augmentation (ours: CIFAR "
+          "ResNet-20)", ["data.augment_crop=2", "data.augment_flip=true"], FASHION_FILE),
+]
 ENTRIES = [
     Entry("mnist1d", "logistic", 0.32, MNIST1D_PAPER),
     Entry("mnist1d", "mlp", 0.68, MNIST1D_PAPER),
@@ -77,13 +98,15 @@ ENTRIES = [
           MULTI30K / "train.de.gz"),
     Entry("multi30k", "seq2seq_transformer", 36.5, BENTREVETT + " (3+3 layers, d 256, ff 512, 8 heads)",
           MULTI30K_RUN, MULTI30K / "train.de.gz"),
+    *VISION,
 ]
 
 
 def run_dir(entry: Entry) -> tuple[Path, str]:
     """Where the entry's result lives: seed 42 of a pipeline stage (the default one, or the text
     or translation pipeline's) when it has one, else this benchmark's own run."""
-    for stage in (Path("results") / pipeline / "train" / entry.key for pipeline in (".", "text", "translation")):
+    pipelines = (".", "text", "translation", "vision")
+    for stage in (Path("results") / pipeline / "train" / entry.key for pipeline in pipelines):
         for folder in (stage / "seed42", stage):
             if (ROOT / folder / "metrics.json").is_file():
                 return ROOT / folder, f"dvc pipeline, {folder}"
@@ -120,6 +143,13 @@ def row(entry: Entry, directory: Path, origin: str) -> dict:
             "origin": origin}
 
 
+def empty_row(entry: Entry, origin: str) -> dict:
+    """A reference row whose data is not on this machine: the published figure, nothing of ours."""
+    return {"key": entry.key, "data": entry.data, "model": entry.label or entry.model, "metric": "test accuracy",
+            "ours": None, "test_loss": None, "reference": entry.reference, "source": entry.source,
+            "seed": "—", "budget": "—", "train_seconds": None, "parameters": None, "origin": origin}
+
+
 def fmt(value: float | None, metric: str) -> str:
     if value is None:
         return "—"
@@ -138,7 +168,9 @@ def markdown(rows: list[dict], skipped: list[str]) -> str:
              "embeddings; the published figures differ in split or embeddings as their source says. "
              "Multi30k rows (de→en, test2016) come from the translation pipeline (`make repro-translation`): "
              "archbench's regex tokenizer and sacreBLEU 13a on detokenized text, where the reference used "
-             "spaCy tokens and torchtext's BLEU on tokens, and far fewer epochs on this CPU.", "",
+             "spaCy tokens and torchtext's BLEU on tokens, and far fewer epochs on this CPU. "
+             "CIFAR-10 and Fashion-MNIST rows fill in only where the official files are in data/raw/ "
+             "(this machine has neither; nothing is simulated).", "",
              "| data | model | metric | archbench | published | source | seed | budget | train s | from |",
              "| --- | --- | --- | ---: | ---: | --- | ---: | --- | ---: | --- |"]
     for r in rows:
@@ -146,7 +178,8 @@ def markdown(rows: list[dict], skipped: list[str]) -> str:
             if r["test_loss"] is not None else ""
         ours = fmt(r["ours"], r["metric"]) + (f" ({extra})" if extra else "")
         lines.append(f"| {r['data']} | {r['model']} | {r['metric']} | {ours} | {fmt(r['reference'], r['metric'])} | "
-                     f"{r['source'] or '—'} | {r['seed']} | {r['budget']} | {r['train_seconds']:.0f} | "
+                     f"{r['source'] or '—'} | {r['seed']} | {r['budget']} | "
+                     f"{'—' if r['train_seconds'] is None else format(r['train_seconds'], '.0f')} | "
                      f"{r['origin']} |")
     lines += ["", "Train seconds are wall time on this 2-core machine, taken from each run's metrics.json "
               "(pipeline stages ran one at a time; the seeds of a pair side by side where its overrides use the joblib launcher, as all SST-2 pairs do)."]
@@ -165,7 +198,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.only and entry.key not in args.only:
             continue
         if entry.needs is not None and not entry.needs.is_file():
-            skipped.append(f"{entry.key}: {entry.needs} is missing")
+            needs = entry.needs.relative_to(ROOT) if entry.needs.is_relative_to(ROOT) else entry.needs
+            skipped.append(f"{entry.key}: {needs} is missing (put the official files there, then "
+                           f"`python bench/published.py --only {entry.key}`)")
+            if entry.data in ("cifar10", "fashion_mnist"):  # the published figure, ours to fill in
+                rows.append(empty_row(entry, f"needs {needs}"))
             continue
         directory, origin = run_dir(entry)
         if origin == "bench/published.py":
