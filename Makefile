@@ -7,7 +7,7 @@ VENV := .venv
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro repro-text repro-translation test test-fast lint ui clean efficiency
+.PHONY: setup repro repro-text repro-translation repro-vision test test-fast lint ui clean efficiency
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ repro-text: setup
 # multi30k_root, de → en, GRU / attention / Transformer -> reports/translation/comparison.md
 repro-translation: setup
 	dvc repro translation/dvc.yaml
+
+# the vision pipeline (vision/dvc.yaml): the CNN families on digits (embedded) and MNIST (the t10k
+# files in vision/params.yaml's mnist root) -> reports/vision/comparison.md
+repro-vision: setup
+	dvc repro vision/dvc.yaml
 
 # one pytest-xdist worker per core (tests/conftest.py gives each one torch thread); work stealing:
 # a worker that runs out of tests takes half of another's queue (measured 10:56 vs 12:03 with the
