@@ -277,6 +277,9 @@ def test_cifar10_recipes_start_from_the_option_they_name():
     lenet = compose(["data=cifar10", "model=lenet5"])
     assert dict(lenet.scheduler) == {"name": "none"} and lenet.data.augment_crop == 0
     assert compose(["data=cifar10", "model=resnet", "optimizer=adam"]).optimizer.name == "adam"
+    mine = compose(["data=cifar10", "model=resnet", "optimizer.weight_decay=5e-4", "+scheduler.gamma=0.2"])
+    assert (mine.optimizer.name, mine.optimizer.weight_decay) == ("momentum", 5e-4)  # my key survives
+    assert dict(mine.scheduler) == {"name": "multistep", "milestones": [82, 123], "gamma": 0.2}
 
 
 def test_vision_pipeline_trains_every_family_with_the_default_pipelines_dependencies():

@@ -116,7 +116,7 @@ def apply_recipe(cfg: DictConfig, overrides: list[str]) -> str | None:
     applied = {k: v for k, v in leaves.items() if not chosen(k)}
     with open_dict(cfg):
         del cfg["recipe_preset"]
-        _switch_groups(cfg, applied)
+        _switch_groups(cfg, applied, chosen)
         for key, value in applied.items():
             OmegaConf.update(cfg, key, value, merge=True, force_add=True)
         kept = sorted(k for k in leaves if k not in applied)
@@ -125,14 +125,17 @@ def apply_recipe(cfg: DictConfig, overrides: list[str]) -> str | None:
     return line + (f" (your choice kept: {', '.join(kept)})" if kept else "")
 
 
-def _switch_groups(cfg: DictConfig, applied: dict[str, Any]) -> None:
+def _switch_groups(cfg: DictConfig, applied: dict[str, Any], chosen) -> None:
     """A recipe that names another option of a group (``scheduler.name: multistep``) starts from
-    that option's own file, conf/<group>/<name>.yaml, so no key of the composed option is left over."""
+    that option's own file, conf/<group>/<name>.yaml, so no key of the composed option is left
+    over; keys of the group the user set (``optimizer.lr=1e-4``) keep the user's values."""
     for group in ("optimizer", "scheduler"):
         name = applied.get(f"{group}.name")
         path = conf_dir() / group / f"{name}.yaml"
-        if name is not None and name != OmegaConf.select(cfg, f"{group}.name") and path.is_file():
-            cfg[group] = OmegaConf.load(path)
+        if name is None or name == OmegaConf.select(cfg, f"{group}.name") or not path.is_file():
+            continue
+        mine = {key: value for key, value in cfg[group].items() if chosen(f"{group}.{key}")}
+        cfg[group] = OmegaConf.merge(OmegaConf.load(path), mine)
 
 
 def _int_at_least(cfg: DictConfig, key: str, minimum: int) -> None:
