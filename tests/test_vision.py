@@ -192,6 +192,14 @@ def test_cifar10_extracts_the_official_tarball(tmp_path):
     tar_md5 = hashlib.md5((root / "cifar-10-python.tar.gz").read_bytes()).hexdigest()
     meta = prepare("cifar10", cifar_cfg(root, md5, tarball_md5=tar_md5), tmp_path / "c")
     assert meta.splits["test"] == 20 and (root / "cifar-10-batches-py" / "test_batch").is_file()
+    # data.download=true: fetched from the configured URL (here a file:// one), MD5-checked, extracted
+    fetched = tmp_path / "fetched"
+    url = (root / "cifar-10-python.tar.gz").as_uri()
+    again = prepare("cifar10", cifar_cfg(fetched, md5, tarball_md5=tar_md5, download=True, url=url), tmp_path / "d")
+    assert again.checksum == meta.checksum and (fetched / "cifar-10-python.tar.gz").is_file()
+    with pytest.raises(DataError, match="not the official"):
+        prepare("cifar10", cifar_cfg(tmp_path / "bad", md5, tarball_md5="0" * 32, download=True, url=url),
+                tmp_path / "e")
 
 
 def test_cifar10_refuses_a_wrong_md5_and_a_truncated_batch(tmp_path):
