@@ -41,6 +41,16 @@ def md5_of(path) -> str:
     return hashlib.md5(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
 
 
+def check_md5(path, expected: str | None, advice: str = "") -> str:
+    """The file's MD5 (hashed once), refused in one line when it is not the ``expected`` one."""
+    from archbench.errors import DataError
+
+    actual = md5_of(path)
+    if expected and actual != expected:
+        raise DataError(f"{path} has MD5 {actual}, not the official {expected}" + (f" {advice}" if advice else ""))
+    return actual
+
+
 def download(url: str, target, md5: str | None = None):
     """``url`` saved as ``target`` unless it is there (via a ``.part`` file, so an interrupted
     download never passes for the file), then checked against ``md5`` when one is given."""
@@ -58,9 +68,8 @@ def download(url: str, target, md5: str | None = None):
         except OSError as err:
             raise DataError(f"cannot download {url}: {err}") from None
         partial.rename(target)
-    actual = md5_of(target) if md5 else None
-    if md5 and actual != md5:
-        raise DataError(f"{target} has MD5 {actual}, not the official {md5}: delete it and download again")
+    if md5:
+        check_md5(target, md5, "(delete it and download again)")
     return target
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, download, md5_of
+from archbench.data.sources import Source, check_md5, download
 from archbench.errors import DataError
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -28,12 +28,9 @@ def _extract(cfg: dict[str, Any], root: Path) -> None:
     """Download the tarball (when asked) and extract it when the batches are not there yet."""
     tarball = root / str(cfg.get("tarball") or "cifar-10-python.tar.gz")
     if cfg.get("download"):
-        download(str(cfg["url"]), tarball, str(cfg.get("tarball_md5") or "") or None)
+        download(str(cfg["url"]), tarball)  # checked below, once
     if tarball.is_file() and not (_batch_dir(root) / "test_batch").is_file():
-        expected = cfg.get("tarball_md5")
-        if expected and md5_of(tarball) != expected:
-            raise DataError(f"{tarball} has MD5 {md5_of(tarball)}, not the official {expected}: "
-                            f"delete it and download again")
+        check_md5(tarball, cfg.get("tarball_md5"), "(delete it and download again)")
         with tarfile.open(tarball) as archive:
             archive.extractall(root, filter="data")
 
@@ -73,10 +70,7 @@ def cifar10(cfg: dict[str, Any]) -> Source:
     expected = dict(cfg.get("md5") or {})
     files = {}
     for name in CIFAR10_FILES:
-        actual = md5_of(folder / name)
-        if name in expected and actual != expected[name]:
-            raise DataError(f"{folder / name} has MD5 {actual}, not the official {expected[name]}")
-        files[name] = actual
+        files[name] = check_md5(folder / name, expected.get(name))
     parts = [_images(folder / name) for name in CIFAR10_TRAIN]
     x_test, y_test = _images(folder / "test_batch")
     meta = _unpickle(folder / "batches.meta")

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, download, md5_of
+from archbench.data.sources import Source, check_md5, download
 from archbench.errors import DataError
 
 MNIST_FILES = {
@@ -70,10 +70,7 @@ def idx_images(cfg: dict[str, Any], dataset: str, files: dict[str, tuple[str, st
     checked = {}
     for key, (name, official) in files.items():
         if present[key]:
-            expected, actual = pinned.get(name, official), md5_of(root / name)
-            if actual != expected:
-                raise DataError(f"{root / name} has MD5 {actual}, not the official {expected}")
-            checked[name] = actual
+            checked[name] = check_md5(root / name, pinned.get(name, official))
 
     def read(key: str, labels: bool) -> np.ndarray:
         array = _read_idx(root / files[key][0])

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, download, md5_of
+from archbench.data.sources import Source, check_md5, download
 from archbench.errors import ConfigError, DataError
 
 MULTI30K_LANGUAGES = ("en", "de", "fr")
@@ -92,10 +92,7 @@ def multi30k(cfg: dict[str, Any]) -> Source:
                         f"files) in {root.resolve()} (data.root=DIR, e.g. ../shared/datasets/multi30k), "
                         f"or set data.download=true")
     for name in names:
-        expected = (cfg.get("md5") or {}).get(name)
-        if expected and md5_of(root / name) != expected:
-            raise DataError(f"{root / name} has MD5 {md5_of(root / name)}, not the official {expected} "
-                            f"(another version? set data.md5=null to accept it)")
+        check_md5(root / name, (cfg.get("md5") or {}).get(name), "(another version? set data.md5=null to accept it)")
     splits = {split: (_read_gz_lines(root / f"{stem}.{source_lang}.gz"),
                       _read_gz_lines(root / f"{stem}.{target_lang}.gz"))
               for split, stem in MULTI30K_SPLITS.items()}
