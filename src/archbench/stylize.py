@@ -173,6 +173,8 @@ def feature_network(cfg: Any, tracking_uri: str) -> LayerFeatures:
     from archbench.nets.features import IMAGENET_MEAN, IMAGENET_STD, RandomFilters
 
     name = str(cfg.features)
+    if _family(name) not in cfg.layers:
+        raise ConfigError(f"unknown features {name!r}; valid: {', '.join(FEATURES)}")
     layers = sorted(set(cfg.layers[_family(name)].content) | set(cfg.layers[_family(name)].style))
     if name == "random":
         net = RandomFilters(list(cfg.random.kernels), int(cfg.random.maps), int(cfg.seed))
@@ -279,12 +281,10 @@ def stylize(cfg: Any) -> dict[str, Any]:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(int(cfg.seed))
     family = _family(str(cfg.features))
-    if family not in cfg.layers:
-        raise ConfigError(f"unknown features {cfg.features!r}; valid: {', '.join(FEATURES)}")
+    features = feature_network(cfg, str(cfg.tracking_uri))
     content = load_image(str(cfg.content), int(cfg.size))
     style = load_image(str(cfg.style), int(cfg.size))
     style = F.interpolate(style, size=content.shape[-2:], mode="bilinear", align_corners=False)
-    features = feature_network(cfg, str(cfg.tracking_uri))
     result = transfer(features, content, style, content_layers=list(cfg.layers[family].content),
                       style_layers=list(cfg.layers[family].style), steps=int(cfg.steps),
                       content_weight=float(cfg.content_weight), style_weight=float(cfg.style_weight),
