@@ -7,7 +7,7 @@ VENV := .venv
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro repro-text repro-translation repro-vision test test-fast lint ui clean efficiency
+.PHONY: setup repro repro-text repro-translation repro-vision repro-speech test test-fast lint ui clean efficiency
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ repro-translation: setup
 # files in vision/params.yaml's mnist root) -> reports/vision/comparison.md
 repro-vision: setup
 	dvc repro vision/dvc.yaml
+
+# the speech pipeline (speech/dvc.yaml): spoken digits (FSDD, speech/params.yaml's root) by cnn,
+# gru, lstm, transformer and mlp, leave-one-speaker-out, CTC transcription -> reports/speech/
+repro-speech: setup
+	dvc repro speech/dvc.yaml
 
 # one pytest-xdist worker per core (tests/conftest.py gives each one torch thread); work stealing:
 # a worker that runs out of tests takes half of another's queue (measured 10:56 vs 12:03 with the

@@ -20,7 +20,8 @@ from typing import NoReturn
 # each program and the module whose ``main()`` (reading ``sys.argv``) it runs
 PROGRAMS = {"archbench-train": "archbench.cli.train", "archbench-prepare": "archbench.cli.prepare",
             "archbench-compare": "archbench.cli.compare", "archbench-generate": "archbench.cli.generate",
-            "archbench-predict": "archbench.cli.predict", "archbench-stylize": "archbench.cli.stylize"}
+            "archbench-predict": "archbench.cli.predict", "archbench-stylize": "archbench.cli.stylize",
+            "archbench-transcribe": "archbench.cli.transcribe"}
 
 
 def exit_status(main: Callable[[], None]) -> int:
@@ -61,3 +62,4 @@ compare = _script("archbench-compare")
 generate = _script("archbench-generate")
 predict = _script("archbench-predict")
 stylize = _script("archbench-stylize")
+transcribe = _script("archbench-transcribe")

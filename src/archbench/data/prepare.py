@@ -31,7 +31,8 @@ from archbench.errors import ConfigError
 
 # data config keys the datamodules and tasks read; they never change the prepared tensors
 LOADER_KEYS = ("name", "dir", "batch_size", "eval_batch_size", "layout", "verify_checksum",
-               "augment_shift", "augment_crop", "augment_flip", "block_size", "steps_per_epoch", "sample_every_n_epochs",
+               "augment_shift", "augment_crop", "augment_flip", "augment_noise_snr", "augment_time_mask",
+               "augment_freq_mask", "augment_masks", "block_size", "steps_per_epoch", "sample_every_n_epochs",
                "sample_length", "download", "url", "train_fraction", "bucket_batches",
                "word_dropout")
 
@@ -157,18 +158,20 @@ def prepare(cfg: dict[str, Any], out_dir: str | Path) -> Meta:
     validate_split_fractions(cfg)
     seed = int(cfg.get("seed", 42))
     source = resolve_source(cfg)(cfg)
-    files, extra = {}, {}
+    files, extra, input_shape = {}, {}, source.input_shape
     if source.kind == "text":
         arrays, stats, target = _text_splits(cfg, source), {}, {}
     elif source.preparer:  # e.g. texts → word ids: the source's own encoder of the seeded splits
         from hydra.utils import get_method
 
         arrays, extra, files = get_method(source.preparer)(cfg, source, split_pool(cfg, source, seed))
-        stats, target = {}, {}
+        # a preparer that computes features knows their shape and statistics
+        stats, target = extra.pop("normalization", {}), {}
+        input_shape = extra.pop("input_shape", input_shape)
     else:
         arrays, stats, target = _example_splits(cfg, source, seed)
     return write_prepared(Path(out_dir), arrays, {
-        "name": str(cfg["name"]), "kind": source.kind, "input_shape": source.input_shape,
+        "name": str(cfg["name"]), "kind": source.kind, "input_shape": input_shape,
         "num_classes": len(source.class_names), "class_names": source.class_names,
         "normalization": stats, "seed": seed,
         "val_fraction": float(cfg.get("val_fraction", 0.05 if source.kind == "text" else 0.1)),

@@ -22,7 +22,7 @@ class Meta:
     """What a model and a task need to know about a prepared dataset."""
 
     name: str
-    kind: str  # image | sequence | tabular | text (characters) | tokens (word ids)
+    kind: str  # image | sequence | tabular | audio | text (characters) | tokens (word ids) | parallel
     input_shape: list[int]
     num_classes: int
     class_names: list[str]

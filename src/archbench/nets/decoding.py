@@ -1,8 +1,10 @@
-"""Greedy and beam-search decoding for the encoder-decoder nets of ``archbench.nets.seq2seq``.
+"""Greedy and beam-search decoding for the encoder-decoder nets of ``archbench.nets.seq2seq``,
+and greedy / prefix-beam CTC decoding for per-frame acoustic models (``nets.deepspeech``).
 
-Both return target ids ``(N, L)`` without ``<sos>``: a sentence ends at its first ``<eos>`` and
-is padded with ``<pad>`` after it. Written here because torch has no generic decoder for custom
-``nn.Module``s (Hugging Face's ``generate`` needs its own model classes).
+Seq2seq decoders return target ids ``(N, L)`` without ``<sos>``: a sentence ends at its first
+``<eos>`` and is padded with ``<pad>`` after it. Written here because torch has no generic decoder
+for custom ``nn.Module``s (Hugging Face's ``generate`` needs its own model classes), and its CTC
+decoder lives in torchaudio, which does not pair with this torch build.
 """
 
 from __future__ import annotations
@@ -81,3 +83,53 @@ def beam_search(net: nn.Module, src: torch.Tensor, beam_size: int, max_len: int,
     ranked = (scores.reshape(-1) / length_penalty(lengths, alpha)).reshape(n, k)
     chosen = offsets.squeeze(1) + ranked.argmax(dim=1)
     return history[chosen]
+
+
+# --- CTC (Graves et al. 2006): per-frame log-probabilities over symbols + a blank -------------
+def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int) -> list[list[int]]:
+    """Best path: the arg-max symbol of every frame, repeats merged, blanks dropped.
+    ``log_probs`` ``(N, T, classes)``, ``lengths`` ``(N,)`` frames that count."""
+    best = log_probs.argmax(dim=-1).cpu()
+    decoded = []
+    for row, length in zip(best.tolist(), lengths.tolist(), strict=True):
+        out, previous = [], blank
+        for symbol in row[: int(length)]:
+            if symbol != previous and symbol != blank:
+                out.append(symbol)
+            previous = symbol
+        decoded.append(out)
+    return decoded
+
+
+def _log_add(*values: float) -> float:
+    import math
+
+    top = max(values)
+    return top if top == -math.inf else top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def ctc_prefix_beam(log_probs: torch.Tensor, length: int, blank: int, beam_size: int = 8) -> list[int]:
+    """Prefix beam search (Hannun et al. 2014) without a language model: the ``beam_size`` most
+    probable label prefixes, each scored by the total probability of every frame path that
+    collapses to it (blank-ending and symbol-ending paths kept apart). One utterance ``(T, classes)``."""
+    import math
+
+    none = -math.inf
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, none)}  # (p ends in blank, p ends in symbol)
+    for row in log_probs[: int(length)].double().cpu().tolist():
+        grown: dict[tuple[int, ...], list[float]] = {}
+        for prefix, (p_b, p_s) in beams.items():
+            same = grown.setdefault(prefix, [none, none])
+            same[0] = _log_add(same[0], p_b + row[blank], p_s + row[blank])
+            for symbol, p in enumerate(row):
+                if symbol == blank:
+                    continue
+                longer = grown.setdefault(prefix + (symbol,), [none, none])
+                if prefix and prefix[-1] == symbol:
+                    longer[1] = _log_add(longer[1], p_b + p)  # a repeat needs a blank between
+                    same[1] = _log_add(same[1], p_s + p)  # else it merges
+                else:
+                    longer[1] = _log_add(longer[1], p_b + p, p_s + p)
+        ranked = sorted(grown.items(), key=lambda item: -_log_add(*item[1]))[:beam_size]
+        beams = {prefix: (p_b, p_s) for prefix, (p_b, p_s) in ranked}
+    return list(max(beams.items(), key=lambda item: _log_add(*item[1]))[0])

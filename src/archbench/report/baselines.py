@@ -90,6 +90,17 @@ def _bag_of_words_model(ids: np.ndarray):
     return make_pipeline(TfidfTransformer(), LogisticRegression(max_iter=5000)), counts
 
 
+def pooled_frames(splits: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Spectrograms ``(N, features, frames)`` as each feature's mean and std over the real frames:
+    the classic pooled-features input of an SVM on audio."""
+    pooled = {}
+    for split, tensors in splits.items():
+        x, lengths = tensors["x"].numpy(), tensors["lengths"].numpy()
+        rows = [np.concatenate([f[:, :n].mean(axis=1), f[:, :n].std(axis=1)]) for f, n in zip(x, lengths, strict=True)]
+        pooled[split] = {"x": np.stack(rows), "y": tensors["y"]}
+    return pooled
+
+
 def reference_runs(runs: dict[str, list[RunResult]], data_root: Path) -> dict[str, list[RunResult]]:
     """Reference rows for every (task, dataset) among ``runs`` whose prepared data in
     ``data_root/<name>`` is the very data those runs trained on (same checksum); others get none."""
@@ -106,6 +117,8 @@ def reference_runs(runs: dict[str, list[RunResult]], data_root: Path) -> dict[st
             if meta["checksum"] not in checksums or meta["kind"] == "text":
                 continue
             _, splits = load_all(data_dir)
+            if meta["kind"] == "audio":
+                splits = pooled_frames(splits)
             for name in TEXT_CLASSIFIERS if meta["kind"] == "tokens" else names:
                 metrics = fit_and_score(name, task, splits, meta.get("target"))
                 run = {"data": dataset, "model": f"{name} (reference)", "reference": True, "run_id": ""}

@@ -70,6 +70,7 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
     """
     from archbench.report.baselines import reference_runs
     from archbench.report.replicates import aggregated
+    from archbench.report.speech import audio_section
     from archbench.tasks import load_task, task_names
 
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +91,7 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
             given = runs[name] if name == "classification" else aggregated(
                 [r for r in runs[name] if not r.run.get("tuned")])
             lines += load_task(name).report_section(given, reports_dir)
+    lines += audio_section(runs.get("classification", []), reports_dir)
     lines += sweep_markdown(Path(results_dir).parent / "sweep")
     if (reports_dir / "text" / "comparison.md").is_file():
         lines += ["## Text classification", "", "SST-2 sentiment by bag of embeddings, Kim CNN, "

@@ -276,7 +276,7 @@ class Classification(Task):
     """Images, sequences and tables → one of ``num_classes`` labels."""
 
     name = "classification"
-    data_kinds = ("image", "sequence", "tabular", "tokens")
+    data_kinds = ("image", "sequence", "tabular", "tokens", "audio")
     data_tasks = ("classification",)
     monitor = ("val/acc_then_loss", "max")  # accuracy, ties broken by loss (see on_validation_epoch_end)
 
@@ -290,14 +290,23 @@ class Classification(Task):
             warnings.warn(f"data.augment_shift={shift} translates the sequence, but this variant of "
                           f"{meta.name} shuffles the positions (generate.shuffle_seq=true): the shift has "
                           f"no meaning there; set data.augment_shift=0", UserWarning, stacklevel=1)
-        net = self.build_net(cfg, datamodule.input_shape, meta)
+        net = self._net(cfg, datamodule.input_shape, meta)
         module = ClassificationTask(
             net, num_classes=meta.num_classes, loss=cfg.model.get("loss", "cross_entropy"),
             optimizer=to_dict(cfg.optimizer), scheduler=to_dict(cfg.scheduler),
             l1=float(cfg.model.get("l1", 0.0)),
-            augment=Augmentation.from_data_config(cfg.data, meta.kind).as_dict(),
+            augment=Augmentation.from_data_config(cfg.data, meta.kind, meta.extra.get("audio")).as_dict(),
             word_dropout=float(cfg.data.get("word_dropout", 0.0)))
         return Built(module, [net])
+
+    def _net(self, cfg, input_shape: list[int], meta) -> nn.Module:
+        """The model's net; on spectrograms behind the audio front-end it reads (``model.audio_view``)."""
+        if meta.kind != "audio":
+            return self.build_net(cfg, input_shape, meta)
+        from archbench.nets.audio import FeatureView, ViewedNet
+
+        view = FeatureView(str(cfg.model.get("audio_view", "frames")))
+        return ViewedNet(view, self.build_net(cfg, view.shape(input_shape), meta))
 
     def net_key_for(self, meta) -> str:
         return "text_net" if meta.kind == "tokens" else self.net_key

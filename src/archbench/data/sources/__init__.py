@@ -22,7 +22,7 @@ class Source:
     y_pool: np.ndarray
     x_test: np.ndarray | None
     y_test: np.ndarray | None
-    kind: str  # image | sequence | tabular | text (characters) | tokens (word ids) | parallel (pairs)
+    kind: str  # image | sequence | tabular | audio | text (characters) | tokens (word ids) | parallel (pairs)
     input_shape: list[int]
     class_names: list[str]  # empty for regression and translation
     info: dict[str, Any] = field(default_factory=dict)

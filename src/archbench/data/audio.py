@@ -1,0 +1,209 @@
+"""Audio: WAV reading, log-mel / MFCC features with torch's own signal functions, and spoken digit
+strings made from real recordings.
+
+torchaudio does not pair with this torch build and librosa pulls numba, so the mel filter bank
+(HTK mel scale, triangles normalised to unit area) is the dozen lines below; the STFT is
+``torch.stft`` and the MFCC's DCT-II is scipy's.
+"""
+
+from __future__ import annotations
+
+import wave
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archbench.errors import ConfigError, DataError
+
+FEATURE_KINDS = ("logmel", "mfcc")
+LOG_FLOOR = 1e-6  # added to mel power before the log: digital silence maps to log(1e-6)
+
+
+def read_wav(path: str | Path, sample_rate: int, resample: bool = True) -> np.ndarray:
+    """A PCM WAV file as mono float32 in [-1, 1] at ``sample_rate`` Hz: stereo is averaged to mono,
+    another rate is resampled (polyphase, scipy) unless ``resample`` is false; anything else is
+    refused in one line."""
+    path = Path(path)
+    try:
+        with wave.open(str(path), "rb") as handle:
+            channels, width, rate = handle.getnchannels(), handle.getsampwidth(), handle.getframerate()
+            raw = handle.readframes(handle.getnframes())
+    except (wave.Error, EOFError) as err:
+        raise DataError(f"{path}: not a PCM WAV file ({err})") from None
+    except OSError as err:
+        raise DataError(f"{path}: unreadable ({err.strerror or err})") from None
+    if width not in (1, 2, 4):
+        raise DataError(f"{path}: {8 * width}-bit samples; archbench reads 8-, 16- and 32-bit PCM WAV")
+    if width == 1:  # 8-bit WAV is unsigned
+        samples = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128) / 128
+    else:
+        dtype = np.int16 if width == 2 else np.int32
+        samples = np.frombuffer(raw, dtype=dtype).astype(np.float32) / float(np.iinfo(dtype).max + 1)
+    if len(samples) == 0:
+        raise DataError(f"{path}: no audio samples")
+    samples = samples.reshape(-1, channels).mean(axis=1)
+    if rate != sample_rate:
+        if not resample:
+            raise DataError(f"{path}: {rate} Hz, not {sample_rate} Hz (set data.resample=true to resample it)")
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        divisor = gcd(rate, sample_rate)
+        samples = resample_poly(samples, sample_rate // divisor, rate // divisor).astype(np.float32)
+    return samples.astype(np.float32)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """Mono float samples in [-1, 1] as a 16-bit PCM WAV file (the FSDD format)."""
+    path = Path(path)
+    pcm = np.clip(np.round(np.asarray(samples) * 32768), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes(pcm.tobytes())
+    return path
+
+
+def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, fmin: float, fmax: float) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) triangular filters equally spaced on the HTK mel scale, each
+    summing to one (white noise gives every band the same power)."""
+    def to_mel(hz):
+        return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
+
+    def to_hz(mel):
+        return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
+
+    bins = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2))
+    low, centre, high = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins - low) / np.maximum(centre - low, 1e-9)
+    falling = (high - bins) / np.maximum(high - centre, 1e-9)
+    filters = np.clip(np.minimum(rising, falling), 0.0, None)
+    return (filters / np.maximum(filters.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Features:
+    """Log-mel spectrogram or MFCC frames, ``(features, frames)`` per waveform; one frame per
+    ``hop`` samples (``torch.stft`` with ``center=True``: ``1 + samples // hop`` frames)."""
+
+    kind: str = "logmel"
+    sample_rate: int = 8000
+    n_fft: int = 256
+    win_length: int = 200
+    hop: int = 80
+    n_mels: int = 40
+    n_mfcc: int = 13
+    fmin: float = 0.0
+    fmax: float | None = None
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> Features:
+        given = dict(cfg.get("features") or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(f"unknown data.features key(s) {unknown}; valid: {', '.join(sorted(known))}")
+        features = cls(**{**given, "sample_rate": int(cfg.get("sample_rate", 8000))})
+        if features.kind not in FEATURE_KINDS:
+            raise ConfigError(f"unknown data.features.kind {features.kind!r}; valid: {', '.join(FEATURE_KINDS)}")
+        if not 0 < features.win_length <= features.n_fft or features.hop < 1:
+            raise ConfigError(f"data.features needs 0 < win_length ≤ n_fft and hop ≥ 1, got "
+                              f"{features.win_length}, {features.n_fft}, {features.hop}")
+        if features.kind == "mfcc" and not 0 < features.n_mfcc <= features.n_mels:
+            raise ConfigError(f"data.features.n_mfcc must be in 1..n_mels ({features.n_mels}), got {features.n_mfcc}")
+        return features
+
+    @property
+    def size(self) -> int:
+        return self.n_mfcc if self.kind == "mfcc" else self.n_mels
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def frames_for(self, samples: int) -> int:
+        return 1 + samples // self.hop
+
+    def samples_for(self, frames: int) -> int:
+        """The waveform length that gives exactly ``frames`` frames."""
+        return (frames - 1) * self.hop
+
+    def log_mel_power(self, power):
+        """Log-mel from an STFT power spectrogram ``(..., n_fft // 2 + 1, frames)`` (a torch tensor)."""
+        import torch
+
+        filters = torch.from_numpy(mel_filterbank(self.n_mels, self.n_fft, self.sample_rate, self.fmin,
+                                                  self.fmax or self.sample_rate / 2)).to(power)
+        return torch.log(torch.einsum("mf,...ft->...mt", filters, power) + LOG_FLOOR)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """``(features, frames)`` float32 of one waveform."""
+        import torch
+
+        wave_ = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+        spectrum = torch.stft(wave_, self.n_fft, self.hop, self.win_length,
+                              window=torch.hann_window(self.win_length), center=True, return_complex=True)
+        log_mel = self.log_mel_power(spectrum.abs() ** 2).numpy()
+        if self.kind == "mfcc":
+            from scipy.fft import dct
+
+            return dct(log_mel, type=2, norm="ortho", axis=0)[: self.n_mfcc].astype(np.float32)
+        return log_mel.astype(np.float32)
+
+    def silence(self) -> np.ndarray:
+        """The features of digital silence, ``(features,)``: what padding frames hold."""
+        return self(np.zeros(self.n_fft, dtype=np.float32))[:, 0]
+
+
+def fit_to_frames(samples: np.ndarray, features: Features, frames: int) -> np.ndarray:
+    """The waveform padded with silence at the end, or cropped around its centre, to give exactly
+    ``frames`` frames."""
+    wanted = features.samples_for(frames)
+    if len(samples) >= wanted:
+        start = (len(samples) - wanted) // 2
+        return samples[start : start + wanted]
+    return np.pad(samples, (0, wanted - len(samples)))
+
+
+@dataclass(frozen=True)
+class StringSpec:
+    """Spoken digit strings: ``min_digits``-``max_digits`` recordings in a row, each followed by a
+    random silence of ``gap_ms`` (low, high) milliseconds, with ``edge_ms`` silence at both ends."""
+
+    min_digits: int = 1
+    max_digits: int = 7
+    gap_ms: tuple[float, float] = (30.0, 200.0)
+    edge_ms: tuple[float, float] = (0.0, 100.0)
+
+    @classmethod
+    def from_config(cls, given: dict[str, Any]) -> StringSpec:
+        keys = ("min_digits", "max_digits", "gap_ms", "edge_ms")
+        spec = cls(**{k: tuple(given[k]) if k.endswith("_ms") else int(given[k]) for k in keys if k in given})
+        if not 1 <= spec.min_digits <= spec.max_digits:
+            raise ConfigError(f"data.strings needs 1 ≤ min_digits ≤ max_digits, got {spec.min_digits}, {spec.max_digits}")
+        for name in ("gap_ms", "edge_ms"):
+            low, high = getattr(spec, name)
+            if not 0 <= low <= high:
+                raise ConfigError(f"data.strings.{name} must be [low, high] with 0 ≤ low ≤ high, got {[low, high]}")
+        return spec
+
+
+def synthesize_string(waves: list[np.ndarray], labels: np.ndarray, spec: StringSpec, rng,
+                      sample_rate: int) -> tuple[np.ndarray, list[int], list[int]]:
+    """One spoken string: (samples, digits, indices of the recordings used), drawn with ``rng``
+    (a numpy Generator or anything with ``integers`` and ``uniform``) from ``waves`` only."""
+    count = int(rng.integers(spec.min_digits, spec.max_digits + 1))
+    chosen = [int(i) for i in rng.integers(0, len(waves), count)]
+
+    def silence(bounds: tuple[float, float]) -> np.ndarray:
+        return np.zeros(int(rng.uniform(*bounds) * sample_rate / 1000), dtype=np.float32)
+
+    pieces = [silence(spec.edge_ms)]
+    for position, index in enumerate(chosen):
+        pieces.append(waves[index])
+        pieces.append(silence(spec.gap_ms if position < count - 1 else spec.edge_ms))
+    return np.concatenate(pieces), [int(labels[i]) for i in chosen], chosen
