@@ -361,3 +361,49 @@ def test_deepspeech_trains_and_the_cli_transcribes_a_real_fsdd_file(make_cfg, fs
     missing = call_cli("archbench-transcribe", str(tmp_path / "none.wav"), "--model-uri", run["model_uri"])
     assert missing.returncode == 2 and "no input file" in missing.stderr
 
+
+
+def test_missing_fsdd_says_what_to_put_where_and_exits_2(tmp_path):
+    result = call_cli("archbench-prepare", "fsdd", f"data.root={tmp_path / 'nowhere'}", f"paths.data_dir={tmp_path / 'p'}")
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert "no FSDD recordings in" in line and "recordings/" in line and "data.download=true" in line
+
+
+# --- the report and the speech pipeline ---------------------------------------------------------
+def test_audio_section_averages_the_held_out_speakers(tmp_path):
+    import json
+
+    from archbench.report.speech import audio_section
+    from archbench.tasks.base import RunResult
+
+    def run(model: str, split: str, speaker: str | None, acc: float) -> RunResult:
+        folder = tmp_path / f"{model}-{split}-{speaker}"
+        folder.mkdir()
+        (folder / "meta.json").write_text(json.dumps({"kind": "audio", "source": {"split": split, "test_speaker": speaker}}))
+        return RunResult(folder, {"model": model, "data": "fsdd", "data_dir": str(folder), "seed": 42},
+                         {"test/acc": acc, "parameters": 10, "train_seconds": 1.0})
+
+    runs = [run("cnn", "official", None, 0.99), run("cnn", "speaker", "george", 0.8),
+            run("cnn", "speaker", "theo", 0.9), run("gru", "official", None, 0.97)]
+    table = "\n".join(audio_section(runs, tmp_path))
+    assert "| cnn | 10 | 99.0 | 85.0 (2 folds) | 80.0 | 90.0 | 1 |" in table
+    assert "| gru | 10 | 97.0 | – | – | – | 1 |" in table
+
+
+def test_speech_pipeline_resolves_and_stays_out_of_the_default_repro():
+    import yaml
+    from dvc.repo import Repo
+
+    params = yaml.safe_load((REPO / "speech" / "params.yaml").read_text())
+    for item in params["pairs"].values():
+        assert (REPO / "conf" / "recipe" / f"{item['data']}_{item['model']}.yaml").is_file()
+    assert {item["model"] for item in params["pairs"].values()} >= {"cnn", "gru", "lstm", "transformer", "mlp",
+                                                                    "deepspeech"}
+    with Repo(str(REPO)) as repo:
+        [stage] = repo.stage.collect("speech/dvc.yaml:speaker@fsdd_speaker-cnn")
+        assert "data.test_speaker=george,jackson,lucas,nicolas,theo,yweweler" in stage.cmd
+        [ctc] = repo.stage.collect("speech/dvc.yaml:train@fsdd_strings-deepspeech")
+        assert "data=fsdd_strings model=deepspeech" in ctc.cmd and "data.root=../shared/datasets/fsdd" in ctc.cmd
+        upstream = repo.stage.collect("compare", with_deps=True)
+        assert upstream and not [s.addressing for s in upstream if "speech" in s.relpath]

@@ -101,6 +101,16 @@ def pooled_frames(splits: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
     return pooled
 
 
+def _folds(runs: list[RunResult], dataset: str) -> bool:
+    """Whether some model's replicates on ``dataset`` trained on different data (e.g. one fold per
+    held-out speaker): no single split's reference stands beside their mean."""
+    per_model: dict[str, set] = {}
+    for run in runs:
+        if run.run["data"] == dataset:
+            per_model.setdefault(run.run["model"], set()).add(run.run.get("data_checksum"))
+    return any(len(checksums) > 1 for checksums in per_model.values())
+
+
 def reference_runs(runs: dict[str, list[RunResult]], data_root: Path) -> dict[str, list[RunResult]]:
     """Reference rows for every (task, dataset) among ``runs`` whose prepared data in
     ``data_root/<name>`` is the very data those runs trained on (same checksum); others get none."""
@@ -111,7 +121,7 @@ def reference_runs(runs: dict[str, list[RunResult]], data_root: Path) -> dict[st
         for dataset in sorted({r.run["data"] for r in runs.get(task, [])}):
             data_dir = Path(data_root) / dataset
             checksums = {r.run.get("data_checksum") for r in runs[task] if r.run["data"] == dataset}
-            if not (data_dir / "meta.json").is_file():
+            if not (data_dir / "meta.json").is_file() or _folds(runs[task], dataset):
                 continue
             meta = json.loads((data_dir / "meta.json").read_text())
             if meta["checksum"] not in checksums or meta["kind"] == "text":
