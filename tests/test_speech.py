@@ -106,6 +106,14 @@ def test_feature_shapes_and_determinism(kind, size):
     assert features(np.zeros(4000, np.float32))[:, 5] == pytest.approx(features.silence())
 
 
+def test_utterance_mean_removal_cancels_a_change_of_gain():
+    samples = tone(5, 1, 2)
+    plain, cmn = Features(), Features(utterance_mean=True)
+    assert np.abs(plain(4 * samples) - plain(samples)).mean() > 2  # log power rises by log 16
+    assert np.abs(cmn(4 * samples) - cmn(samples)).max() < 0.05
+    assert np.abs(cmn(samples).mean(axis=1)).max() < 1e-5
+
+
 def test_log_mel_puts_a_tone_in_its_own_band():
     t = np.arange(8000) / RATE
     low, high = (Features()(np.sin(2 * np.pi * f * t).astype(np.float32)).mean(axis=1) for f in (300, 2500))
@@ -336,13 +344,24 @@ def test_every_classifier_reads_spectrograms_in_its_audio_form(model, inner):
     assert net(torch.randn(3, 40, 96)).shape == (3, 10)
 
 
-def test_a_cnn_trains_on_fsdd_spectrograms_with_spec_augment(make_cfg, fsdd_root):
+def test_a_cnn_trains_on_fsdd_spectrograms_and_predict_classifies_a_wav(make_cfg, fsdd_root, tmp_path):
+    import json
+
     from archbench.train import train
 
     cfg = make_cfg("data=fsdd", "model=cnn", f"data.root={fsdd_root}", "data.md5=null", "trainer.max_epochs=1",
-                   "data.augment_noise_snr=[10,30]", output="audio-cnn")
+                   "data.augment_noise_snr=[10,30]", "logger.log_model=true", output="audio-cnn")
     metrics = train(cfg)
     assert 0 <= metrics["test/acc"] <= 1 and metrics["parameters"] > 0
+    uri = json.loads((tmp_path / "audio-cnn" / "run.json").read_text())["model_uri"]
+    wav = fsdd_root / "recordings" / "3_lucas_0.wav"
+    result = call_cli("archbench-predict", str(wav), "--model-uri", uri, "--tracking-uri", cfg.logger.tracking_uri)
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.strip().splitlines()
+    assert header == "index,label,probability,top,file" and row.split(",")[1] in [str(d) for d in range(10)]
+    tensor = call_cli("archbench-predict", str(tmp_path / "x.npy"), "--model-uri", uri,
+                      "--tracking-uri", cfg.logger.tracking_uri)
+    assert tensor.returncode == 2 and "classifies recordings: give a .wav file" in tensor.stderr
 
 
 @pytest.mark.slow

@@ -8,6 +8,9 @@ A text classifier (trained on ``data=sst2``, ``imdb``, ``text_files``) takes raw
 ``.txt`` file with one example per line, or ``--text "..."`` (repeatable); the model tokenizes it
 with its training vocabulary (unknown words → ``<unk>``).
 
+A spoken-word classifier (trained on ``data=fsdd``, ``fsdd_speaker``, ``audio_folder``) takes a
+``.wav`` file instead, turned into its training features (mono, its sample rate, its frames).
+
 A translation model (task seq2seq, e.g. ``data=multi30k model=seq2seq_attention``) translates the
 same raw-text inputs, printing index, source and translation (``--beam-size``: 1 greedy, default
 the model's own).
@@ -104,7 +107,14 @@ def main(argv: list[str] | None = None) -> None:
                           f"classifier inputs{hint}")
         class_names = json.loads(tags.get("class_names", "[]"))
         texts: list[str] = []
-        if hasattr(model, "predict_texts"):
+        if hasattr(model, "predict_waves"):
+            from archbench.data.audio import read_wav
+
+            if args.input is None or args.input.suffix.lower() != ".wav" or not args.input.is_file():
+                fail(PROGRAM, f"{uri} classifies recordings: give a .wav file (got {args.input or '--text'})")
+            texts = [str(args.input)]
+            probs = model.predict_waves([read_wav(args.input, model.sample_rate)])
+        elif hasattr(model, "predict_texts"):
             texts = _load_texts(args.input, args.text)[: args.limit]
             probs = model.predict_texts(texts)
         elif args.text or args.input.suffix == ".txt":
@@ -118,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
             fail(PROGRAM, f"{uri} is not a classifier (output shape {tuple(probs.shape)})")
         top = probs.topk(min(args.top, probs.shape[1]), dim=1)
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["index", "label", "probability", "top", *(["text"] if texts else [])])
+        writer.writerow(["index", "label", "probability", "top", *(["file" if hasattr(model, "predict_waves") else "text"]
+                                                                   if texts else [])])
         for i, (p, c) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
             names = [class_names[j] if j < len(class_names) else str(j) for j in c]
             ranked = " ".join(f"{n}:{q:.3f}" for n, q in zip(names, p, strict=True))

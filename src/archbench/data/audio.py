@@ -100,6 +100,7 @@ class Features:
     n_mfcc: int = 13
     fmin: float = 0.0
     fmax: float | None = None
+    utterance_mean: bool = False  # remove each recording's own per-feature mean (CMN)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Features:
@@ -140,8 +141,16 @@ class Features:
                                                   self.fmax or self.sample_rate / 2)).to(power)
         return torch.log(torch.einsum("mf,...ft->...mt", filters, power) + LOG_FLOOR)
 
-    def __call__(self, samples: np.ndarray) -> np.ndarray:
-        """``(features, frames)`` float32 of one waveform."""
+    def __call__(self, samples: np.ndarray, real: int | None = None) -> np.ndarray:
+        """``(features, frames)`` float32 of one waveform; with ``utterance_mean`` each feature's
+        mean over its first ``real`` frames (all by default; the rest is padding) is removed:
+        cepstral mean normalisation, which takes out a recording's channel and much of its speaker."""
+        frames = self._frames(samples)
+        if self.utterance_mean:
+            frames = frames - frames[:, : real or frames.shape[1]].mean(axis=1, keepdims=True)
+        return frames
+
+    def _frames(self, samples: np.ndarray) -> np.ndarray:
         import torch
 
         wave_ = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
@@ -156,7 +165,7 @@ class Features:
 
     def silence(self) -> np.ndarray:
         """The features of digital silence, ``(features,)``: what padding frames hold."""
-        return self(np.zeros(self.n_fft, dtype=np.float32))[:, 0]
+        return self._frames(np.zeros(self.n_fft, dtype=np.float32))[:, 0]
 
 
 def fit_to_frames(samples: np.ndarray, features: Features, frames: int) -> np.ndarray:

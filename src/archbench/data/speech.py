@@ -59,7 +59,7 @@ def prepare_recordings(cfg: dict[str, Any], source, splits: dict[str, tuple[np.n
         if frames is not None:
             lengths[split] = np.minimum(lengths[split], int(frames))
             waves = [fit_to_frames(w, features, int(frames)) for w in waves]
-        computed[split] = [features(w) for w in waves]
+        computed[split] = [features(w, n) for w, n in zip(waves, lengths[split], strict=True)]
     mean, std = _statistics([f[:, :n] for f, n in zip(computed["train"], lengths["train"], strict=True)])
     silence = ((features.silence() - mean) / std).astype(np.float32)
     width = int(frames) if frames is not None else max(len(f[0]) for s in computed.values() for f in s)

@@ -93,7 +93,7 @@ def verdict(dataset: str, best: ModelRow, rows: list[ModelRow]) -> str:
     tied = [r for r in rows if r is not best and r.versus is not None and not r.p_holm < stats.ALPHA]
     beaten = [r for r in rows if r is not best and r.versus is not None and r.p_holm < stats.ALPHA]
     text = f"**{dataset}**: best **{best.name}** ({plus_minus(best.row, 'test/acc', 100)} %"
-    text += f", n = {best.row.extra.get('n', 1)} seeds). "
+    text += f", n = {best.row.extra.get('n', 1)} {replicates(best.row)}). "
     if tied:
         text += f"Not distinguishable from it: {', '.join(r.name for r in tied)}. "
     if beaten:
@@ -106,6 +106,13 @@ def verdict(dataset: str, best: ModelRow, rows: list[ModelRow]) -> str:
     if best.versus is None and not tied and not beaten:
         text += " (No per-example predictions to test against.)"
     return text
+
+
+def replicates(row: RunResult) -> str:
+    """What a pair's runs replicate: seeds, or folds of one seed on different data (one held-out
+    speaker each)."""
+    seeds = row.extra.get("seeds") or []
+    return "folds" if len(set(seeds)) < len(seeds) else "seeds"
 
 
 def _flops(row: ModelRow) -> str:

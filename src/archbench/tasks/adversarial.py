@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.errors import ConfigError, IncompatibleError, NonFiniteLossError
+from archbench.errors import ConfigError, IncompatibleError
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
 from archbench.tasks.optim import build_optimizer
 from archbench.tasks.quality import FrozenClassifier, PixelSpace, class_coverage, fid
 
@@ -102,10 +102,7 @@ class AdversarialTask(pl.LightningModule):
         return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
     def _check(self, name: str, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite {name} ({loss.item()}) at epoch {self.current_epoch}: lower optimizer.lr "
-                f"(now {self.optimizer_cfg.get('lr')})")
+        check_finite(self, loss, name)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, _ = batch

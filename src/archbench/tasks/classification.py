@@ -17,9 +17,9 @@ from torchmetrics.classification import (
 )
 
 from archbench.data.augment import Augmentation
-from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
 from archbench.tasks.optim import lightning_optimizers
 
 LOSSES = ("cross_entropy", "perceptron", "mse")
@@ -69,6 +69,42 @@ class TextProbabilityModel(nn.Module):
     def predict_texts(self, texts: list[str]) -> torch.Tensor:
         was_training = self.training
         probs = self.eval()(self.encode_texts(texts))
+        self.train(was_training)
+        return probs
+
+
+class AudioProbabilityModel(nn.Module):
+    """What archbench logs for a spectrogram classifier: normalised features → class probabilities,
+    plus the feature settings and training statistics, so WAV recordings can be classified
+    (``predict_waves``) exactly as the training recordings were prepared."""
+
+    def __init__(self, net: nn.Module, audio: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = net
+        self.audio = {k: audio[k] for k in ("features", "mean", "std", "frames")}
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.audio["features"]["sample_rate"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return scores_to_probs(self.net(x))
+
+    @torch.no_grad()
+    def predict_waves(self, waves: list) -> torch.Tensor:
+        """Probabilities for mono float waveforms at ``sample_rate`` (padded or cropped to the
+        training frames)."""
+        from archbench.data.audio import Features, fit_to_frames
+
+        features = Features(**self.audio["features"])
+        mean = torch.tensor(self.audio["mean"]).view(-1, 1)
+        std = torch.tensor(self.audio["std"]).view(-1, 1)
+        frames = int(self.audio["frames"])
+        real = [min(features.frames_for(len(w)), frames) for w in waves]
+        x = torch.stack([(torch.from_numpy(features(fit_to_frames(w, features, frames), n)) - mean) / std
+                         for w, n in zip(waves, real, strict=True)])
+        was_training = self.training
+        probs = self.eval()(x)
         self.train(was_training)
         return probs
 
@@ -170,11 +206,7 @@ class ClassificationTask(pl.LightningModule):
         loss = classification_loss(self.loss_name, scores, y)
         if self.l1 > 0:
             loss = loss + self.l1 * sum(p.abs().sum() for n, p in self.net.named_parameters() if "weight" in n)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, "
-                f"step {self.global_step}: lower optimizer.lr (now {self.optimizer_cfg.get('lr')})"
-            )
+        check_finite(self, loss)
         self.train_metrics.update_mean("loss", loss, len(y))
         # accuracy needs only the arg-max: the softmax is skipped unless a lone logit needs it
         scores = scores.detach()
@@ -318,13 +350,17 @@ class Classification(Task):
         return ProbabilityModel(module.net)
 
     def export(self, module, datamodule, serialization_format: str | None) -> str:
-        """Text classifiers are logged with their vocabulary (pickled: they tokenize raw text)."""
+        """Text classifiers are logged with their vocabulary (pickled: they tokenize raw text), audio
+        classifiers with their feature settings (pickled: they read WAV recordings)."""
+        from archbench.tracking.mlflow_run import log_torch_model
+
         meta = datamodule.load()
+        if meta.kind == "audio":  # pickled too: it turns WAV recordings into features
+            model = AudioProbabilityModel(module.net, meta.extra["audio"]).cpu()
+            return log_torch_model(model, datamodule.example_batch(2)["x"].cpu(), serialization_format or "pickle")
         if meta.kind != "tokens":
             return super().export(module, datamodule, serialization_format)
         import json
-
-        from archbench.tracking.mlflow_run import log_torch_model
 
         vocab = json.loads((datamodule.data_dir / "vocab.json").read_text(encoding="utf-8"))
         model = TextProbabilityModel(module.net, vocab, meta.extra["text"]["tokenizer"]).cpu()

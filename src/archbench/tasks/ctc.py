@@ -16,9 +16,9 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import WordErrorRate
 
 from archbench.data.augment import Augmentation
-from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
 from archbench.tasks.optim import lightning_optimizers
 
 
@@ -112,9 +112,7 @@ class CTCTask(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, lengths, y, y_lengths = batch
         loss = self._loss(self.augment(x), lengths, y, y_lengths)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at step {self.global_step}: "
-                                     f"lower optimizer.lr (now {self.optimizer_cfg.get('lr')})")
+        check_finite(self, loss)
         self.train_metrics.update_mean("loss", loss, len(y))
         self.train_metrics.log_if_epoch_ends(self)
         return loss

@@ -16,6 +16,15 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric
 
 
+def check_finite(module: pl.LightningModule, loss: torch.Tensor, what: str = "training loss") -> None:
+    """Stop a diverged run with one line (``NonFiniteLossError``: the run is marked FAILED)."""
+    if not torch.isfinite(loss):
+        from archbench.errors import NonFiniteLossError
+
+        raise NonFiniteLossError(f"non-finite {what} ({loss.item()}) at epoch {module.current_epoch}, step "
+                                 f"{module.global_step}: lower optimizer.lr (now {module.optimizer_cfg.get('lr')})")
+
+
 def running_mean() -> MeanMetric:
     """A sample-weighted mean. (Not ``nan_strategy="disable"``: torchmetrics 1.9 then drops the
     weights and averages per batch, which tests/test_speed.py caught.)"""

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
 from archbench.tasks.optim import lightning_optimizers
 
 
@@ -89,9 +89,7 @@ class LanguageModelTask(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at step {self.global_step}: "
-                                     f"lower optimizer.lr (now {self.optimizer_cfg.get('lr')})")
+        check_finite(self, loss)
         self.train_metrics.update_mean("loss", loss, batch[0].numel())
         self.train_metrics.log_if_epoch_ends(self)
         return loss

@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, R2Score
 
-from archbench.errors import NonFiniteLossError
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
 from archbench.tasks.optim import lightning_optimizers
 
 
@@ -56,9 +55,7 @@ class RegressionTask(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.mse_loss(self._predict(x), y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at step {self.global_step}: "
-                                     f"lower optimizer.lr (now {self.optimizer_cfg.get('lr')})")
+        check_finite(self, loss)
         self.train_metrics.update_mean("loss", loss, len(y))
         self.train_metrics.log_if_epoch_ends(self)
         return loss

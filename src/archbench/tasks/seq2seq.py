@@ -14,9 +14,9 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from archbench.data.tokens import PAD_ID
-from archbench.errors import ConfigError, NonFiniteLossError
+from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
 from archbench.tasks.optim import lightning_optimizers
 
 ATTENTION_MAPS = 3  # test sentences whose attention heat-map the attention model writes
@@ -125,9 +125,7 @@ class Seq2SeqTask(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, tokens = self._loss(batch, self.teacher_forcing, self.label_smoothing)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at step {self.global_step}: "
-                                     f"lower optimizer.lr (now {self.optimizer_cfg.get('lr')})")
+        check_finite(self, loss)
         self.train_metrics.update_mean("loss", loss, tokens)
         self.train_metrics.log_if_epoch_ends(self)
         return loss
