@@ -411,15 +411,17 @@ def test_audio_section_averages_the_held_out_speakers(tmp_path):
     def run(model: str, split: str, speaker: str | None, acc: float) -> RunResult:
         folder = tmp_path / f"{model}-{split}-{speaker}"
         folder.mkdir()
-        (folder / "meta.json").write_text(json.dumps({"kind": "audio", "source": {"split": split, "test_speaker": speaker}}))
+        features = {"kind": "logmel", "utterance_mean": split == "speaker"}
+        (folder / "meta.json").write_text(json.dumps({"kind": "audio", "source": {"split": split, "test_speaker": speaker},
+                                                      "extra": {"audio": {"features": features}}}))
         return RunResult(folder, {"model": model, "data": "fsdd", "data_dir": str(folder), "seed": 42},
                          {"test/acc": acc, "parameters": 10, "train_seconds": 1.0})
 
     runs = [run("cnn", "official", None, 0.99), run("cnn", "speaker", "george", 0.8),
             run("cnn", "speaker", "theo", 0.9), run("gru", "official", None, 0.97)]
     table = "\n".join(audio_section(runs, tmp_path))
-    assert "| cnn | 10 | 99.0 | 85.0 (2 folds) | 80.0 | 90.0 | 1 |" in table
-    assert "| gru | 10 | 97.0 | – | – | – | 1 |" in table
+    assert "| cnn | log-mel / log-mel − utterance mean | 10 | 99.0 | 85.0 (2 folds) | 80.0 | 90.0 | 1 |" in table
+    assert "| gru | log-mel | 10 | 97.0 | – | – | – | 1 |" in table
 
 
 def test_speech_pipeline_resolves_and_stays_out_of_the_default_repro():

@@ -18,7 +18,10 @@ def _source(run: RunResult) -> dict:
     if not meta.is_file():
         return {}
     body = json.loads(meta.read_text())
-    return {"kind": body.get("kind"), **body.get("source", {})}
+    features = (body.get("extra", {}).get("audio") or {}).get("features", {})
+    named = {"logmel": "log-mel", "mfcc": "MFCC"}.get(features.get("kind"), str(features.get("kind")))
+    return {"kind": body.get("kind"), "features": named + (" − utterance mean" if features.get("utterance_mean") else ""),
+            **body.get("source", {})}
 
 
 def audio_section(runs: list[RunResult], reports_dir: Path) -> list[str]:
@@ -32,8 +35,10 @@ def audio_section(runs: list[RunResult], reports_dir: Path) -> list[str]:
     held: dict[str, dict[str, list[float]]] = {}
     seconds: dict[str, list[float]] = {}
     params: dict[str, int] = {}
+    features: dict[tuple[str, str], str] = {}  # (model, official | speaker) → the features it read
     for run, source in audio:
         model = run.run["model"]
+        features[(model, "speaker" if source.get("split") == "speaker" else "official")] = source["features"]
         params[model] = int(run.get("parameters", 0))
         seconds.setdefault(model, []).append(run.get("train_seconds"))
         if source.get("split") == "speaker":
@@ -42,21 +47,23 @@ def audio_section(runs: list[RunResult], reports_dir: Path) -> list[str]:
             official.setdefault(model, []).append(run.get("test/acc"))
     speakers = sorted({s for per in held.values() for s in per})
     lines = ["## Spoken digits (audio)", "",
-             "FSDD, 40 log-mel bands × 96 frames (10 ms) per recording, each model reading them in its own "
-             "audio form (`model.audio_view`). *Official*: the dataset's split (recording index 0-4 test, "
+             "FSDD, 96 frames (10 ms) of 40 log-mel bands or 13 MFCCs per recording (column *features*: "
+             "official split / speaker held out), each model reading them in its own audio form "
+             "(`model.audio_view`). *Official*: the dataset's split (recording index 0-4 test, "
              "the same six speakers in training); mean over seeds. *Speaker held out*: one speaker's 500 "
              "recordings are the test set, the other five train; each column one fold, *mean* over the "
              "folds trained (`data=fsdd_speaker`). In the classification tables above, n counts the "
              "folds for fsdd_speaker.", "",
-             "| model | parameters | official acc % | speaker held out: mean % | "
+             "| model | features | parameters | official acc % | speaker held out: mean % | "
              + " | ".join(speakers) + " | train s (mean) |",
-             "| --- | ---: | ---: | ---: |" + " ---: |" * len(speakers) + " ---: |"]
+             "| --- | --- | ---: | ---: | ---: |" + " ---: |" * len(speakers) + " ---: |"]
     for model in sorted(params, key=lambda m: -statistics.fmean(official.get(m, [0.0]))):
         folds = {s: statistics.fmean(v) for s, v in held.get(model, {}).items()}
         mean = f"{100 * statistics.fmean(folds.values()):.1f} ({len(folds)} folds)" if folds else "–"
         cells = " | ".join(f"{100 * folds[s]:.1f}" if s in folds else "–" for s in speakers)
         base = f"{100 * statistics.fmean(official[model]):.1f}" if model in official else "–"
-        lines.append(f"| {model} | {params[model]:,} | {base} | {mean} | {cells}{' | ' if speakers else ''}"
+        read = " / ".join(features[(model, split)] for split in ("official", "speaker") if (model, split) in features)
+        lines.append(f"| {model} | {read} | {params[model]:,} | {base} | {mean} | {cells}{' | ' if speakers else ''}"
                      f"{statistics.fmean(seconds[model]):.0f} |")
     lines += ["", *_confusion(audio, official, reports_dir)]
     return lines + [""]
