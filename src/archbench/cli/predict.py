@@ -43,6 +43,9 @@ def _load_inputs(path: Path, input_shape: list[int]):
         x = np.loadtxt(path, delimiter=",", ndmin=2)
     elif path.suffix == ".pt":
         x = torch.load(path, map_location="cpu", weights_only=True)["x"].numpy()
+    elif path.suffix.lower() == ".wav":
+        fail(PROGRAM, f"{path}: this model classifies prepared tensors (.npy, .csv, .pt), not recordings; a "
+                      f"WAV needs an audio classifier logged with its features (data=fsdd, fsdd_speaker, audio_folder)")
     else:
         fail(PROGRAM, f"{path}: unsupported input type {path.suffix!r}; valid: .npy, .csv, .pt")
     x = np.asarray(x, dtype=np.float32)
