@@ -8,6 +8,7 @@ torchaudio does not pair with this torch build and librosa pulls numba, so the m
 
 from __future__ import annotations
 
+import functools
 import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,9 +69,11 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=8)
 def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, fmin: float, fmax: float) -> np.ndarray:
     """(n_mels, n_fft // 2 + 1) triangular filters equally spaced on the HTK mel scale, each
-    summing to one (white noise gives every band the same power)."""
+    summing to one (white noise gives every band the same power). Built once per setting (every
+    recording and every training string asks); read-only."""
     def to_mel(hz):
         return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
 
@@ -83,7 +86,9 @@ def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, fmin: float, fmax:
     rising = (bins - low) / np.maximum(centre - low, 1e-9)
     falling = (high - bins) / np.maximum(high - centre, 1e-9)
     filters = np.clip(np.minimum(rising, falling), 0.0, None)
-    return (filters / np.maximum(filters.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    filters = (filters / np.maximum(filters.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    filters.flags.writeable = False
+    return filters
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,25 @@ class Features:
     def silence(self) -> np.ndarray:
         """The features of digital silence, ``(features,)``: what padding frames hold."""
         return self._frames(np.zeros(self.n_fft, dtype=np.float32))[:, 0]
+
+
+class FrontEnd:
+    """Waveform → normalised frames ``(features, frames)`` (a torch tensor), as a prepared dataset's
+    ``meta.extra["audio"]`` records them (feature settings, training mean and std, and the silence
+    frame that pads a batch): what training strings and every logged audio model compute."""
+
+    def __init__(self, audio: dict[str, Any]) -> None:
+        import torch
+
+        self.features = Features(**audio["features"])
+        self.mean = torch.tensor(audio["mean"], dtype=torch.float32).view(-1, 1)
+        self.std = torch.tensor(audio["std"], dtype=torch.float32).view(-1, 1)
+        self.silence = torch.tensor(audio["silence"], dtype=torch.float32) if "silence" in audio else None
+
+    def __call__(self, samples: np.ndarray, real: int | None = None):
+        import torch
+
+        return (torch.from_numpy(self.features(samples, real)) - self.mean) / self.std
 
 
 def fit_to_frames(samples: np.ndarray, features: Features, frames: int) -> np.ndarray:

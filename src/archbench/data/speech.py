@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from archbench.data.audio import Features, StringSpec, fit_to_frames, synthesize_string
+from archbench.data.audio import Features, FrontEnd, StringSpec, fit_to_frames, synthesize_string
 from archbench.data.datamodule import InMemoryDataModule, keep_batch
 from archbench.errors import ConfigError, DataError
 
@@ -61,8 +61,9 @@ def prepare_recordings(cfg: dict[str, Any], source, splits: dict[str, tuple[np.n
             waves = [fit_to_frames(w, features, int(frames)) for w in waves]
         computed[split] = [features(w, n) for w, n in zip(waves, lengths[split], strict=True)]
     mean, std = _statistics([f[:, :n] for f, n in zip(computed["train"], lengths["train"], strict=True)])
-    silence = ((features.silence() - mean) / std).astype(np.float32)
     width = int(frames) if frames is not None else max(len(f[0]) for s in computed.values() for f in s)
+    extra = _audio_extra(features, mean, std, source, frames=width)
+    silence = np.asarray(extra["audio"]["silence"], dtype=np.float32)
     arrays = {}
     for split, (x, y) in splits.items():
         batch = np.empty((len(y), features.size, width), dtype=np.float32)
@@ -70,7 +71,6 @@ def prepare_recordings(cfg: dict[str, Any], source, splits: dict[str, tuple[np.n
         for i, f in enumerate(computed[split]):
             batch[i, :, : f.shape[1]] = (f - mean[:, None]) / std[:, None]
         arrays[split] = {"y": np.asarray(y, dtype=np.int64), "x": batch, "lengths": lengths[split], **_ids(x)}
-    extra = _audio_extra(features, mean, std, source, frames=width)
     return arrays, {**extra, "input_shape": [features.size, width]}, {}
 
 
@@ -162,17 +162,11 @@ def pad_frames(frames: list[torch.Tensor], silence: torch.Tensor) -> tuple[torch
 class SpokenStrings(Dataset):
     """Strings of ``strings`` (fixed, or ``None``: drawn fresh per batch from the recordings)."""
 
-    def __init__(self, features: Features, mean, std, silence, waves: list[np.ndarray], labels,
-                 spec: StringSpec | None = None, length: int = 0, noise_snr=None,
-                 digits: np.ndarray | None = None) -> None:
-        self.features, self.spec, self.length, self.noise_snr = features, spec, length, noise_snr
-        self.mean, self.std = torch.as_tensor(mean).view(-1, 1), torch.as_tensor(std).view(-1, 1)
-        self.silence = torch.as_tensor(silence)
+    def __init__(self, front: FrontEnd, waves: list[np.ndarray], labels, spec: StringSpec | None = None,
+                 length: int = 0, noise_snr=None, digits: np.ndarray | None = None) -> None:
+        self.front, self.spec, self.length, self.noise_snr = front, spec, length, noise_snr
         self.waves, self.labels, self.digits = waves, np.asarray(labels), digits
-        self.cached = None if spec is not None else [self.frames(w) for w in waves]
-
-    def frames(self, samples: np.ndarray) -> torch.Tensor:
-        return (torch.from_numpy(self.features(samples)) - self.mean) / self.std
+        self.cached = None if spec is not None else [front(w) for w in waves]
 
     def __len__(self) -> int:
         return self.length if self.spec is not None else len(self.waves)
@@ -188,12 +182,12 @@ class SpokenStrings(Dataset):
             frames, said = [], []
             for _ in indices:
                 samples, digits, _ = synthesize_string(self.waves, self.labels, self.spec, TorchDraws,
-                                                       self.features.sample_rate)
+                                                       self.front.features.sample_rate)
                 if self.noise_snr:
                     samples = add_noise(samples, TorchDraws.uniform(*self.noise_snr))
-                frames.append(self.frames(samples))
+                frames.append(self.front(samples))
                 said.append(digits)
-        x, x_lengths = pad_frames(frames, self.silence)
+        x, x_lengths = pad_frames(frames, self.front.silence)
         y_lengths = torch.tensor([len(d) for d in said], dtype=torch.long)
         y = torch.zeros(len(said), int(y_lengths.max()), dtype=torch.long)
         for i, d in enumerate(said):
@@ -219,23 +213,21 @@ class SpokenStringsDataModule(InMemoryDataModule):
 
     def build_splits(self, meta, raw) -> dict[str, Dataset]:
         audio = meta.extra["audio"]
-        features = Features(**audio["features"])
-        spec = StringSpec.from_config(audio["strings"])
-        common = (features, audio["mean"], audio["std"], audio["silence"])
+        front, spec = FrontEnd(audio), StringSpec.from_config(audio["strings"])
 
         def waves(split: str) -> list[np.ndarray]:
             return unpack_pcm(raw[split]["pcm"].numpy(), raw[split]["offsets"].numpy())
 
-        splits = {"train": SpokenStrings(*common, waves("train"), raw["train"]["y"].numpy(), spec,
+        splits = {"train": SpokenStrings(front, waves("train"), raw["train"]["y"].numpy(), spec,
                                          self.steps_per_epoch * self.batch_size, self.noise_snr)}
         for split in ("val", "test"):
-            splits[split] = SpokenStrings(*common, waves(split), [], digits=raw[split]["y"].numpy())
+            splits[split] = SpokenStrings(front, waves(split), [], digits=raw[split]["y"].numpy())
         return splits
 
     @property
     def input_shape(self) -> list[int]:
         self.load()
-        return [self.splits["val"].features.size, 0]  # any number of frames
+        return [self.splits["val"].front.features.size, 0]  # any number of frames
 
     def example_batch(self, n: int = 4) -> dict[str, torch.Tensor]:
         x, lengths, y, y_lengths = self.splits["val"].__getitems__(list(range(n)))

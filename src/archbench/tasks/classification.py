@@ -94,15 +94,11 @@ class AudioProbabilityModel(nn.Module):
     def predict_waves(self, waves: list) -> torch.Tensor:
         """Probabilities for mono float waveforms at ``sample_rate`` (padded or cropped to the
         training frames)."""
-        from archbench.data.audio import Features, fit_to_frames
+        from archbench.data.audio import FrontEnd, fit_to_frames
 
-        features = Features(**self.audio["features"])
-        mean = torch.tensor(self.audio["mean"]).view(-1, 1)
-        std = torch.tensor(self.audio["std"]).view(-1, 1)
-        frames = int(self.audio["frames"])
-        real = [min(features.frames_for(len(w)), frames) for w in waves]
-        x = torch.stack([(torch.from_numpy(features(fit_to_frames(w, features, frames), n)) - mean) / std
-                         for w, n in zip(waves, real, strict=True)])
+        front, frames = FrontEnd(self.audio), int(self.audio["frames"])
+        x = torch.stack([front(fit_to_frames(w, front.features, frames), min(front.features.frames_for(len(w)), frames))
+                         for w in waves])
         was_training = self.training
         probs = self.eval()(x)
         self.train(was_training)

@@ -65,13 +65,11 @@ class Transcriber(nn.Module):
     @torch.no_grad()
     def transcribe(self, waves: list, beam_size: int | None = None) -> list[str]:
         """The digits heard in each waveform (mono float samples at ``sample_rate``)."""
-        from archbench.data.audio import Features
+        from archbench.data.audio import FrontEnd
         from archbench.data.speech import pad_frames
 
-        features = Features(**self.audio["features"])
-        mean, std = torch.tensor(self.audio["mean"]).view(-1, 1), torch.tensor(self.audio["std"]).view(-1, 1)
-        frames = [(torch.from_numpy(features(w)) - mean) / std for w in waves]
-        x, lengths = pad_frames(frames, torch.tensor(self.audio["silence"]))
+        front = FrontEnd(self.audio)
+        x, lengths = pad_frames([front(w) for w in waves], front.silence)
         was_training = self.training
         self.eval()
         try:
