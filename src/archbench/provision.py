@@ -37,7 +37,7 @@ def scoring_classifier(cfg: DictConfig) -> DictConfig:
         qcfg.logger.tracking_uri, qcfg.logger.log_model = cfg.logger.tracking_uri, False
         qcfg.callbacks.progress_bar = "none"
         qcfg.run_name = f"{model}-{meta.name}-gan-features"
-        print(f"archbench: training the {model} classifier that scores GAN samples on {meta.name} "
+        print(f"archbench: training the {model} classifier that scores generated samples on {meta.name} "
               f"(once; cached in {run_dir})", flush=True)
         train(qcfg)
     cfg.model.quality.classifier = str(run_dir)

@@ -84,6 +84,10 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
     lines = ["# archbench comparison", "",
              "Every trained (dataset, model) pair, scored on its held-out test split; models were",
              "selected on the validation split only. Regenerate with `dvc repro` (stage `compare`).", ""]
+    for name in list(runs):  # a task reported within another's section (autoencoders beside GANs)
+        host = load_task(name).report_with if name in task_names() else None
+        if host:
+            runs[host] = runs.get(host, []) + runs.pop(name)
     order = ["classification"] + [n for n in task_names() if n != "classification"]
     for name in order:
         if runs.get(name):

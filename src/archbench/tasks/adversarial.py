@@ -225,33 +225,53 @@ class Adversarial(Task):
         return log_torch_model(ImageSampler(module.generator).cpu(), noise, serialization_format)
 
     def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
-        import shutil
-
+        """One generative table: GANs and (``report_with``) autoencoders and VAEs on the same data."""
         runs = sorted(runs, key=lambda r: (r.run["data"], r.get("test/fid")))
         lines = [
             "## Generative models", "",
             "FID between generated samples and the real test split, on the penultimate-layer features of",
             "a cnn archbench trained on the same data (lower is better), beside its two anchors: real",
             "training images (the floor) and the same generator untrained (the ceiling). Coverage: classes",
-            "that the classifier finds among the generated samples (a mode-collapse signal).", "",
+            "that the classifier finds among the generated samples (a mode-collapse signal). Samples: a",
+            "GAN's generator from noise; a VAE's decoder from the prior N(0, I); an autoencoder's decoder",
+            "from a Gaussian fitted to its training codes. Likelihood (nats per test image): a VAE's",
+            "−ELBO (an upper bound on −log p(x)) and its importance-sampled estimate; an autoencoder's",
+            "reconstruction loss.", "",
             "| dataset | model | parameters | test FID | floor (real) | untrained | untrained ÷ trained "
-            "| classes covered | epochs | train s |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| classes covered | −ELBO | IW NLL | epochs | train s |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         grids = []
         for r in runs:
+            elbo = f"{-r.get('test/elbo'):.1f}" if "test/elbo" in r.metrics else (
+                f"recon {r.get('test/recon'):.1f}" if "test/recon" in r.metrics else "–")
+            nll = f"{r.get('test/nll_iw'):.1f}" if "test/nll_iw" in r.metrics else "–"
             lines.append(
                 f"| {r.run['data']} | {r.run['model']} | {int(r.get('parameters', 0)):,} | "
                 f"{r.get('test/fid'):.2f} | {r.get('test/fid_real_floor'):.2f} | "
                 f"{r.get('test/fid_untrained'):.1f} | {r.get('test/fid_untrained') / r.get('test/fid'):.0f}× | "
-                f"{int(r.get('test/classes_covered', 0))}/{r.run.get('num_classes', 0)} | "
+                f"{int(r.get('test/classes_covered', 0))}/{r.run.get('num_classes', 0)} | {elbo} | {nll} | "
                 f"{int(r.get('epochs', 0))} | {r.get('train_seconds'):.1f} |")
-            if (r.folder / "samples.png").is_file():
-                (reports_dir / "samples").mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(r.folder / "samples.png", reports_dir / "samples" / f"{r.key}.png")
-                grids += ["", f"**{r.run['model']} on {r.run['data']}**, samples from fixed noise:", "",
-                          f"![{r.run['model']} samples](samples/{r.key}.png)"]
+            grids += _copied_grids(r, reports_dir)
         return lines + grids + [""]
+
+
+def _copied_grids(r: RunResult, reports_dir: Path) -> list[str]:
+    """The run's samples (and reconstructions) grids, copied to reports/samples/, as markdown."""
+    import shutil
+
+    lines = []
+    for name, what in (("samples", "samples from fixed noise"), ("reconstructions",
+                                                                  "test images (odd rows) and their reconstructions")):
+        source = r.folder / f"{name}.png"
+        if not source.is_file():
+            continue
+        target = f"{r.key}.png" if name == "samples" else f"{r.key}.{name}.png"
+        (reports_dir / "samples").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, reports_dir / "samples" / target)
+        lines += ["", f"**{r.run['model']} on {r.run['data']}**, {what}:", "",
+                  f"![{r.run['model']} {name}](samples/{target})"]
+    return lines
 
 
 TASK = Adversarial()

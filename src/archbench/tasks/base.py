@@ -90,6 +90,7 @@ class Task:
     monitor: tuple[str, str] = ("val/loss", "min")  # what callbacks.monitor=auto means for this task
     data_tasks: tuple[str, ...] = ()  # the prepared data's own task must be one of these (if set)
     summary: str = ""  # one line for the report section's heading text
+    report_with: str | None = None  # another task whose report section also shows this task's runs
     model_format: str | None = None  # MLflow format of the exported model unless logger.model_format sets
     # one (None: MLflow's default; "pickle" for models whose Python control flow export can't trace)
 
