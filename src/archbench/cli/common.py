@@ -72,3 +72,35 @@ def run_summary(out_dir) -> str:
                   + (" @champion" if registered.get("champion") else "")) if registered else ""
         lines.append(f"  model          {run['model_uri']}{suffix}")
     return "\n".join(lines)
+
+
+def add_model_arguments(parser, example: str) -> None:
+    """``--model-uri`` or ``--registered DATA-MODEL`` (one required) and ``--tracking-uri``."""
+    import os
+
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model-uri", help=f"e.g. models:/archbench-{example}@champion or runs:/<id>/model")
+    where.add_argument("--registered", metavar="DATA-MODEL",
+                       help=f"shorthand for models:/archbench-DATA-MODEL@champion, e.g. {example}")
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                        help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project root")
+
+
+def load_logged_model(program: str, args, needs: str, what: str):
+    """The torch model that ``--model-uri``/``--registered`` name, refused in one line when it
+    cannot be loaded or lacks the method ``needs`` (``what``: the kind of model the program wants)."""
+    import mlflow
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    from archbench.paths import project_root
+
+    uri = args.model_uri or f"models:/archbench-{args.registered}@champion"
+    mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}")
+    try:
+        model = mlflow.pytorch.load_model(uri, map_location="cpu")
+    except (MlflowException, OSError) as err:
+        fail(program, f"cannot load {uri}: {str(err).splitlines()[0]}")
+    if not hasattr(model, needs):
+        fail(program, f"{uri} is not {what}")
+    return model

@@ -21,7 +21,7 @@ from typing import NoReturn
 PROGRAMS = {"archbench-train": "archbench.cli.train", "archbench-prepare": "archbench.cli.prepare",
             "archbench-compare": "archbench.cli.compare", "archbench-generate": "archbench.cli.generate",
             "archbench-predict": "archbench.cli.predict", "archbench-stylize": "archbench.cli.stylize",
-            "archbench-transcribe": "archbench.cli.transcribe"}
+            "archbench-transcribe": "archbench.cli.transcribe", "archbench-recommend": "archbench.cli.recommend"}
 
 
 def exit_status(main: Callable[[], None]) -> int:
@@ -63,3 +63,4 @@ generate = _script("archbench-generate")
 predict = _script("archbench-predict")
 stylize = _script("archbench-stylize")
 transcribe = _script("archbench-transcribe")
+recommend = _script("archbench-recommend")

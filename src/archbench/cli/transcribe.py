@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from pathlib import Path
 
-from archbench.cli.common import fail, reporting_errors
+from archbench.cli.common import add_model_arguments, fail, load_logged_model, reporting_errors
 
 PROGRAM = "archbench-transcribe"
 
@@ -20,14 +19,9 @@ PROGRAM = "archbench-transcribe"
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
     parser.add_argument("files", type=Path, nargs="+", help="PCM WAV files (any rate; stereo is averaged)")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--model-uri", help="e.g. models:/archbench-fsdd_strings-deepspeech@champion or runs:/<id>/model")
-    where.add_argument("--registered", metavar="DATA-MODEL",
-                       help="shorthand for models:/archbench-DATA-MODEL@champion, e.g. fsdd_strings-deepspeech")
     parser.add_argument("--beam-size", type=int, default=None,
                         help="prefix beam width (1: greedy; default: the model's decode.beam_size)")
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
-                        help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project root")
+    add_model_arguments(parser, "fsdd_strings-deepspeech")
     args = parser.parse_args(argv)
     if args.beam_size is not None and args.beam_size < 1:
         fail(PROGRAM, f"--beam-size must be ≥ 1 (1: greedy), got {args.beam_size}")
@@ -36,21 +30,10 @@ def main(argv: list[str] | None = None) -> None:
         fail(PROGRAM, f"no input file {missing}")
 
     def run() -> None:
-        import mlflow
-        import mlflow.pytorch
-        from mlflow.exceptions import MlflowException
-
         from archbench.data.audio import read_wav
-        from archbench.paths import project_root
 
-        uri = args.model_uri or f"models:/archbench-{args.registered}@champion"
-        mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}")
-        try:
-            model = mlflow.pytorch.load_model(uri, map_location="cpu")
-        except (MlflowException, OSError) as err:
-            fail(PROGRAM, f"cannot load {uri}: {str(err).splitlines()[0]}")
-        if not hasattr(model, "transcribe"):
-            fail(PROGRAM, f"{uri} is not a transcription model (train one with data=fsdd_strings model=deepspeech)")
+        model = load_logged_model(PROGRAM, args, "transcribe",
+                                  "a transcription model (train one with data=fsdd_strings model=deepspeech)")
         waves = [read_wav(path, model.sample_rate) for path in args.files]
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(["file", "digits"])
