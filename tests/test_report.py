@@ -42,7 +42,7 @@ def test_report_has_a_generative_table_with_anchors_and_the_sample_grid(tmp_path
     (results / "digits-gan" / "samples.png").write_bytes(b"\x89PNG fake")
     write_report(results, tmp_path / "reports")
     text = (tmp_path / "reports" / "comparison.md").read_text()
-    assert "| digits | gan | 916,801 | 12.50 | 1.84 | 950.0 | 76× | 10/10 | 60 | 40.0 |" in text
+    assert "| digits | gan | 916,801 | 12.50 | 1.84 | 950.0 | 76× | 10/10 | – | – | 60 | 40.0 |" in text
     assert "![gan samples](samples/digits-gan.png)" in text
     assert (tmp_path / "reports" / "samples" / "digits-gan.png").read_bytes() == b"\x89PNG fake"
 

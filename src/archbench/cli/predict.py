@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
         if task == "seq2seq":
             return _translate(model, _load_texts(args.input, args.text)[: args.limit], args.beam_size)
         if task != "classification":
-            hint = " (use archbench-generate for a language model)" if task == "language_model" else ""
+            hint = {"language_model": " (use archbench-generate for a language model)",
+                    "rating": " (use archbench-recommend for a recommender)",
+                    "ranking": " (use archbench-recommend for a recommender)"}.get(task, "")
             fail(PROGRAM, f"{uri} is a {task} model, not a classifier: archbench-predict labels "
                           f"classifier inputs{hint}")
         class_names = json.loads(tags.get("class_names", "[]"))

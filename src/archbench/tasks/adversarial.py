@@ -18,11 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.errors import ConfigError, IncompatibleError
-from archbench.tasks.base import Built, RunResult, Task
+from archbench.errors import ConfigError
+from archbench.tasks.base import Built, RunResult
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
 from archbench.tasks.optim import build_optimizer
-from archbench.tasks.quality import FrozenClassifier, PixelSpace, class_coverage, fid
+from archbench.tasks.quality import (
+    FrozenClassifier,
+    ImageGeneration,
+    PixelSpace,
+    class_coverage,
+    fid,
+)
 
 
 class ImageSampler(nn.Module):
@@ -179,50 +185,32 @@ class AdversarialTask(pl.LightningModule):
         return [grid, shares]
 
 
-class Adversarial(Task):
+class Adversarial(ImageGeneration):
     """A generator against a discriminator on images; scored by FID and class coverage."""
 
     name = "adversarial"
-    data_kinds = ("image",)
     monitor = ("val/fid", "min")
 
     def build(self, cfg, meta, datamodule) -> Built:
         from hydra.utils import instantiate
 
         from archbench.config import to_dict
-        from archbench.tasks.quality import classifier_run_dir, load_classifier_run
 
-        if datamodule.layout != "default":
-            raise IncompatibleError(f"model {cfg.model.name} needs data.layout=default")
+        scorer = self.scorer(cfg, meta, datamodule)
         shape, model = list(datamodule.input_shape), cfg.model
         noise_dim = int(model.noise_dim)
         generator = instantiate(model.generator, input_shape=shape, noise_dim=noise_dim, _convert_="all")
         discriminator = instantiate(model.discriminator, input_shape=shape, _convert_="all")
-        run_dir = classifier_run_dir(str(model.quality.classifier), str(cfg.logger.tracking_uri))
-        classifier_net = load_classifier_run(run_dir, meta.checksum)
-        space = PixelSpace(meta.normalization["mean"], meta.normalization["std"])
         module = AdversarialTask(
-            generator, discriminator, FrozenClassifier(classifier_net, space, shape), meta.num_classes,
+            generator, discriminator, scorer, meta.num_classes,
             noise_dim=noise_dim, optimizer=to_dict(cfg.optimizer),
             discriminator_lr_scale=float(model.discriminator_lr_scale), d_steps=int(model.d_steps),
             label_smoothing=float(model.label_smoothing), num_samples=int(model.quality.num_samples),
             coverage_min_share=float(model.quality.coverage_min_share), seed=int(cfg.seed))
         return Built(module, [generator, discriminator])
 
-    def callbacks(self, cfg, out_dir: Path) -> list:
-        from archbench.tasks.callbacks import SampleGrid
-
-        return [SampleGrid(out_dir, int(cfg.model.sample_every_n_epochs))]
-
-    def cost_inputs(self, module, datamodule):
-        return None  # the cost axes compare classifiers and regressors
-
-    def export(self, module, datamodule, serialization_format: str | None) -> str:
-        """noise (N, noise_dim) → images in [0, 1]."""
-        from archbench.tracking.mlflow_run import log_torch_model
-
-        noise = torch.randn(2, module.noise_dim, generator=torch.Generator().manual_seed(0))
-        return log_torch_model(ImageSampler(module.generator).cpu(), noise, serialization_format)
+    def sampler(self, module) -> nn.Module:
+        return ImageSampler(module.generator)
 
     def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
         """One generative table: GANs and (``report_with``) autoencoders and VAEs on the same data."""

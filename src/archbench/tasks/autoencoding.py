@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.errors import ConfigError, IncompatibleError
-from archbench.tasks.base import Built, Task
+from archbench.errors import ConfigError
+from archbench.tasks.base import Built
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
 from archbench.tasks.optim import lightning_optimizers
-from archbench.tasks.quality import FrozenClassifier, PixelSpace, class_coverage, fid
+from archbench.tasks.quality import FrozenClassifier, ImageGeneration, class_coverage, fid
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 BINARIZE = ("none", "dynamic")
@@ -85,6 +85,7 @@ class AutoencodingTask(pl.LightningModule):
         self.save_hyperparameters(ignore=["net", "classifier"])  # plain values: weights_only loads
         self.net, self.classifier, self.space = net, classifier, classifier.space
         self.variational, self.latent_dim = bool(net.variational), int(net.latent_dim)
+        self.noise_dim = self.latent_dim  # the logged sampler's input width
         self.num_classes, self.likelihood, self.beta = int(num_classes), likelihood, float(beta)
         self.gaussian_std, self.binarize, self.iw_samples = float(gaussian_std), binarize, int(iw_samples)
         self.num_samples, self.coverage_min_share, self.seed = int(num_samples), float(coverage_min_share), int(seed)
@@ -284,48 +285,30 @@ class AutoencodingTask(pl.LightningModule):
         return path
 
 
-class Autoencoding(Task):
+class Autoencoding(ImageGeneration):
     """Autoencoders and VAEs on images: ELBO (VAE), reconstructions, and GAN-comparable FID."""
 
     name = "autoencoding"
-    data_kinds = ("image",)
     monitor = ("val/loss", "min")
     report_with = "adversarial"  # one generative table beside the GANs
 
     def build(self, cfg, meta, datamodule) -> Built:
         from archbench.config import to_dict
         from archbench.tasks.base import instantiate_net
-        from archbench.tasks.quality import classifier_run_dir, load_classifier_run
 
-        if datamodule.layout != "default":
-            raise IncompatibleError(f"model {cfg.model.name} needs data.layout=default")
-        model, shape = cfg.model, list(datamodule.input_shape)
-        net = instantiate_net(model.net, str(model.name), input_shape=shape)
-        run_dir = classifier_run_dir(str(model.quality.classifier), str(cfg.logger.tracking_uri))
-        space = PixelSpace(meta.normalization["mean"], meta.normalization["std"])
-        classifier = FrozenClassifier(load_classifier_run(run_dir, meta.checksum), space, shape)
+        scorer = self.scorer(cfg, meta, datamodule)
+        model = cfg.model
+        net = instantiate_net(model.net, str(model.name), input_shape=list(datamodule.input_shape))
         module = AutoencodingTask(
-            net, classifier, meta.num_classes, likelihood=str(model.likelihood), beta=float(model.beta),
+            net, scorer, meta.num_classes, likelihood=str(model.likelihood), beta=float(model.beta),
             gaussian_std=float(model.gaussian_std), binarize=str(model.binarize),
             iw_samples=int(model.iw_samples), num_samples=int(model.quality.num_samples),
             coverage_min_share=float(model.quality.coverage_min_share), optimizer=to_dict(cfg.optimizer),
             scheduler=to_dict(cfg.scheduler), seed=int(cfg.seed))
         return Built(module, [net])
 
-    def callbacks(self, cfg, out_dir: Path) -> list:
-        from archbench.tasks.callbacks import SampleGrid
-
-        return [SampleGrid(out_dir, int(cfg.model.sample_every_n_epochs))]
-
-    def cost_inputs(self, module, datamodule):
-        return None  # the cost axes compare classifiers and regressors
-
-    def export(self, module, datamodule, serialization_format: str | None) -> str:
-        """noise (N, latent_dim) → images in [0, 1]."""
-        from archbench.tracking.mlflow_run import log_torch_model
-
-        noise = torch.randn(2, module.latent_dim, generator=torch.Generator().manual_seed(0))
-        return log_torch_model(module.sampler().cpu().eval(), noise, serialization_format)
+    def sampler(self, module) -> nn.Module:
+        return module.sampler()
 
 
 TASK = Autoencoding()

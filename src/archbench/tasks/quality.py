@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from archbench.errors import ConfigError, IncompatibleError
+from archbench.tasks.base import Task
 
 
 def penultimate_layers(net: nn.Module) -> nn.Sequential:
@@ -150,3 +151,36 @@ def classifier_run_dir(spec: str, tracking_uri: str) -> Path:
     except mlflow.exceptions.MlflowException as err:
         raise ConfigError(f"model.quality.classifier={spec}: no such MLflow run") from err
     return Path(run.data.tags.get("output_dir", ""))
+
+
+class ImageGeneration(Task):
+    """What the image generators' tasks share (GANs, autoencoders, VAEs): image data in default
+    layout, the scoring classifier, the sample-grid callback, and a sampler logged as the model."""
+
+    data_kinds = ("image",)
+
+    def scorer(self, cfg, meta, datamodule) -> FrozenClassifier:
+        """The frozen classifier (``model.quality.classifier``) that scores the samples."""
+        if datamodule.layout != "default":
+            raise IncompatibleError(f"model {cfg.model.name} needs data.layout=default")
+        run_dir = classifier_run_dir(str(cfg.model.quality.classifier), str(cfg.logger.tracking_uri))
+        space = PixelSpace(meta.normalization["mean"], meta.normalization["std"])
+        return FrozenClassifier(load_classifier_run(run_dir, meta.checksum), space, list(datamodule.input_shape))
+
+    def callbacks(self, cfg, out_dir: Path) -> list:
+        from archbench.tasks.callbacks import SampleGrid
+
+        return [SampleGrid(out_dir, int(cfg.model.sample_every_n_epochs))]
+
+    def cost_inputs(self, module, datamodule):
+        return None  # the cost axes compare classifiers and regressors
+
+    def sampler(self, module) -> nn.Module:
+        """noise ``(N, module.noise_dim)`` → images in [0, 1]."""
+        raise NotImplementedError
+
+    def export(self, module, datamodule, serialization_format: str | None) -> str:
+        from archbench.tracking.mlflow_run import log_torch_model
+
+        noise = torch.randn(2, module.noise_dim, generator=torch.Generator().manual_seed(0))
+        return log_torch_model(self.sampler(module).cpu().eval(), noise, serialization_format)
