@@ -196,11 +196,11 @@ class Adversarial(ImageGeneration):
 
         from archbench.config import to_dict
 
-        scorer = self.scorer(cfg, meta, datamodule)
         shape, model = list(datamodule.input_shape), cfg.model
         noise_dim = int(model.noise_dim)
         generator = instantiate(model.generator, input_shape=shape, noise_dim=noise_dim, _convert_="all")
         discriminator = instantiate(model.discriminator, input_shape=shape, _convert_="all")
+        scorer = self.scorer(cfg, meta, datamodule)  # after the nets: building it draws random numbers
         module = AdversarialTask(
             generator, discriminator, scorer, meta.num_classes,
             noise_dim=noise_dim, optimizer=to_dict(cfg.optimizer),

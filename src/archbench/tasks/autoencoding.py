@@ -296,9 +296,9 @@ class Autoencoding(ImageGeneration):
         from archbench.config import to_dict
         from archbench.tasks.base import instantiate_net
 
-        scorer = self.scorer(cfg, meta, datamodule)
         model = cfg.model
         net = instantiate_net(model.net, str(model.name), input_shape=list(datamodule.input_shape))
+        scorer = self.scorer(cfg, meta, datamodule)  # after the net: building it draws random numbers
         module = AutoencodingTask(
             net, scorer, meta.num_classes, likelihood=str(model.likelihood), beta=float(model.beta),
             gaussian_std=float(model.gaussian_std), binarize=str(model.binarize),
