@@ -9,7 +9,7 @@ import time
 
 import mlflow
 import pytest
-from conftest import BIN, call_cli, run_cli
+from conftest import BIN, call_cli
 
 from archbench.tasks.callbacks import TrainingClock
 
@@ -66,7 +66,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_explicit_resume_of_an_empty_directory_is_refused(tmp_path):
-    result = run_cli("archbench-train", "data=digits", f"resume={tmp_path}",
+    result = call_cli("archbench-train", "data=digits", f"resume={tmp_path}",
                      f"paths.data_dir={tmp_path / 'prepared'}",
                      env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     assert result.returncode == 2
