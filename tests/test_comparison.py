@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import call_cli
+from conftest import call_cli, run_cli
 from torch import nn
 
 from archbench.nets.cost import flops_per_example
@@ -231,9 +231,9 @@ def test_seeds_side_by_side_end_where_solo_runs_end(tmp_path):
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     common = ["data=digits", "model=mlp", "trainer.max_epochs=3", "logger.log_model=false", "threads=1",
               f"paths.data_dir={tmp_path / 'prepared'}", "callbacks.progress_bar=none"]
-    side_by_side = call_cli("archbench-train", "-m", "replicas=seeds", "seed=42,43", *common,
-                            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                            f"hydra.sweep.dir={tmp_path / 'pair'}", env=env)
+    side_by_side = run_cli("archbench-train", "-m", "replicas=seeds", "seed=42,43", *common,
+                           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                           f"hydra.sweep.dir={tmp_path / 'pair'}", env=env)
     assert side_by_side.returncode == 0, side_by_side.stderr[-3000:]
     solo = call_cli("archbench-train", "seed=43", *common, f"hydra.run.dir={tmp_path / 'solo'}", env=env)
     assert solo.returncode == 0, solo.stderr[-3000:]

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from conftest import BIN, REPO, call_cli, run_cli
+from conftest import BIN, REPO, run_cli
 
 from archbench.config import compose, config_groups, to_dict
 from archbench.errors import ConfigError, DataError, IncompatibleError
@@ -315,12 +315,12 @@ def test_sweep_under_the_joblib_launcher_keeps_the_exact_budget(tmp_path):
     3 child runs under one parent."""
     optuna = pytest.importorskip("optuna")
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    result = call_cli("archbench-train", "-m", "hparams_search=lr_wd", "hydra/launcher=joblib",
-                      "hydra.launcher.n_jobs=2", "data=digits", "model=logistic", "hydra.sweeper.n_trials=3",
-                      "trainer.max_epochs=2", "hydra.sweeper.study_name=joblib", f"hydra.sweeper.storage={storage}",
-                      f"hydra.sweep.dir={tmp_path / 'sweep'}", f"paths.data_dir={tmp_path / 'prepared'}",
-                      f"paths.output_root={tmp_path / 'out'}", "callbacks.progress_bar=none",
-                      env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    result = run_cli("archbench-train", "-m", "hparams_search=lr_wd", "hydra/launcher=joblib",
+                     "hydra.launcher.n_jobs=2", "data=digits", "model=logistic", "hydra.sweeper.n_trials=3",
+                     "trainer.max_epochs=2", "hydra.sweeper.study_name=joblib", f"hydra.sweeper.storage={storage}",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", f"paths.data_dir={tmp_path / 'prepared'}",
+                     f"paths.output_root={tmp_path / 'out'}", "callbacks.progress_bar=none",
+                     env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     trials = optuna.load_study(study_name="joblib", storage=storage).trials
     assert [t.number for t in trials] == [0, 1, 2] and {t.state.name for t in trials} == {"COMPLETE"}
