@@ -138,8 +138,11 @@ class Task:
             on = f" on {meta.kind} data" if key != self.net_key else ""
             raise IncompatibleError(f"model {cfg.model.name} has no {key!r} for task {self.name}{on}; "
                                     f"models that have one: {', '.join(models_with(key))}")
-        return instantiate_net(cfg.model[key], cfg.model.name, input_shape=list(input_shape),
-                               num_classes=self.outputs(meta), **self.net_sizes(meta))
+        return instantiate_net(cfg.model[key], cfg.model.name, **self.net_inputs(input_shape, meta))
+
+    def net_inputs(self, input_shape: list[int], meta: Meta) -> dict[str, Any]:
+        """What the net's constructor gets from the data: input shape, outputs and ``net_sizes``."""
+        return {"input_shape": list(input_shape), "num_classes": self.outputs(meta), **self.net_sizes(meta)}
 
     def outputs(self, meta: Meta) -> int:
         """Output width of the net (classes, vocabulary, regression targets)."""

@@ -39,18 +39,10 @@ class Recommender(nn.Module):
         return (score + self.rating["mean"]).clamp(self.rating["min"], self.rating["max"])
 
     def user_index(self, raw_user: int) -> int:
-        found = (self.user_ids == int(raw_user)).nonzero()
-        if not len(found):
-            raise ConfigError(f"unknown user {raw_user}; known users: {len(self.user_ids)} ids from "
-                              f"{int(self.user_ids.min())} to {int(self.user_ids.max())}")
-        return int(found[0, 0])
+        return _index_of(self.user_ids, raw_user, "user")
 
     def item_index(self, raw_item: int) -> int:
-        found = (self.item_ids == int(raw_item)).nonzero()
-        if not len(found):
-            raise ConfigError(f"unknown item {raw_item}; known items: {len(self.item_ids)} ids from "
-                              f"{int(self.item_ids.min())} to {int(self.item_ids.max())}")
-        return int(found[0, 0])
+        return _index_of(self.item_ids, raw_item, "item")
 
     @torch.no_grad()
     def top_k(self, raw_user: int, k: int = 10, exclude_seen: bool = True) -> list[tuple[int, str, float]]:
@@ -63,6 +55,14 @@ class Recommender(nn.Module):
         best = scores.topk(min(int(k), len(items))).indices.tolist()
         return [(int(self.item_ids[i]), self.titles[i] if i < len(self.titles) else "", float(scores[i]))
                 for i in best]
+
+
+def _index_of(ids: torch.Tensor, raw: int, what: str) -> int:
+    """The contiguous index of a raw dataset id, refused in one line naming the known range."""
+    found = (ids == int(raw)).nonzero()
+    if not len(found):
+        raise ConfigError(f"unknown {what} {raw}; known {what}s: {len(ids)} ids from {int(ids.min())} to {int(ids.max())}")
+    return int(found[0, 0])
 
 
 class RatingTask(pl.LightningModule):
@@ -134,15 +134,8 @@ class Rating(Task):
     def net_sizes(self, meta) -> dict[str, Any]:
         return {"num_users": int(meta.extra["num_users"]), "num_items": int(meta.extra["num_items"])}
 
-    def build_net(self, cfg, input_shape, meta):
-        from archbench.tasks.base import instantiate_net, models_with
-
-        if self.net_key not in cfg.model:
-            from archbench.errors import IncompatibleError
-
-            raise IncompatibleError(f"model {cfg.model.name} has no {self.net_key!r} for task {self.name}; "
-                                    f"models that have one: {', '.join(models_with(self.net_key))}")
-        return instantiate_net(cfg.model[self.net_key], cfg.model.name, **self.net_sizes(meta))
+    def net_inputs(self, input_shape, meta) -> dict[str, Any]:
+        return self.net_sizes(meta)  # (user, item) pairs: no input shape or class count
 
     def build(self, cfg, meta, datamodule) -> Built:
         from archbench.config import to_dict
