@@ -21,7 +21,8 @@ from typing import NoReturn
 PROGRAMS = {"archbench-train": "archbench.cli.train", "archbench-prepare": "archbench.cli.prepare",
             "archbench-compare": "archbench.cli.compare", "archbench-generate": "archbench.cli.generate",
             "archbench-predict": "archbench.cli.predict", "archbench-stylize": "archbench.cli.stylize",
-            "archbench-transcribe": "archbench.cli.transcribe", "archbench-recommend": "archbench.cli.recommend"}
+            "archbench-transcribe": "archbench.cli.transcribe", "archbench-recommend": "archbench.cli.recommend",
+            "archbench-export": "archbench.cli.export"}
 
 
 def exit_status(main: Callable[[], None]) -> int:
@@ -64,3 +65,4 @@ predict = _script("archbench-predict")
 stylize = _script("archbench-stylize")
 transcribe = _script("archbench-transcribe")
 recommend = _script("archbench-recommend")
+export = _script("archbench-export")

@@ -26,7 +26,7 @@ import sys
 from math import prod
 from pathlib import Path
 
-from archbench.cli.common import fail, reporting_errors
+from archbench.cli.common import fail, reporting_errors, source_run_id
 
 PROGRAM = "archbench-predict"
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}")
         client = mlflow.MlflowClient()
         try:
-            run_id = _source_run(client, uri)
+            run_id = source_run_id(client, uri)
             tags = client.get_run(run_id).data.tags if run_id else {}
             model = mlflow.pytorch.load_model(uri, map_location="cpu")
         except (MlflowException, OSError) as err:
@@ -170,21 +170,6 @@ def _load_texts(path: Path | None, texts: list[str]) -> list[str]:
     if not texts:
         fail(PROGRAM, f"{path} holds no text")
     return texts
-
-
-def _source_run(client, uri: str) -> str | None:
-    """The training run behind a model URI (registered alias/version, or runs:/)."""
-    if uri.startswith("runs:/"):
-        return uri.removeprefix("runs:/").split("/")[0]
-    if uri.startswith("models:/"):
-        name, _, ref = uri.removeprefix("models:/").partition("@")
-        if ref:
-            return client.get_model_version_by_alias(name, ref).run_id
-        name, _, version = uri.removeprefix("models:/").partition("/")
-        if name.startswith("m-") and not version:  # an MLflow 3 logged-model id
-            return client.get_logged_model(name).source_run_id
-        return client.get_model_version(name, version).run_id if version.isdigit() else None
-    return None
 
 
 if __name__ == "__main__":

@@ -57,9 +57,11 @@ def embed_tokens(embedding: nn.Embedding, ids: torch.Tensor) -> tuple[torch.Tens
     padding never changes a prediction.
     """
     mask = ids != PAD_ID
-    used = mask.any(dim=0).nonzero()
-    width = int(used.max()) + 1 if len(used) else 1
-    ids, mask = ids[:, :width], mask[:, :width]
+    if not (torch.compiler.is_exporting() or torch.jit.is_tracing()):  # a data-dependent width:
+        # no exported graph holds one (and a trace would fix it at the example's)
+        used = mask.any(dim=0).nonzero()
+        width = int(used.max()) + 1 if len(used) else 1
+        ids, mask = ids[:, :width], mask[:, :width]
     return embedding(ids) * mask.unsqueeze(-1), mask
 
 

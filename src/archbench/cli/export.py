@@ -1,0 +1,88 @@
+"""``archbench-export --model-uri URI | --registered DATA-MODEL [--format auto|onnx|torchscript]``:
+write a logged classifier's, regressor's or language model's forward as an ONNX file (run by
+onnxruntime; ``auto``: TorchScript where ONNX cannot express the model), check its outputs against
+PyTorch on the run's own first test batch, and log the file and the parity figures to the model's
+MLflow run (``export/``). Exits 1 when the outputs differ by more than ``--tolerance``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from archbench.cli.common import (
+    add_model_arguments,
+    fail,
+    load_logged_model,
+    reporting_errors,
+    source_run_id,
+)
+
+PROGRAM = "archbench-export"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
+    add_model_arguments(parser, "digits-mlp")
+    parser.add_argument("--format", default="auto", choices=["auto", "onnx", "torchscript"],
+                        help="auto: ONNX, else TorchScript (default)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="folder for the file (default: outputs/export/<run id>)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="inputs of the test split to compare on (default: the run's data.eval_batch_size)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest absolute difference allowed")
+    parser.add_argument("--no-log", action="store_true", help="do not log the file to the model's MLflow run")
+    args = parser.parse_args(argv)
+    if args.batch_size is not None and args.batch_size < 2:
+        fail(PROGRAM, f"--batch-size must be ≥ 2 (the batch axis stays dynamic), got {args.batch_size}")
+
+    def run() -> int:
+        import os
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        import mlflow
+        from omegaconf import OmegaConf
+
+        from archbench.export import EXPORTABLE_TASKS, export_with_parity, first_test_batch
+        from archbench.paths import project_root
+
+        model = load_logged_model(PROGRAM, args, "forward", "a torch model")
+        uri = args.model_uri or f"models:/archbench-{args.registered}@champion"
+        client = mlflow.MlflowClient()
+        run_id = source_run_id(client, uri)
+        if run_id is None:
+            fail(PROGRAM, f"{uri}: no training run behind it (give runs:/<id>/model or a registered model)")
+        task = client.get_run(run_id).data.tags.get("task", "classification")
+        if task not in EXPORTABLE_TASKS:
+            fail(PROGRAM, f"{uri} is a {task} model; archbench-export writes the forward of "
+                          f"{', '.join(EXPORTABLE_TASKS)} models")
+        cfg = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
+        batch = first_test_batch(cfg, args.batch_size)
+        out_dir = args.output or project_root() / "outputs" / "export" / run_id
+        path, parity, reason = export_with_parity(model, batch, args.format, out_dir)
+        figures = {**parity.as_dict(), "model_uri": uri, "tolerance": args.tolerance,
+                   "onnx_failure": reason, "file": path.name}
+        if not args.no_log:
+            client.log_artifact(run_id, str(path), "export")
+            client.log_dict(run_id, figures, f"export/{parity.format}.json")
+            client.log_metric(run_id, f"export/{parity.format}_max_abs_diff", parity.max_abs_diff)
+        if reason:
+            print(f"{PROGRAM}: ONNX cannot express this model ({reason}); wrote TorchScript")
+        print(f"{PROGRAM}: {path} ({parity.format}); on {parity.batch_size} test inputs the largest "
+              f"difference from PyTorch is {parity.max_abs_diff:.2e}, top class agrees on "
+              f"{parity.same_argmax:.1%}" + ("" if args.no_log else f"; logged to run {run_id} (export/)"))
+        print(json.dumps(figures))
+        if parity.max_abs_diff > args.tolerance:
+            print(f"{PROGRAM}: error: outputs differ by {parity.max_abs_diff:.2e} > --tolerance "
+                  f"{args.tolerance:g}", flush=True)
+            return 1
+        return 0
+
+    code = reporting_errors(PROGRAM, run)
+    if code:
+        raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The registry's champion served by `mlflow models serve` (a real HTTP server on loopback) and
+exported by archbench-export, both agreeing with archbench-predict."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from conftest import BIN, call_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory):
+    """A digits MLP trained, logged and registered as archbench-digits-mlp@champion."""
+    root = tmp_path_factory.mktemp("champion")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    result = call_cli("archbench-train", "data=digits", "model=mlp", "trainer.max_epochs=2", "register=true",
+                      "callbacks.progress_bar=none", f"paths.data_dir={root / 'data'}",
+                      f"logger.tracking_uri={store}", f"hydra.run.dir={root / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    x = torch.load(root / "data" / "digits" / "test.pt", weights_only=True)["x"][:5].numpy()
+    np.save(root / "x.npy", x)
+    return root, store, x
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _predicted(store: str, inputs) -> list[list[str]]:
+    result = call_cli("archbench-predict", str(inputs), "--registered", "digits-mlp", "--tracking-uri", store)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [line.split(",") for line in result.stdout.strip().splitlines()[1:]]
+
+
+def test_mlflow_models_serve_answers_invocations_like_archbench_predict(champion):
+    root, store, x = champion
+    port = _free_port()
+    env = {"MLFLOW_TRACKING_URI": store, "PATH": f"{BIN}:/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "models", "serve", "-m", "models:/archbench-digits-mlp@champion",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    pytest.fail(f"mlflow models serve did not start: {server.stderr.read()[-3000:]}")
+                time.sleep(0.5)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=json.dumps({"inputs": x.tolist()}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            served = np.asarray(json.loads(response.read())["predictions"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert served.shape == (5, 10)
+    np.testing.assert_allclose(served.sum(axis=1), 1.0, atol=1e-5)  # class probabilities
+    rows = _predicted(store, root / "x.npy")
+    assert [int(r[1]) for r in rows] == served.argmax(axis=1).tolist()
+    np.testing.assert_allclose([float(r[2]) for r in rows], served.max(axis=1), atol=1e-4)
+
+
+def test_export_writes_onnx_within_1e4_and_logs_it_to_the_models_run(champion):
+    import onnxruntime as ort
+
+    root, store, x = champion
+    out = root / "export"
+    result = call_cli("archbench-export", "--registered", "digits-mlp", "--tracking-uri", store,
+                      "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["format"] == "onnx" and figures["max_abs_diff"] < 1e-4 and figures["same_argmax"] == 1.0
+    assert figures["batch_size"] == 360  # the run's first test batch: all of digits' test split
+
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    probabilities = session.run(None, {session.get_inputs()[0].name: x})[0]
+    rows = _predicted(store, root / "x.npy")
+    assert [int(r[1]) for r in rows] == probabilities.argmax(axis=1).tolist()
+
+    client = mlflow.MlflowClient(store)
+    run_id = client.get_model_version_by_alias("archbench-digits-mlp", "champion").run_id
+    logged = {a.path for a in client.list_artifacts(run_id, "export")}
+    assert logged == {"export/model.onnx", "export/onnx.json"}
+    assert client.get_run(run_id).data.metrics["export/onnx_max_abs_diff"] == figures["max_abs_diff"]
+
+    tight = call_cli("archbench-export", "--registered", "digits-mlp", "--tracking-uri", store,
+                     "--output", str(root / "strict"), "--tolerance", "0", "--no-log",
+                     "--format", "onnx")
+    assert tight.returncode == (1 if figures["max_abs_diff"] > 0 else 0)
+    bad = call_cli("archbench-export", "--registered", "digits-mlp", "--tracking-uri", store,
+                   "--batch-size", "1")
+    assert bad.returncode == 2 and "--batch-size must be ≥ 2" in bad.stderr
