@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +77,35 @@ def study_name(data: str, model: str, space: dict[str, Any], extra: str = "") ->
 
 def budget_lock(url: str):
     """Serialise "count the trials, then ask for one" across worker processes so that N workers
-    create exactly ``n_trials``. A lock file beside a local storage file; a server database is
-    shared across machines, where a lock file cannot reach, so there the budget is best effort.
+    create exactly ``n_trials`` (and the first one creates the storage's tables alone). A lock file
+    beside a local storage file; on PostgreSQL the server's own advisory lock, which reaches every
+    machine that shares the study; on other server databases the budget is best effort.
     (Not "<file>.lock": Optuna's journal backend takes that name for its own lock.)"""
+    if url.startswith(("postgresql", "postgres:")):
+        return _advisory_lock(url)
     return lock_beside(url, ".workers.lock", timeout=120)
+
+
+# one key for every archbench sweep on a PostgreSQL server (its critical sections are short)
+ADVISORY_KEY = int.from_bytes(hashlib.sha256(b"archbench.sweep.budget").digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def _advisory_lock(url: str):
+    """PostgreSQL's session-level advisory lock, held on its own connection."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+    finally:
+        engine.dispose()
 
 
 class Heartbeat:
