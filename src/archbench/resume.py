@@ -23,7 +23,11 @@ from archbench.errors import ConfigError
 # where each checkpoint records the fingerprint of the config that wrote it
 CONFIG_STAMP_KEY = "archbench_config_sha256"
 # keys that do not change what is trained
-NOT_FINGERPRINTED = ("resume", "paths", "logger", "register", "callbacks.progress_bar")
+NOT_FINGERPRINTED = ("resume", "paths", "logger", "register", "callbacks.progress_bar",
+                     # where it runs, not what it computes (data.batch_size is the global batch): a
+                     # multi-node job's checkpoint continues on one node, and the other way round
+                     "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.accelerator",
+                     "trainer.sync_batchnorm", "threads")
 
 
 def code_fingerprint() -> str:

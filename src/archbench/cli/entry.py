@@ -22,7 +22,8 @@ PROGRAMS = {"archbench-train": "archbench.cli.train", "archbench-prepare": "arch
             "archbench-compare": "archbench.cli.compare", "archbench-generate": "archbench.cli.generate",
             "archbench-predict": "archbench.cli.predict", "archbench-stylize": "archbench.cli.stylize",
             "archbench-transcribe": "archbench.cli.transcribe", "archbench-recommend": "archbench.cli.recommend",
-            "archbench-export": "archbench.cli.export"}
+            "archbench-export": "archbench.cli.export",
+            "archbench-sbatch": "archbench.cli.sbatch"}
 
 
 def exit_status(main: Callable[[], None]) -> int:
@@ -66,3 +67,4 @@ stylize = _script("archbench-stylize")
 transcribe = _script("archbench-transcribe")
 recommend = _script("archbench-recommend")
 export = _script("archbench-export")
+sbatch = _script("archbench-sbatch")

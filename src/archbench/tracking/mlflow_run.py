@@ -61,6 +61,7 @@ def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | Non
     all_tags = {"git_commit": git_commit(Path(cfg.paths.root)), **tags}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
+    previous = None
     if resume_run_id:
         try:
             previous = mlflow.get_run(resume_run_id)
@@ -74,6 +75,12 @@ def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | Non
         try:
             params = {k: ("" if v is None else str(v)[:6000]) for k, v in flatten(cfg).items()
                       if k != "resume"}
+            if previous is not None:  # a param is logged once: what the continuation changed
+                # (where it runs: devices, nodes) becomes a resumed_with.* tag
+                logged = previous.data.params
+                mlflow.set_tags({f"resumed_with.{k}": v for k, v in params.items()
+                                 if k in logged and logged[k] != v})
+                params = {k: v for k, v in params.items() if k not in logged}
             mlflow.log_params(params)
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             yield run
