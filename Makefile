@@ -7,7 +7,7 @@ VENV := .venv
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro repro-text repro-translation repro-vision repro-speech test test-fast lint ui clean efficiency
+.PHONY: setup repro repro-text repro-translation repro-vision repro-speech test test-fast lint ui dashboard clean efficiency
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,13 @@ lint: setup
 PORT ?= 5000
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(PORT) --workers 1
+
+# the Optuna dashboard on 127.0.0.1:$(DASHBOARD_PORT) for the sweeps' study storage (STORAGE: the
+# hydra.sweeper.storage a sweep used; default the project's optuna.db)
+DASHBOARD_PORT ?= 8080
+STORAGE ?= sqlite:///optuna.db
+dashboard: setup
+	optuna-dashboard "$(STORAGE)" --host 127.0.0.1 --port $(DASHBOARD_PORT)
 
 clean:
 	rm -rf outputs multirun results data/prepared mlflow.db mlruns mlartifacts

@@ -9,6 +9,7 @@ parallel: each timing is taken on a quiet machine).
      bench/startup.py                 one small training's seconds split into phases
   6. bench/replicas.py                3 seeds of each mnist1d/digits classifier against 1 seed
   7. bench/small_data.py              cross-validated hyperparameters on breast_cancer (not a timing)
+  8. bench/export.py                  latency per example, PyTorch vs onnxruntime (archbench-export's file)
 
     python bench/run_all.py [--cold] [--skip throughput published ...]
 """
@@ -31,6 +32,7 @@ STEPS = {
     "startup": [sys.executable, "bench/startup.py", "--repeats", "3"],
     "replicas": [sys.executable, "bench/replicas.py"],
     "small_data": [sys.executable, "bench/small_data.py"],
+    "export": [sys.executable, "bench/export.py", "--repeats", "30"],
 }
 
 

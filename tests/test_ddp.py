@@ -1,9 +1,8 @@
-"""Real multi-process DDP: 2 CPU processes with gloo (``trainer=ddp_cpu``, spawn-launched)."""
+"""Real multi-process DDP: 2 CPU processes with gloo (``trainer=ddp_cpu``, spawn-launched).
+(Training against a real MLflow tracking server: tests/test_postgres.py; torchrun: tests/test_multinode.py.)"""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import mlflow
@@ -97,58 +96,3 @@ def test_an_optuna_sweep_whose_trials_train_with_ddp_cpu(tmp_path):
     for run in children:  # the value the rank-0 process trained with is the trial's value
         config = (Path(run.data.tags["output_dir"]) / "config.yaml").read_text()
         assert f"lr: {float(run.data.params['optimizer.lr'])}" in config
-
-
-@pytest.mark.skipif(os.name != "posix", reason="starts a server process")
-def test_training_against_a_real_mlflow_server(tmp_path):
-    """`mlflow server` on loopback (SQL backend + served artifacts); everything lands over HTTP."""
-    import socket
-    import subprocess
-    import time
-    import urllib.request
-
-    from conftest import BIN
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail(f"mlflow server did not start: {server.stderr.read()[-2000:]}")
-                time.sleep(0.5)
-        out = tmp_path / "run"
-        result = call_cli("archbench-train", "data=digits", "model=logistic", "trainer.max_epochs=2",
-                         "callbacks.progress_bar=none", f"paths.data_dir={tmp_path / 'data'}",
-                         f"hydra.run.dir={out}", env={"MLFLOW_TRACKING_URI": uri})
-        assert result.returncode == 0, result.stderr[-3000:]
-        run_info = json.loads((out / "run.json").read_text())
-        assert run_info["tracking_uri"] == uri
-
-        client = mlflow.MlflowClient(uri)
-        run = client.get_run(run_info["run_id"])
-        assert run.info.status == "FINISHED"
-        assert run.data.metrics["test/acc"] == pytest.approx(
-            json.loads((out / "metrics.json").read_text())["test/acc"])
-        assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2
-        assert {"config.yaml", "confusion.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert not (tmp_path / "mlflow.db").exists()
-        mlflow.set_tracking_uri(uri)
-        model = mlflow.pytorch.load_model(run_info["model_uri"])  # downloaded over HTTP
-        x = torch.load(tmp_path / "data" / "digits" / "test.pt", weights_only=True)["x"][:5]
-        assert model(x).shape == (5, 10)
-        assert any((tmp_path / "server-artifacts").rglob("MLmodel"))  # stored by the server
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -43,7 +43,7 @@ RUN_STAGES = {"classify@digits-logistic", "classify@digits-mlp",
 def project(tmp_path):
     copy = tmp_path / "project"
     copy.mkdir()
-    for name in ("conf", "src", "dvc.yaml", ".dvc", ".dvcignore"):
+    for name in ("conf", "src", "dvc.yaml", ".dvc", ".dvcignore", ".gitignore"):
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
@@ -98,6 +98,31 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     assert again.returncode == 0
     assert "Data and pipelines are up to date" in again.stdout, again.stdout
 
+    # a DVC remote (a local folder; S3/SSH work alike): push the cached outputs, commit the rest, and
+    # a clone that pulls instead of re-running is up to date with the same report and checkpoints
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    assert run_cli("dvc", "remote", "add", "-d", "shared", str(project.parent / "remote"), cwd=project).returncode == 0
+    pushed = run_cli("dvc", "push", cwd=project, env=env)
+    assert pushed.returncode == 0, pushed.stderr[-2000:]
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "repro"], cwd=project, check=True)
+    clone = project.parent / "clone"
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    clone_env = {"ARCHBENCH_ROOT": str(clone)}
+    pulled = run_cli("dvc", "pull", cwd=clone, env=clone_env)
+    assert pulled.returncode == 0, pulled.stderr[-2000:]
+    status = run_cli("dvc", "status", cwd=clone, env=clone_env)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    assert (clone / "reports/comparison.md").read_text() == report
+    assert sorted(p.name for p in (clone / "results/train/digits-mlp/seed42/checkpoints").glob("*.ckpt")) == \
+        sorted(p.name for p in (project / "results/train/digits-mlp/seed42/checkpoints").glob("*.ckpt"))
+    assert (clone / "data/prepared/digits/meta.json").is_file()
+    # the Optuna dashboard opens the sweep stage's study storage and lists the study
+    [storage] = (project / "results/sweep/digits-logistic").glob("**/optuna.db")
+    studies = _dashboard_studies(f"sqlite:///{storage}")
+    assert [s["study_name"].startswith("digits-logistic-") for s in studies] == [True]
+    assert studies[0]["directions"] == ["maximize"]
+
     shown = run_cli("dvc", "metrics", "show", "--json", cwd=project, env=env)
     assert "test/acc" in shown.stdout
 
@@ -105,8 +130,6 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     with edited(project / "conf/model/mlp.yaml", "dropout: 0.2", "dropout: 0.1"):
         assert stale_stages(project, env) == {"classify@digits-mlp"}
     # one recipe (a pair's DVC params): exactly its pair, and `dvc params diff` shows the value
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "repro"],
-                   cwd=project, check=True)
     with edited(project / "conf/recipe/digits_logistic.yaml", "lr: 3.0e-3", "lr: 5.0e-3"):
         assert stale_stages(project, env) == {"classify@digits-logistic", "sweep@digits-logistic",
                                               "tune@digits-logistic"}
@@ -128,6 +151,35 @@ def edited(path, old: str, new: str):
         yield
     finally:
         path.write_text(original)
+
+
+def _dashboard_studies(storage: str) -> list[dict]:
+    """The studies `optuna-dashboard STORAGE` (a real server on loopback) lists at /api/studies."""
+    import socket
+    import time
+    import urllib.request
+
+    from conftest import BIN
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([str(BIN / "optuna-dashboard"), storage, "--host", "127.0.0.1",
+                               "--port", str(port), "--quiet"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
+                    return json.loads(response.read())["study_summaries"]
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    pytest.fail(f"optuna-dashboard did not start: {server.stderr.read()[-2000:]}")
+                time.sleep(0.3)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def stale_stages(project, env) -> set[str]:

@@ -1,5 +1,6 @@
 """PostgreSQL behind both shared stores: an Optuna study two sweep workers share, and the backend
-store of an MLflow tracking server they log to and whose registry holds the champion.
+store of an MLflow tracking server (served artifacts) they log to, whose registry holds the
+champion; runs, curves, artifacts and the model are read back over HTTP.
 
 The server is a real PostgreSQL (Debian's ``postgresql`` package: ``initdb`` + ``pg_ctl``), started
 here on 127.0.0.1 with a free port and trust authentication, in a temp directory; as root it runs
@@ -21,6 +22,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+import torch
 from conftest import BIN, REPO, run_cli
 from optuna.trial import TrialState
 
@@ -140,6 +142,12 @@ def test_two_sweep_workers_share_a_postgres_study_and_log_to_a_postgres_backed_s
     assert champion.run_id in {r.info.run_id for r in children}
     best = max(children, key=lambda r: r.data.metrics["val/acc_then_loss_best"])
     assert champion.run_id == best.info.run_id
+    assert len(client.get_metric_history(best.info.run_id, "val/acc")) == 2  # curves over HTTP
+    assert {"config.yaml", "confusion.png"} <= {a.path for a in client.list_artifacts(best.info.run_id)}
+    mlflow.set_tracking_uri(tracking_server)
+    model = mlflow.pytorch.load_model("models:/archbench-digits-logistic@champion")  # over HTTP
+    x = torch.load(tmp_path / "data" / "digits" / "test.pt", weights_only=True)["x"][:5]
+    assert model(x).shape == (5, 10)
     # and the rows live in PostgreSQL, not in a file beside the project
     import sqlalchemy
 
