@@ -7,7 +7,7 @@ VENV := .venv
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro repro-text repro-translation repro-vision repro-speech test test-fast lint ui dashboard clean efficiency
+.PHONY: setup repro repro-text repro-translation repro-vision repro-speech test test-fast lint ui dashboard browser clean efficiency
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -45,8 +45,15 @@ repro-speech: setup
 # a worker that runs out of tests takes half of another's queue (measured 10:56 vs 12:03 with the
 # default load scheduling, same 248 tests)
 TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-test: setup
+test: setup browser
 	pytest -n $(TEST_JOBS) --dist worksteal
+
+# headless Chromium for the browser tests (tests/test_browser.py): Debian's package, installed when
+# missing and this is root (as on CI); otherwise those tests are skipped, with the reason
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  chromium >/dev/null; } || echo "make: no chromium (apt-get install chromium): the browser tests will skip"
 
 # the inner loop: unit and in-process tests only (no subprocesses, servers, DDP or DVC pipeline)
 test-fast: setup
@@ -55,10 +62,12 @@ test-fast: setup
 lint: setup
 	ruff check src tests bench
 
-# the MLflow UI on 127.0.0.1:$(PORT), one worker (trainings running beside it keep the cores)
+# the MLflow UI on 127.0.0.1:$(PORT), one worker (trainings running beside it keep the cores); STORE:
+# another tracking store (default the project's mlflow.db)
 PORT ?= 5000
+STORE ?= sqlite:///mlflow.db
 ui: setup
-	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(PORT) --workers 1
+	mlflow ui --backend-store-uri "$(STORE)" --host 127.0.0.1 --port $(PORT) --workers 1
 
 # the Optuna dashboard on 127.0.0.1:$(DASHBOARD_PORT) for the sweeps' study storage (STORAGE: the
 # hydra.sweeper.storage a sweep used; default the project's optuna.db)
