@@ -168,3 +168,30 @@ def test_tinyshakespeare_from_a_local_file(tmp_path):
     path = SHARED_MNIST.parent / "tinyshakespeare/input.txt"
     meta = prepare("tinyshakespeare", {"path": str(path)}, tmp_path / "t")
     assert meta.source["characters"] == 1_115_394 and meta.num_classes == 65
+
+
+@pytest.mark.parametrize("has_filter", [True, False])
+def test_tarballs_extract_inside_root_and_refuse_escapes_on_any_python(tmp_path, monkeypatch, has_filter):
+    """tarfile's "data" filter where Python has it, the same refusal by hand where it does not."""
+    import io
+    import tarfile
+
+    from archbench.data.sources import extract_tar
+    from archbench.errors import ArchbenchError
+
+    if not has_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+
+    def tarball(name: str, member: str):
+        path = tmp_path / name
+        with tarfile.open(path, "w:gz") as tar:
+            info = tarfile.TarInfo(member)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"ok"))
+        return path
+
+    extract_tar(tarball("good.tar.gz", "data/a.txt"), tmp_path / "out")
+    assert (tmp_path / "out" / "data" / "a.txt").read_bytes() == b"ok"
+    with pytest.raises((ArchbenchError, tarfile.TarError)):
+        extract_tar(tarball("bad.tar.gz", "../escaped.txt"), tmp_path / "out")
+    assert not (tmp_path / "escaped.txt").exists()

@@ -56,7 +56,7 @@ def postgres(tmp_path_factory):
     root = tmp_path_factory.mktemp("postgres")
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb and postgres refuse root; pytest's temp dirs are root's own (0700)
-        as_user = ["runuser", "-u", "postgres", "--"]
+        as_user = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--"]
         root = Path(tempfile.mkdtemp(prefix="archbench-pg-"))
         shutil.chown(root, "postgres")
     data = root / "data"

@@ -78,3 +78,26 @@ def sha256_of(*arrays: np.ndarray) -> str:
     for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())
     return "sha256:" + digest.hexdigest()
+
+
+def extract_tar(archive, root) -> None:
+    """Extract a downloaded tarball under ``root``, refusing members that would land outside it or
+    are links or devices: tarfile's "data" filter where Python has it (3.10.12+, 3.11.4+), the
+    same checks by hand on older interpreters (Debian 12's 3.11.2)."""
+    import tarfile
+    from pathlib import Path
+
+    from archbench.errors import DataError
+
+    root = Path(root)
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(root, filter="data")
+            return
+        base = root.resolve()
+        for member in tar.getmembers():
+            target = (root / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or (target != base and base not in target.parents):
+                raise DataError(f"{archive}: refusing to extract {member.name!r} (a link, a device or "
+                                f"a path outside {root})")
+        tar.extractall(root)  # noqa: S202 - every member checked above

@@ -5,13 +5,12 @@ official tarball (downloaded and extracted on request, every file MD5-checked)."
 from __future__ import annotations
 
 import pickle
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, check_md5, download
+from archbench.data.sources import Source, check_md5, download, extract_tar
 from archbench.errors import DataError
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -31,8 +30,7 @@ def _extract(cfg: dict[str, Any], root: Path) -> None:
         download(str(cfg["url"]), tarball)  # checked below, once
     if tarball.is_file() and not (_batch_dir(root) / "test_batch").is_file():
         check_md5(tarball, cfg.get("tarball_md5"), "(delete it and download again)")
-        with tarfile.open(tarball) as archive:
-            archive.extractall(root, filter="data")
+        extract_tar(tarball, root)
 
 
 def _unpickle(path: Path) -> dict[bytes, Any]:

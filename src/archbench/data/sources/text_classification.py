@@ -9,14 +9,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import shutil
-import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, download, md5_of
+from archbench.data.sources import Source, download, extract_tar, md5_of
 from archbench.errors import ConfigError, DataError
 
 
@@ -109,8 +108,7 @@ def imdb(cfg: dict[str, Any]) -> Source:
     tree = root / "aclImdb"
     if not (tree / "train").is_dir() and cfg.get("download"):
         archive = download(str(cfg["url"]), root / "aclImdb_v1.tar.gz", cfg.get("archive_md5"))
-        with tarfile.open(archive) as tar:
-            tar.extractall(root, filter="data")
+        extract_tar(archive, root)
     if not all((tree / split / label).is_dir() for split in ("train", "test") for label in ("neg", "pos")):
         raise DataError(f"IMDB not found: put the extracted aclImdb/ folder (train/ and test/, each with "
                         f"neg/ and pos/) in {root.resolve()} (data.root=DIR), or set data.download=true")
