@@ -82,9 +82,22 @@ class Tracking:
 
         with store_lock(tracking_uri):  # the client creates (and migrates) a new store
             self.client = MlflowClient(tracking_uri)
-            found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-                experiment, tags=EXPERIMENT_TAGS)
+            self.experiment_id = self._experiment_id(experiment, EXPERIMENT_TAGS)
+
+    def _experiment_id(self, name: str, tags: dict[str, str]) -> str:
+        """The experiment's id, created if missing; on a tracking server another worker may create
+        it between the look-up and the creation (no file lock reaches there): then it is read."""
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name, tags=tags)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id
 
     def parent_run(self, study: optuna.Study, tags: dict[str, str]) -> str:
         from mlflow.exceptions import MlflowException
