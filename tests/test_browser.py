@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
     if found is None:
         message = "no chromium (make test installs Debian's as root; or apt-get install chromium)"
         if os.environ.get("CI"):
