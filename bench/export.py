@@ -46,7 +46,7 @@ def measure(data: str, model: str, work: Path, repeats: int, threads: int) -> di
     net = in_eval_mode(task.exported_model(built.module).cpu())
     test = first_test_batch(cfg, 256)
     path, parity, _ = export_with_parity(net, test, "onnx", work / f"{data}-{model}")
-    onnx = run_exported(path, "onnx", test, threads=threads)
+    onnx = run_exported(path, "onnx", threads=threads)
 
     def torch_run(batch):
         with torch.no_grad():

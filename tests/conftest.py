@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -110,6 +111,44 @@ def call_cli(*args: str, env: dict | None = None):
         GlobalHydra.instance().clear()
         torch.set_num_threads(threads)
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def http_server(command: list[str], probe: str, env: dict | None = None, seconds: float = 120):
+    """Start ``command`` (a server on loopback) in its own process group, wait until ``probe`` (a
+    URL) answers, yield the process, and stop the whole group afterwards (``make ui`` runs its
+    server as a child). A server that exits or stays silent fails the test with its stderr."""
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        deadline = time.time() + seconds
+        while True:
+            try:
+                urllib.request.urlopen(probe, timeout=5).close()
+                break
+            except OSError:
+                if time.time() > deadline or process.poll() is not None:
+                    pytest.fail(f"{Path(command[0]).name} did not start ({probe}): {process.stderr.read()[-3000:]}")
+                time.sleep(0.3)
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -10,16 +10,12 @@ import html
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import BIN, REPO, call_cli
+from conftest import BIN, REPO, call_cli, free_port, http_server
 
 pytestmark = pytest.mark.slow
 
@@ -32,24 +28,6 @@ def _chromium() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.time() + seconds
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            if time.time() > deadline or process.poll() is not None:
-                pytest.fail(f"{url} did not come up: {process.stderr.read()[-2000:] if process.stderr else ''}")
-            time.sleep(0.3)
 
 
 def rendered(chromium: str, url: str, screenshot: Path) -> tuple[str, str]:
@@ -97,15 +75,13 @@ def test_the_mlflow_ui_shows_the_sweep_its_trials_their_charts_and_the_champion(
     [parent] = [r for r in runs if r.data.tags.get("archbench.sweep") == "parent"]
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(trials) == 2
-    port = _free_port()
-    ui = subprocess.Popen(["make", "-s", "-C", str(REPO), "ui", f"PORT={port}", f"STORE={store}"],
-                          env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    port = free_port()
     shots = root / "screenshots"
     shots.mkdir(exist_ok=True)
     base = f"http://127.0.0.1:{port}/#"
-    try:
-        _wait_for(f"http://127.0.0.1:{port}/health", ui)
+    ui = ["make", "-s", "-C", str(REPO), "ui", f"PORT={port}", f"STORE={store}"]
+    with http_server(ui, f"http://127.0.0.1:{port}/health",
+                     env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}):
         pages = {
             "experiments": f"{base}/experiments",
             "runs": f"{base}/experiments/{experiment.experiment_id}/runs",
@@ -114,9 +90,6 @@ def test_the_mlflow_ui_shows_the_sweep_its_trials_their_charts_and_the_champion(
             "model": f"{base}/models/archbench-digits-logistic",
         }
         seen = {name: rendered(chromium, url, shots / f"{name}.png") for name, url in pages.items()}
-    finally:
-        os.killpg(ui.pid, signal.SIGTERM)
-        ui.wait(timeout=30)
     text = {name: visible for name, (visible, _) in seen.items()}
     assert "archbench" in text["experiments"] and "Experiments" in text["experiments"]
     assert parent.info.run_name in text["runs"]  # the sweep's parent row (its trials fold under it)
@@ -137,17 +110,11 @@ def test_the_mlflow_ui_shows_the_sweep_its_trials_their_charts_and_the_champion(
 def test_the_optuna_dashboard_shows_the_study(swept):
     chromium = _chromium()
     root, _, storage = swept
-    port = _free_port()
-    dashboard = subprocess.Popen([str(BIN / "optuna-dashboard"), storage, "--host", "127.0.0.1",
-                                  "--port", str(port), "--quiet"], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(f"http://127.0.0.1:{port}/api/studies", dashboard)
+    port = free_port()
+    dashboard = [str(BIN / "optuna-dashboard"), storage, "--host", "127.0.0.1", "--port", str(port), "--quiet"]
+    with http_server(dashboard, f"http://127.0.0.1:{port}/api/studies"):
         text, _ = rendered(chromium, f"http://127.0.0.1:{port}/dashboard", root / "dashboard.png")
         study, _ = rendered(chromium, f"http://127.0.0.1:{port}/dashboard/studies/1", root / "study.png")
-    finally:
-        dashboard.terminate()
-        dashboard.wait(timeout=30)
     assert "browser-study" in text
     assert "browser-study" in study and "Best" in study
     assert (root / "study.png").stat().st_size > 10_000

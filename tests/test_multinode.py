@@ -7,24 +7,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import mlflow
 import pytest
-from conftest import BIN, REPO, call_cli
+from conftest import BIN, REPO, call_cli, free_port
 
 pytestmark = pytest.mark.slow
 
 COMMON = ("data=digits", "model=mlp", "trainer.max_epochs=12", "data.batch_size=64",
           "callbacks.early_stopping.enabled=false", "callbacks.progress_bar=none")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_torchrun_nodes_train_one_run_whose_checkpoint_resumes_on_one_node(make_cfg, tmp_path):
@@ -34,7 +27,7 @@ def test_two_torchrun_nodes_train_one_run_whose_checkpoint_resumes_on_one_node(m
     store = make_cfg().logger.tracking_uri
     data = make_cfg().paths.data_dir
     out = tmp_path / "two-nodes"
-    port = _free_port()
+    port = free_port()
     where = (f"paths.data_dir={data}", f"logger.tracking_uri={store}", f"hydra.run.dir={out}")
     command = ["-m", "archbench.cli.train", *COMMON, *where, "trainer=ddp", "trainer.accelerator=cpu",
                "trainer.precision=32-true", "trainer.deterministic=true", "trainer.devices=1",

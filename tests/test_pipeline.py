@@ -155,31 +155,15 @@ def edited(path, old: str, new: str):
 
 def _dashboard_studies(storage: str) -> list[dict]:
     """The studies `optuna-dashboard STORAGE` (a real server on loopback) lists at /api/studies."""
-    import socket
-    import time
     import urllib.request
 
-    from conftest import BIN
+    from conftest import BIN, free_port, http_server
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([str(BIN / "optuna-dashboard"), storage, "--host", "127.0.0.1",
-                               "--port", str(port), "--quiet"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
-                    return json.loads(response.read())["study_summaries"]
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail(f"optuna-dashboard did not start: {server.stderr.read()[-2000:]}")
-                time.sleep(0.3)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api/studies"
+    with http_server([str(BIN / "optuna-dashboard"), storage, "--host", "127.0.0.1", "--port", str(port),
+                      "--quiet"], api, seconds=60), urllib.request.urlopen(api, timeout=5) as response:
+        return json.loads(response.read())["study_summaries"]
 
 
 def stale_stages(project, env) -> set[str]:

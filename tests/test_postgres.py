@@ -12,18 +12,15 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import optuna
 import pytest
 import torch
-from conftest import BIN, REPO, run_cli
+from conftest import BIN, REPO, free_port, http_server, run_cli
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
@@ -36,12 +33,6 @@ def postgres_bin() -> Path | None:
         return Path(found).parent
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(versions[-1]).parent if versions else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +51,7 @@ def postgres(tmp_path_factory):
         root = Path(tempfile.mkdtemp(prefix="archbench-pg-"))
         shutil.chown(root, "postgres")
     data = root / "data"
-    port = _free_port()
+    port = free_port()
     subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                     "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
     log = root / "server.log"
@@ -88,26 +79,12 @@ def postgres(tmp_path_factory):
 def tracking_server(postgres, tmp_path_factory):
     """``mlflow server`` whose backend store is the PostgreSQL database ``mlflow``."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", postgres("mlflow"), "--artifacts-destination", str(root / "artifacts"),
-         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail(f"mlflow server did not start: {server.stderr.read()[-3000:]}")
-                time.sleep(0.5)
-        yield uri
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    port = free_port()
+    server = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+              "--backend-store-uri", postgres("mlflow"), "--artifacts-destination", str(root / "artifacts"),
+              "--workers", "1"]
+    with http_server(server, f"http://127.0.0.1:{port}/health"):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_two_sweep_workers_share_a_postgres_study_and_log_to_a_postgres_backed_server(

@@ -4,16 +4,13 @@ exported by archbench-export, both agreeing with archbench-predict."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import time
 import urllib.request
 
 import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, call_cli
+from conftest import BIN, call_cli, free_port, http_server
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +29,6 @@ def champion(tmp_path_factory):
     return root, store, x
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _predicted(store: str, inputs) -> list[list[str]]:
     result = call_cli("archbench-predict", str(inputs), "--registered", "digits-mlp", "--tracking-uri", store)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -46,30 +37,16 @@ def _predicted(store: str, inputs) -> list[list[str]]:
 
 def test_mlflow_models_serve_answers_invocations_like_archbench_predict(champion):
     root, store, x = champion
-    port = _free_port()
+    port = free_port()
     env = {"MLFLOW_TRACKING_URI": store, "PATH": f"{BIN}:/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "models", "serve", "-m", "models:/archbench-digits-mlp@champion",
-         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail(f"mlflow models serve did not start: {server.stderr.read()[-3000:]}")
-                time.sleep(0.5)
+    serve = [str(BIN / "mlflow"), "models", "serve", "-m", "models:/archbench-digits-mlp@champion",
+             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with http_server(serve, f"http://127.0.0.1:{port}/ping", env=env):
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations", data=json.dumps({"inputs": x.tolist()}).encode(),
             headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             served = np.asarray(json.loads(response.read())["predictions"])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert served.shape == (5, 10)
     np.testing.assert_allclose(served.sum(axis=1), 1.0, atol=1e-5)  # class probabilities
     rows = _predicted(store, root / "x.npy")

@@ -94,8 +94,8 @@ def export_forward(model: nn.Module, example: torch.Tensor, fmt: str, path: Path
     return path
 
 
-def run_exported(path: Path, fmt: str, x: torch.Tensor, threads: int | None = None):
-    """A callable running the exported file on ``x`` (numpy out), and its session or module."""
+def run_exported(path: Path, fmt: str, threads: int | None = None):
+    """A callable running the exported file on a batch (numpy out): onnxruntime or TorchScript."""
     if fmt == "onnx":
         import onnxruntime as ort
 
@@ -120,7 +120,7 @@ def check_parity(model: nn.Module, path: Path, fmt: str, batch: torch.Tensor,
     """Outputs of PyTorch and of the exported file on ``batch``, compared."""
     with torch.no_grad():
         expected = in_eval_mode(model)(batch).numpy()
-    got = run_exported(path, fmt, batch)(batch)
+    got = run_exported(path, fmt)(batch)
     if got.shape != expected.shape:
         raise ConfigError(f"the exported {fmt} model returns shape {got.shape}, PyTorch {expected.shape}")
     diff = np.abs(got - expected)
@@ -148,6 +148,7 @@ def export_with_parity(model: nn.Module, batch: torch.Tensor, fmt: str, out_dir:
     Returns the file, its parity on ``batch`` and the ONNX failure that forced TorchScript."""
     formats = ["onnx", "torchscript"] if fmt == "auto" else [fmt]
     example = batch[: max(2, min(len(batch), 8))]  # batch 1 would fix the batch axis at 1
+    other = other_shape(batch)
     reason = None
     for candidate in formats:
         started = time.perf_counter()
@@ -155,10 +156,10 @@ def export_with_parity(model: nn.Module, batch: torch.Tensor, fmt: str, out_dir:
         try:
             export_forward(model, example, candidate, path)
             seconds = time.perf_counter() - started
-            reshaped = check_parity(model, path, candidate, other_shape(batch))
+            reshaped = check_parity(model, path, candidate, other)
             if not reshaped.max_abs_diff < 1e-3:
                 raise ValueError(f"the {candidate} file holds one input shape only (off by "
-                                 f"{reshaped.max_abs_diff:.2g} on inputs of shape {tuple(other_shape(batch).shape)})")
+                                 f"{reshaped.max_abs_diff:.2g} on inputs of shape {tuple(other.shape)})")
         except ConfigError:
             raise
         except Exception as err:  # the exporter's own failure, or a graph fixed to one shape

@@ -86,6 +86,11 @@ def add_model_arguments(parser, example: str) -> None:
                         help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project root")
 
 
+def model_uri(args) -> str:
+    """The model URI that ``--model-uri`` or ``--registered DATA-MODEL`` (its champion) names."""
+    return args.model_uri or f"models:/archbench-{args.registered}@champion"
+
+
 def load_logged_model(program: str, args, needs: str, what: str):
     """The torch model that ``--model-uri``/``--registered`` name, refused in one line when it
     cannot be loaded or lacks the method ``needs`` (``what``: the kind of model the program wants)."""
@@ -95,7 +100,7 @@ def load_logged_model(program: str, args, needs: str, what: str):
 
     from archbench.paths import project_root
 
-    uri = args.model_uri or f"models:/archbench-{args.registered}@champion"
+    uri = model_uri(args)
     mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}")
     try:
         model = mlflow.pytorch.load_model(uri, map_location="cpu")

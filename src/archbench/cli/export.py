@@ -15,6 +15,7 @@ from archbench.cli.common import (
     add_model_arguments,
     fail,
     load_logged_model,
+    model_uri,
     reporting_errors,
     source_run_id,
 )
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         from archbench.paths import project_root
 
         model = load_logged_model(PROGRAM, args, "forward", "a torch model")
-        uri = args.model_uri or f"models:/archbench-{args.registered}@champion"
+        uri = model_uri(args)
         client = mlflow.MlflowClient()
         run_id = source_run_id(client, uri)
         if run_id is None:

@@ -26,7 +26,7 @@ import sys
 from math import prod
 from pathlib import Path
 
-from archbench.cli.common import fail, reporting_errors, source_run_id
+from archbench.cli.common import fail, model_uri, reporting_errors, source_run_id
 
 PROGRAM = "archbench-predict"
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
         from archbench.paths import project_root
 
-        uri = args.model_uri or f"models:/archbench-{args.registered}@champion"
+        uri = model_uri(args)
         mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}")
         client = mlflow.MlflowClient()
         try:
