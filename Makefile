@@ -62,12 +62,13 @@ test-fast: setup
 lint: setup
 	ruff check src tests bench
 
-# the MLflow UI on 127.0.0.1:$(PORT), one worker (trainings running beside it keep the cores); STORE:
-# another tracking store (default the project's mlflow.db)
+# the MLflow UI on 127.0.0.1:$(PORT), one worker and no job runner (MLflow 3 starts 7 huey consumer
+# processes, ~17 s of CPU, for GenAI jobs archbench has none of), so trainings running beside it keep
+# the cores; STORE: another tracking store (default the project's mlflow.db)
 PORT ?= 5000
 STORE ?= sqlite:///mlflow.db
 ui: setup
-	mlflow ui --backend-store-uri "$(STORE)" --host 127.0.0.1 --port $(PORT) --workers 1
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri "$(STORE)" --host 127.0.0.1 --port $(PORT) --workers 1
 
 # the Optuna dashboard on 127.0.0.1:$(DASHBOARD_PORT) for the sweeps' study storage (STORAGE: the
 # hydra.sweeper.storage a sweep used; default the project's optuna.db)
