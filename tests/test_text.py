@@ -58,7 +58,7 @@ def test_tokenizer_keeps_punctuation_and_splits_negations_like_the_treebank():
 def test_vocabulary_comes_from_the_training_split_only(tmp_path):
     root = _sst2_files(tmp_path / "sst2")
     (root / "dev.tsv").write_text("sentence\tlabel\nzyzzyva is splendid\t1\nquux fails\t0\n")
-    cfg = _data_cfg("sst2", root=root, md5="null", val_fraction=0.2)
+    cfg = _data_cfg("sst2", root=root, md5="null", val_split="phrases", val_fraction=0.2)
     prepare(cfg, tmp_path / "out")
     vocab = json.loads((tmp_path / "out" / "vocab.json").read_text())
     assert vocab[:2] == ["<pad>", "<unk>"] and "zyzzyva" not in vocab and "charming" in vocab
@@ -82,7 +82,8 @@ def test_min_freq_max_size_truncation_and_unknown_words():
 
 
 def test_preparation_is_deterministic(tmp_path):
-    cfg = prepare_config(_data_cfg("sst2", root=_sst2_files(tmp_path / "sst2"), md5="null"))
+    cfg = prepare_config(_data_cfg("sst2", root=_sst2_files(tmp_path / "sst2"), md5="null",
+                                   val_split="phrases"))
     first, second = prepare(cfg, tmp_path / "a"), prepare(cfg, tmp_path / "b")
     assert first.checksum == second.checksum and first.kind == "tokens"
     assert (tmp_path / "a" / "vocab.json").read_bytes() == (tmp_path / "b" / "vocab.json").read_bytes()
@@ -100,7 +101,7 @@ def test_sst2_downloads_glues_zip_and_checks_its_md5(tmp_path):
         zipped.writestr("SST-2/test.tsv", "index\tsentence\n0\tunlabelled\n")
     md5s = f"{{train.tsv: {_md5(files / 'train.tsv')}, dev.tsv: {_md5(files / 'dev.tsv')}}}"
     cfg = _data_cfg("sst2", root=tmp_path / "raw", download="true", url=archive.as_uri(),
-                    archive_md5=_md5(archive), md5=md5s)
+                    archive_md5=_md5(archive), md5=md5s, val_split="phrases")
     meta = prepare(cfg, tmp_path / "out")
     assert meta.splits["test"] == 10 and (tmp_path / "raw" / "test.tsv").is_file()
     bad = _data_cfg("sst2", root=tmp_path / "raw2", download="true", url=archive.as_uri(),
@@ -116,6 +117,29 @@ def test_sst2_from_a_shared_folder_is_the_default_dataset_not_a_variant(tmp_path
     assert identity(prepare_config(default)) == identity(prepare_config(shared))
     unpinned = _data_cfg("sst2", root=tmp_path, md5="null")
     assert identity(prepare_config(default)) != identity(prepare_config(unpinned))
+
+
+def test_sst2_sentence_validation_holds_out_whole_sentences_and_every_phrase_inside_them(tmp_path):
+    from archbench.data.sources.text_classification import sentence_validation
+
+    rows = [(t, 1) for t in POSITIVE] + [(t, 0) for t in NEGATIVE]
+    phrases = [(" ".join(t.split()[i:i + 2]), y) for t, y in rows for i in range(0, len(t.split()) - 1, 2)]
+    texts, labels = [t for t, _ in rows + phrases], torch.tensor([y for _, y in rows + phrases]).numpy()
+    (train_x, train_y), (val_x, val_y), dropped = sentence_validation(texts, labels, 4, seed=42)
+    assert sorted(val_y.tolist()) == [0, 0, 1, 1] and set(val_x) <= {t for t, _ in rows}  # stratified
+    inside = {" ".join(v.split()[i:j]) for v in val_x for i in range(len(v.split()))
+              for j in range(i + 1, len(v.split()) + 1)}
+    assert dropped > 0 and not inside & set(train_x) and len(train_x) + len(val_x) + dropped == len(texts)
+    assert sentence_validation(texts, labels, 4, seed=42)[1][0] == val_x  # seeded
+    assert sentence_validation(texts, labels, 4, seed=7)[1][0] != val_x
+    with pytest.raises(ArchbenchError, match="choose 1..9"):
+        sentence_validation(texts, labels, 10, seed=42)
+    root = _sst2_files(tmp_path / "sst2", copies=1)
+    meta = prepare(_data_cfg("sst2", root=root, md5="null", val_split="sentences", val_sentences=4),
+                   tmp_path / "out")
+    assert meta.splits["val"] == 4 and meta.splits["train"] == 6
+    with pytest.raises(ArchbenchError, match="phrases or sentences"):
+        prepare(_data_cfg("sst2", root=root, md5="null", val_split="trees"), tmp_path / "bad")
 
 
 def test_imdb_reads_the_published_tree_and_its_tarball(tmp_path):
@@ -219,7 +243,8 @@ def test_models_without_a_text_form_are_refused_with_the_ones_that_have_it(make_
 
     root = _sst2_files(tmp_path / "sst2")
     with pytest.raises(ArchbenchError, match="has no 'text_net'.*boe, cnn, gru, lstm, rnn, transformer"):
-        train(make_cfg("data=sst2", "model=mlp", f"data.root={root}", "data.md5=null"))
+        train(make_cfg("data=sst2", "model=mlp", f"data.root={root}", "data.md5=null",
+                       "data.val_split=phrases"))
 
 
 # --- end to end ---------------------------------------------------------------------------------
@@ -230,7 +255,8 @@ def test_tiny_text_run_logs_a_model_that_classifies_raw_text(make_cfg, tmp_path)
     from archbench.train import train
 
     root = _sst2_files(tmp_path / "sst2", copies=8)
-    cfg = make_cfg("data=sst2", "model=cnn", "logger.log_model=true", f"data.root={root}", "data.md5=null", "trainer.max_epochs=2",
+    cfg = make_cfg("data=sst2", "model=cnn", "logger.log_model=true", f"data.root={root}", "data.md5=null",
+                   "data.val_split=sentences", "data.val_sentences=2", "trainer.max_epochs=2",
                    "model.text_net.embed_dim=16", "model.text_net.maps=8", "data.batch_size=16")
     metrics = train(cfg)
     assert 0 <= metrics["test/acc"] <= 1 and "test/f1" in metrics
@@ -297,7 +323,7 @@ def test_the_text_report_shows_class_names_and_the_most_confident_mistakes(tmp_p
     from archbench.report.compare import write_report
 
     prepared = tmp_path / "prepared" / "sst2"
-    meta = prepare(_data_cfg("sst2", root=_sst2_files(tmp_path / "raw"), md5="null"), prepared)
+    meta = prepare(_data_cfg("sst2", root=_sst2_files(tmp_path / "raw"), md5="null", val_sentences=4), prepared)
     targets = torch.load(prepared / "test.pt", weights_only=True)["y"].numpy()
     texts = json.loads((prepared / "test_texts.json").read_text())
     for model, flip in (("boe", 0), ("cnn", 3)):
