@@ -127,9 +127,15 @@ def test_sst2_sentence_validation_holds_out_whole_sentences_and_every_phrase_ins
     texts, labels = [t for t, _ in rows + phrases], torch.tensor([y for _, y in rows + phrases]).numpy()
     (train_x, train_y), (val_x, val_y), dropped = sentence_validation(texts, labels, 4, seed=42)
     assert sorted(val_y.tolist()) == [0, 0, 1, 1] and set(val_x) <= {t for t, _ in rows}  # stratified
-    inside = {" ".join(v.split()[i:j]) for v in val_x for i in range(len(v.split()))
-              for j in range(i + 1, len(v.split()) + 1)}
-    assert dropped > 0 and not inside & set(train_x) and len(train_x) + len(val_x) + dropped == len(texts)
+    def spans(text: str) -> set[str]:
+        words = text.split()
+        return {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+
+    inside_val = set().union(*map(spans, val_x))
+    inside_train = set().union(*(spans(t) for t, _ in rows if t not in val_x))
+    kept_inside = inside_val & set(train_x)  # only phrases that training sentences hold too
+    assert dropped > 0 and kept_inside and kept_inside <= inside_train and not set(val_x) & set(train_x)
+    assert len(train_x) + len(val_x) + dropped == len(texts)
     assert sentence_validation(texts, labels, 4, seed=42)[1][0] == val_x  # seeded
     assert sentence_validation(texts, labels, 4, seed=7)[1][0] != val_x
     with pytest.raises(ArchbenchError, match="choose 1..9"):
