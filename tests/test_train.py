@@ -71,6 +71,44 @@ def test_perceptron_learns_and_its_checkpoint_loads_weights_only(make_cfg, tmp_p
     assert checkpoint["hyper_parameters"]["loss"] == "perceptron"
 
 
+def test_the_perceptron_is_averaged_and_tested_at_the_end_of_its_budget(make_cfg, tmp_path):
+    """Freund & Schapire's averaged perceptron: the tested and logged weights are the mean of every
+    step's weights at the last epoch (breast_cancer's validation, 100 % from the first epoch on,
+    cannot rank the epochs; selection used to freeze on the first)."""
+    cfg = make_cfg("data=breast_cancer", "model=perceptron", "trainer.max_epochs=4", "logger.log_model=true")
+    metrics = train(cfg)
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 3 and metrics["epochs"] == 4
+    assert int(last["averaging_state"]["n_averaged"]) == last["global_step"]  # every step averaged
+    averaged, raw = last["state_dict"], last["current_model_state"]
+    assert not torch.allclose(averaged["net.linear.weight"], raw["net.linear.weight"])
+    test = torch.load(cfg.data.dir + "/test.pt", weights_only=True)
+    predicted = (test["x"] @ averaged["net.linear.weight"].T + averaged["net.linear.bias"]).squeeze(-1) > 0
+    assert metrics["test/acc"] == pytest.approx(predicted.long().eq(test["y"]).float().mean().item())
+    [run] = _runs(cfg)
+    logged = mlflow.pytorch.load_model(run.data.tags["model_uri"])
+    assert torch.equal(logged(test["x"]).argmax(1).bool(), predicted)
+
+
+def test_last_checkpoint_follows_every_epoch_even_when_the_monitor_stalls(make_cfg, tmp_path):
+    """Resume and ``select=last`` read checkpoints/last.ckpt; Lightning 2.6's own ``save_last`` wrote
+    it only in epochs that improved the monitor."""
+    train(make_cfg("data=breast_cancer", "model=perceptron", "callbacks.checkpoint.select=best",
+                   "trainer.max_epochs=4"))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    best = torch.load(checkpoints / "best.ckpt", weights_only=True)
+    assert best["epoch"] < 3  # the monitor stalled: validation is 100 % with a zero criterion
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 3
+
+
+def test_an_unknown_checkpoint_selection_lists_the_valid_ones(make_cfg):
+    from archbench.config import validate
+    from archbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown callbacks.checkpoint.select 'first'; valid: best, last"):
+        validate(make_cfg("callbacks.checkpoint.select=first"))
+
+
 def test_same_seed_same_metrics(make_cfg):
     overrides = ("data=digits", "model=mlp", "trainer.max_epochs=2", "logger.log_model=false")
     first = train(make_cfg(*overrides, output="a"))

@@ -155,6 +155,10 @@ def validate_split_fractions(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"data.{key} must be a number strictly between 0 and 1, got {value!r}")
 
 
+# which weights a run tests, logs and registers: the monitored best epoch's or the last epoch's
+CHECKPOINT_SELECTIONS = ("best", "last")
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject values that cannot work before anything is written."""
     from archbench.tasks.optim import validate_optimizer, validate_scheduler
@@ -169,6 +173,9 @@ def validate(cfg: DictConfig) -> None:
     monitor_mode = OmegaConf.select(cfg, "callbacks.mode")
     if monitor_mode not in ("min", "max", "auto"):
         raise ConfigError(f"callbacks.mode must be min, max or auto, got {monitor_mode!r}")
+    select = OmegaConf.select(cfg, "callbacks.checkpoint.select", default="best")
+    if select not in CHECKPOINT_SELECTIONS:
+        raise ConfigError(f"unknown callbacks.checkpoint.select {select!r}; valid: {', '.join(CHECKPOINT_SELECTIONS)}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

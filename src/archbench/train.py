@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from archbench.config import dotted_leaves, to_dict, validate
 
+LAST_CHECKPOINT = "last"  # checkpoints/last.ckpt: every epoch's end, what resume continues from
+
 
 def build_callbacks(cfg: DictConfig, out_dir: Path, monitor: str, mode: str) -> tuple[list, Any]:
     """Lightning's checkpoint/early-stopping/progress callbacks, archbench's own, and any
@@ -34,12 +36,18 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, monitor: str, mode: str) -> 
     cb = cfg.callbacks
     callbacks: list = [EpochCurves(out_dir / "curves.csv"), LearningRateMonitor("epoch"),
                        RngStateInCheckpoint()]
+    # whole-epoch boundaries (save_on_train_epoch_end): resume continues at the next epoch
     checkpoint = ModelCheckpoint(
-        dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-        save_last=bool(cb.checkpoint.save_last), save_top_k=1, auto_insert_metric_name=False,
-        save_on_train_epoch_end=True)  # a whole-epoch boundary: resume continues at the next epoch
+        dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1,
+        auto_insert_metric_name=False, save_on_train_epoch_end=True)
     if cb.checkpoint.enabled:
         callbacks.append(checkpoint)
+        if cb.checkpoint.save_last or cb.checkpoint.get("select") == "last":
+            # its own callback: Lightning 2.6's save_last refreshes last.ckpt only in epochs that
+            # improve the monitor, and resume and select=last need every epoch's
+            callbacks.append(ModelCheckpoint(dirpath=out_dir / "checkpoints", filename=LAST_CHECKPOINT,
+                                             monitor=None, save_top_k=1, enable_version_counter=False,
+                                             save_on_train_epoch_end=True))
     if cb.early_stopping.enabled:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, check_finite=True,
                                        patience=int(cb.early_stopping.patience),
@@ -73,8 +81,6 @@ def _best_score(checkpoint, best_path: str) -> float:
     child processes, which hand back the path but not the score)."""
     import torch
 
-    if checkpoint is None:
-        return float("nan")
     if checkpoint.best_model_score is not None:
         return float(checkpoint.best_model_score)
     if best_path and Path(best_path).is_file():
@@ -213,11 +219,38 @@ def _fit_and_test(cfg, task, built, datamodule, point, run_id, stamp) -> tuple[d
     for callback in callbacks:
         if isinstance(callback, FitVerdict):
             callback.after_fit(epochs)  # may stop the run here (e.g. a sweep's pruner)
-    best_path = checkpoint.best_model_path if checkpoint is not None else ""
-    trainer.test(built.module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
+    best_path, score = _tested_checkpoint(cfg, trainer, checkpoint)
+    trainer.test(built.module, datamodule=datamodule, ckpt_path=_test_from(built.module, callbacks, best_path),
+                 verbose=False)
     results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    return {**results, f"{monitor}_best": _best_score(checkpoint, best_path), "epochs": float(epochs),
+    return {**results, f"{monitor}_best": score, "epochs": float(epochs),
             "train_seconds": round(train_seconds, 3)}, best_path
+
+
+def _test_from(module, callbacks: list, path: str) -> str | None:
+    """``ckpt_path`` for ``trainer.test``. Loaded after fit, Lightning's WeightAveraging restores a
+    checkpoint's raw weights (``current_model_state``), not the averaged ones its ``state_dict``
+    holds: those are loaded here and the module is tested as it is."""
+    import torch
+    from pytorch_lightning.callbacks import WeightAveraging
+
+    if not path or not any(isinstance(callback, WeightAveraging) for callback in callbacks):
+        return path or None
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+    return None
+
+
+def _tested_checkpoint(cfg: DictConfig, trainer, checkpoint) -> tuple[str, float]:
+    """The checkpoint a run tests, logs and registers, and its monitored value (``<monitor>_best``):
+    the monitored best epoch, or with ``callbacks.checkpoint.select=last`` the end of a fixed budget
+    (e.g. the averaged perceptron, whose validation cannot rank its epochs)."""
+    if checkpoint is None:
+        return "", float("nan")
+    last = Path(checkpoint.dirpath) / f"{LAST_CHECKPOINT}.ckpt"
+    if cfg.callbacks.checkpoint.get("select", "best") == "last" and last.is_file():
+        value = trainer.callback_metrics.get(cfg.callbacks.monitor)
+        return str(last), float(value) if value is not None else float("nan")
+    return checkpoint.best_model_path, _best_score(checkpoint, checkpoint.best_model_path)
 
 
 def _finish(cfg, task, built, datamodule, run, summary, metrics, best_path, out_dir: Path) -> None:
