@@ -20,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from archbench.errors import ConfigError
 
+LAST_CHECKPOINT = "last"  # checkpoints/last.ckpt: written at every epoch's end, what resume continues from
+
 # where each checkpoint records the fingerprint of the config that wrote it
 CONFIG_STAMP_KEY = "archbench_config_sha256"
 # keys that do not change what is trained
@@ -78,7 +80,7 @@ def find_resume_point(cfg: DictConfig) -> ResumePoint:
     mode = _mode(cfg)
     explicit = mode not in (False, "auto", True, "true")
     out_dir = Path(str(mode)) if explicit else Path(cfg.paths.output_dir)
-    last, run_file = out_dir / "checkpoints" / "last.ckpt", out_dir / "run.json"
+    last, run_file = out_dir / "checkpoints" / f"{LAST_CHECKPOINT}.ckpt", out_dir / "run.json"
     fingerprint = run_fingerprint(cfg)
     if mode is not False and last.is_file() and run_file.is_file():
         if stamped_fingerprint(last) == fingerprint:

@@ -15,8 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from archbench.config import dotted_leaves, to_dict, validate
-
-LAST_CHECKPOINT = "last"  # checkpoints/last.ckpt: every epoch's end, what resume continues from
+from archbench.resume import LAST_CHECKPOINT
 
 
 def build_callbacks(cfg: DictConfig, out_dir: Path, monitor: str, mode: str) -> tuple[list, Any]:
