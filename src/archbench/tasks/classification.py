@@ -168,9 +168,8 @@ class ClassificationTask(pl.LightningModule):
         self.word_dropout = float(word_dropout)
         metric_args = {"num_classes": num_classes}
         # the net's own outputs need no per-step argument validation
-        self.train_metrics = TrainEpochMetrics(
-            loss=running_mean(),
-            acc=MulticlassAccuracy(average="micro", validate_args=False, **metric_args))
+        # train/acc: the running mean of per-example hits (micro accuracy, as val/test)
+        self.train_metrics = TrainEpochMetrics(loss=running_mean(), acc=running_mean())
         self.val_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.test_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.val_f1 = MulticlassF1Score(average="macro", **metric_args)
@@ -206,7 +205,8 @@ class ClassificationTask(pl.LightningModule):
         self.train_metrics.update_mean("loss", loss, len(y))
         # accuracy needs only the arg-max: the softmax is skipped unless a lone logit needs it
         scores = scores.detach()
-        self.train_metrics["acc"].update(scores if scores.shape[-1] > 1 else scores_to_probs(scores), y)
+        predicted = (scores if scores.shape[-1] > 1 else scores_to_probs(scores)).argmax(-1)
+        self.train_metrics.update_hits("acc", predicted == y)
         self.train_metrics.log_if_epoch_ends(self)
         return loss
 

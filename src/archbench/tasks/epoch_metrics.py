@@ -2,8 +2,10 @@
 
 A ``self.log`` per training step moves Lightning's result entry (metric states included) to the
 device and updates it each time: on the small nets archbench compares that cost more than the
-step itself (bench/throughput.py). Here each step only updates torchmetrics states; the epoch's
-last batch logs the metric objects once, and Lightning computes (DDP-synced) and resets them.
+step itself (bench/throughput.py). Here each step only adds to two plain tensors per metric (a
+weighted sum and its weight: one in-place add, where a torchmetrics ``update`` costs ~20-40 µs of
+Python per call, measured); the epoch's last batch hands the sums to the torchmetrics objects once
+and logs them, and Lightning computes (DDP-synced) and resets them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterable
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import MeanMetric
 
 
 def check_finite(module: pl.LightningModule, loss: torch.Tensor, what: str = "training loss") -> None:
@@ -32,22 +34,38 @@ def running_mean() -> MeanMetric:
 
 
 class TrainEpochMetrics(nn.ModuleDict):
-    """Named training metrics, updated per step and logged as ``train/<name>`` per epoch."""
+    """Named sample-weighted training means (``running_mean()`` metrics), accumulated per step and
+    logged as ``train/<name>`` per epoch."""
 
-    def __init__(self, prog_bar: Iterable[str] = ("loss",), **metrics: Metric) -> None:
+    def __init__(self, prog_bar: Iterable[str] = ("loss",), **metrics: MeanMetric) -> None:
         super().__init__(metrics)
         self.prog_bar = set(prog_bar)
+        self._pending: dict[str, tuple[torch.Tensor, float]] = {}  # name -> (sum, weight) this epoch
 
-    def update_mean(self, name: str, value: torch.Tensor, weight: int) -> None:
-        self[name].update(value.detach(), weight)
+    def update_mean(self, name: str, value: torch.Tensor, weight: float) -> None:
+        """Adds ``value`` (a batch mean, e.g. the loss) with ``weight`` (its sample count)."""
+        self._add(name, value.detach() * weight, weight)
+
+    def update_hits(self, name: str, hits: torch.Tensor) -> None:
+        """Adds a batch's per-example hits (bools): their running mean is the micro accuracy."""
+        self._add(name, hits.sum(), hits.numel())
+
+    def _add(self, name: str, total: torch.Tensor, weight: float) -> None:
+        if name not in self:
+            raise KeyError(f"no training metric {name!r}; known: {', '.join(self.keys())}")
+        sums, weights = self._pending.get(name, (0, 0))
+        self._pending[name] = (total + sums, weight + weights)
 
     def log_if_epoch_ends(self, module: pl.LightningModule) -> None:
-        """Call at the end of ``training_step``: logs on the epoch's last batch only (every rank
-        reaches it on the same step, so the DDP sync inside ``compute`` lines up)."""
+        """Call at the end of ``training_step``: on the epoch's last batch only (every rank reaches
+        it on the same step, so the DDP sync inside ``compute`` lines up), the epoch's sums go to
+        the torchmetrics objects in one update each and are logged."""
         trainer = module._trainer
         if trainer is None or not trainer.is_last_batch:
             return
-        for name, metric in self.items():
-            if metric.update_count:
-                module.log(f"train/{name}", metric, on_step=False, on_epoch=True,
-                           prog_bar=name in self.prog_bar)
+        for name, (total, weight) in self._pending.items():
+            metric = self[name]
+            metric.update(total / weight, weight)  # int hits / count: true division
+            module.log(f"train/{name}", metric, on_step=False, on_epoch=True,
+                       prog_bar=name in self.prog_bar)
+        self._pending.clear()
