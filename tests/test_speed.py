@@ -41,6 +41,37 @@ def test_epoch_training_metrics_equal_the_whole_split(make_cfg):
     assert logged["train/acc"].item() == pytest.approx(expected_acc, abs=1e-6)
 
 
+@pytest.mark.parametrize("model", ["lstm", "transformer"])
+def test_deterministic_training_without_nan_fill_changes_no_bit(make_cfg, model):
+    """DeterministicWithoutFill (in every run's callbacks) turns off torch's NaN fill of new tensors
+    under deterministic mode: the same seeded training ends with bit-identical weights as with the
+    fill on, and the global flag is restored afterwards."""
+    import torch.utils.deterministic as deterministic
+
+    from archbench.tasks.callbacks import DeterministicWithoutFill
+
+    cfg = make_cfg("data=mnist1d", f"model={model}", "trainer.max_epochs=1", "data.batch_size=64")
+    weights, initial = {}, None
+    for fill in (True, False):
+        torch.manual_seed(0)
+        _, _, datamodule, built = build(cfg)
+        initial = {k: v.clone() for k, v in built.module.state_dict().items()}
+        callbacks = [] if fill else [DeterministicWithoutFill()]
+        trainer = pl.Trainer(max_epochs=1, limit_train_batches=6, limit_val_batches=0, logger=False,
+                             deterministic=True, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, callbacks=callbacks)
+        seen: list[bool] = []
+        built.module.on_train_batch_end = lambda *_, seen=seen: seen.append(
+            deterministic.fill_uninitialized_memory)
+        trainer.fit(built.module, datamodule=datamodule)
+        assert seen == [fill] * 6  # the flag as each step saw it
+        weights[fill] = {k: v.clone() for k, v in built.module.state_dict().items()}
+    assert deterministic.fill_uninitialized_memory is True  # restored by teardown
+    assert weights[True].keys() == weights[False].keys()
+    assert all(torch.equal(weights[True][k], weights[False][k]) for k in weights[True])
+    assert any(not torch.equal(initial[k], weights[False][k]) for k in initial)  # it did train
+
+
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw"])
 def test_fused_optimizer_takes_the_same_steps(name):
     torch.manual_seed(0)

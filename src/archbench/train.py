@@ -30,11 +30,15 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, monitor: str, mode: str) -> 
         TQDMProgressBar,
     )
 
-    from archbench.tasks.callbacks import EpochCurves, RngStateInCheckpoint
+    from archbench.tasks.callbacks import (
+        DeterministicWithoutFill,
+        EpochCurves,
+        RngStateInCheckpoint,
+    )
 
     cb = cfg.callbacks
     callbacks: list = [EpochCurves(out_dir / "curves.csv"), LearningRateMonitor("epoch"),
-                       RngStateInCheckpoint()]
+                       RngStateInCheckpoint(), DeterministicWithoutFill()]
     # whole-epoch boundaries (save_on_train_epoch_end): resume continues at the next epoch
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1,
