@@ -118,9 +118,15 @@ def test_throughput_benchmark_runs_and_reports(tmp_path, monkeypatch):
     import throughput
 
     rows = throughput.main(["--steps", "30", "--warmup", "5", "--repeats", "1", "--cases", "mnist1d:mlp",
-                            "--out", str(tmp_path)])
+                            "--replicas", "2", "--out", str(tmp_path)])
     assert [(r["data"], r["model"]) for r in rows] == [("mnist1d", "mlp")]
     assert all(rate > 0 for rate in rows[0]["samples_per_s"].values())
     saved = json.loads((tmp_path / "throughput.json").read_text())
     assert set(saved["rows"][0]["samples_per_s"]) == {"trainer", "loader", "tensors", "floor", "tensors_fused"}
-    assert "| mnist1d | mlp | 1×40 | 64 |" in (tmp_path / "throughput.md").read_text()
+    replicas = saved["rows"][0]["replicas"]
+    assert replicas["count"] == 2 and len(replicas["samples_per_s"]) == 2
+    assert all(rate > 0 for rate in replicas["samples_per_s"])
+    assert replicas["total_samples_per_s"] == pytest.approx(sum(replicas["samples_per_s"]))
+    assert saved["rows"][0]["step"] == "small" and len(saved["rows"][0]["targets"]) == 2
+    report = (tmp_path / "throughput.md").read_text()
+    assert "| mnist1d | mlp | 1×40 | 64 |" in report and "## Replicas path: 2 trainings" in report
