@@ -8,7 +8,10 @@
   imports      `import pytorch_lightning`, `import mlflow`, `import hydra` in a fresh interpreter
   no-op repro  `dvc repro` of an up-to-date pipeline, median of --repeats (skipped when the
                pipeline here is not up to date: run `dvc repro` first)
-  cold repro   `dvc repro` of the default pipeline in a fresh clone of HEAD (same venv), with --cold
+  cold repro   `make repro` in a fresh clone of HEAD with a new venv (setup included: the README's
+               command on a fresh machine, pip's cache aside), with --cold; each output line is
+               timestamped, so the report splits it into setup and each stage kind (prepare,
+               classify, train, language_model, generative, sweep, compare)
 
 Writes reports/benchmarks/overheads.{json,md}.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -87,13 +91,37 @@ def pipeline_up_to_date() -> bool:
     return out.returncode == 0
 
 
-def cold_repro(work: Path) -> float:
+STAGE_LINE = re.compile(r"Running stage '([^'@]+)(?:@[^']*)?'")
+
+
+def stage_seconds(lines: list[tuple[float, str]], total: float) -> dict[str, float]:
+    """Seconds per stage kind from timestamped `make repro` output: from each "Running stage" line
+    to the next one (the last stage runs to the end); ``setup``: before the first stage."""
+    starts = [(t, m.group(1)) for t, text in lines if (m := STAGE_LINE.search(text))]
+    spent = {"setup": starts[0][0] if starts else total}
+    for (t, kind), (t_next, _) in zip(starts, [*starts[1:], (total, "")], strict=True):
+        spent[kind] = spent.get(kind, 0.0) + t_next - t
+    return spent
+
+
+def cold_repro(work: Path) -> dict:
+    """`make repro` in a fresh clone with its own new venv, PATH without this one's."""
     clone = work / "clone"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-    environ = venv_env(ARCHBENCH_ROOT=str(clone))
-    environ.pop("MLFLOW_TRACKING_URI", None)
+    environ = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "MLFLOW_TRACKING_URI")}
+    environ["PATH"] = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                                      if not p.startswith(str(ROOT)))
+    lines: list[tuple[float, str]] = []
+    started = time.perf_counter()
     try:
-        return timed([str(BIN / "dvc"), "repro"], clone, environ)
+        with subprocess.Popen(["make", "repro"], cwd=clone, env=environ, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) as make:
+            for line in make.stdout:
+                lines.append((time.perf_counter() - started, line.rstrip()))
+        total = time.perf_counter() - started
+        if make.returncode:
+            raise SystemExit("make repro failed in the fresh clone:\n" + "\n".join(t for _, t in lines[-30:]))
+        return {"seconds": total, "runs": 1, "by_kind": stage_seconds(lines, total)}
     finally:
         shutil.rmtree(clone, ignore_errors=True)
 
@@ -125,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             results["noop_repro"] = {"skipped": "the pipeline here is not up to date: run `dvc repro` first"}
         if args.cold:
-            results["cold_repro"] = {"seconds": cold_repro(work), "runs": 1}
+            results["cold_repro"] = cold_repro(work)
     command = "python bench/overheads.py " + " ".join(argv if argv is not None else sys.argv[1:])
     write(results, command.strip())
     return results
@@ -146,7 +174,8 @@ def write(results: dict, command: str) -> None:
               "import_pytorch_lightning": "`import pytorch_lightning` (fresh interpreter)",
               "import_mlflow": "`import mlflow`", "import_hydra": "`import hydra`",
               "noop_repro": "no-op `dvc repro`",
-              "cold_repro": "cold `dvc repro` of the default pipeline (fresh clone, venv present)"}
+              "cold_repro": "cold `make repro` of the default pipeline (fresh clone, new venv: setup "
+                            "included)"}
     lines = ["# Pipeline overheads", "", f"`{command}` on this machine ({os.cpu_count()} CPUs); medians of the "
              "repeats.", "", "| what | seconds | target | met |", "| --- | ---: | ---: | --- |"]
     for key, label in labels.items():
@@ -161,6 +190,15 @@ def write(results: dict, command: str) -> None:
     if "first_step" in results:
         lines += ["", f"The first first-step run, which also prepared the digits data, took "
                   f"{results['first_step']['cold_data_seconds']:.1f} s."]
+    by_kind = results.get("cold_repro", {}).get("by_kind")
+    if by_kind:
+        note = " (from an earlier run)" if results["cold_repro"].get("from_earlier_run") else ""
+        lines += ["", f"Where the cold `make repro`{note} went, seconds (each stage from its \"Running "
+                  "stage\" line to the next; setup: venv and installs before the first stage):", "",
+                  "| part | seconds | share |", "| --- | ---: | ---: |"]
+        total = results["cold_repro"]["seconds"]
+        for kind, seconds in sorted(by_kind.items(), key=lambda item: -item[1]):
+            lines.append(f"| {kind} | {seconds:.0f} | {100 * seconds / total:.0f} % |")
     write_report("overheads", {"command": command, "results": results}, "\n".join(lines))
 
 

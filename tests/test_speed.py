@@ -130,3 +130,19 @@ def test_throughput_benchmark_runs_and_reports(tmp_path, monkeypatch):
     assert saved["rows"][0]["step"] == "small" and len(saved["rows"][0]["targets"]) == 2
     report = (tmp_path / "throughput.md").read_text()
     assert "| mnist1d | mlp | 1×40 | 64 |" in report and "## Replicas path: 2 trainings" in report
+
+
+def test_cold_repro_time_splits_into_setup_and_stage_kinds(monkeypatch):
+    """bench/overheads.py --cold: each stage runs from its "Running stage" line to the next, the
+    last to the end; what comes before the first stage is setup; the parts add up to the total."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    sys.modules.pop("overheads", None)
+    import overheads
+
+    lines = [(0.5, "python3 -m venv .venv"), (70.0, "Running stage 'prepare@digits':"),
+             (72.0, "> archbench-prepare digits"), (73.0, "Running stage 'classify@digits-mlp':"),
+             (90.0, "Running stage 'classify@digits-cnn':"), (120.0, "Running stage 'compare':"),
+             (130.0, "Updating lock file 'dvc.lock'")]
+    spent = overheads.stage_seconds(lines, total=135.0)
+    assert spent == {"setup": 70.0, "prepare": 3.0, "classify": 47.0, "compare": 15.0}
+    assert sum(spent.values()) == pytest.approx(135.0)
