@@ -167,7 +167,6 @@ class ClassificationTask(pl.LightningModule):
             raise ConfigError(f"data.word_dropout must be in [0, 1), got {word_dropout}")
         self.word_dropout = float(word_dropout)
         metric_args = {"num_classes": num_classes}
-        # the net's own outputs need no per-step argument validation
         # train/acc: the running mean of per-example hits (micro accuracy, as val/test)
         self.train_metrics = TrainEpochMetrics(loss=running_mean(), acc=running_mean())
         self.val_acc = MulticlassAccuracy(average="micro", **metric_args)

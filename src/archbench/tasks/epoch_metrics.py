@@ -2,8 +2,8 @@
 
 A ``self.log`` per training step moves Lightning's result entry (metric states included) to the
 device and updates it each time: on the small nets archbench compares that cost more than the
-step itself (bench/throughput.py). Here each step only adds to two plain tensors per metric (a
-weighted sum and its weight: one in-place add, where a torchmetrics ``update`` costs ~20-40 µs of
+step itself (bench/throughput.py). Here each step only adds to a running sum per metric (a
+tensor, and its weight as a number: a tensor add, where a torchmetrics ``update`` costs ~20-40 µs of
 Python per call, measured); the epoch's last batch hands the sums to the torchmetrics objects once
 and logs them, and Lightning computes (DDP-synced) and resets them.
 """
