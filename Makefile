@@ -12,8 +12,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
-	$(VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	$(VENV)/bin/python -m pip install --quiet --no-compile "$(TORCH_SPEC)"
+	$(VENV)/bin/python -m pip install --quiet --no-compile -e ".[dev]"
+	# byte-compile on every core instead of pip's one (setup 66 -> 54 s here, measured); a few
+	# files are for newer Pythons (torch ships py312 syntax), which compileall reports and pip ignores
+	$(VENV)/bin/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 	touch $@
 
 setup: $(VENV)/.installed
