@@ -77,8 +77,9 @@ def mean_ci(correct: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[f
     picks = np.zeros((n_boot, n_seeds))
     np.add.at(picks, (np.arange(n_boot)[:, None], seeds), 1.0)
     boot = np.empty(n_boot)
-    for start in range(0, n_boot, 1000):  # chunks keep the weighted sums at ~8 MB per 1,000 examples
-        rows = slice(start, start + 1000)
+    chunk = 1000  # draws at a time: their weighted sums take ~8 MB per 1,000 test examples
+    for start in range(0, n_boot, chunk):
+        rows = slice(start, start + chunk)
         weighted = picks[rows] @ values
         boot[rows] = np.take_along_axis(weighted, examples[rows], axis=1).sum(axis=1)
     low, high = np.quantile(boot / (n_seeds * n_examples), [ALPHA / 2, 1 - ALPHA / 2])
