@@ -146,3 +146,27 @@ def test_cold_repro_time_splits_into_setup_and_stage_kinds(monkeypatch):
     spent = overheads.stage_seconds(lines, total=135.0)
     assert spent == {"setup": 70.0, "prepare": 3.0, "classify": 47.0, "compare": 15.0}
     assert sum(spent.values()) == pytest.approx(135.0)
+
+
+def test_published_reads_seed_42_from_a_pipeline_summary_without_retraining(tmp_path, monkeypatch):
+    """bench/published.py: a pair whose pipeline run folder is not checked out (a DVC out) is read
+    from seed 42 of the summary the pipeline commits, with its recipe's budget."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    sys.modules.pop("published", None)
+    import published
+
+    summary = tmp_path / "results" / "text" / "train" / "sst2-cnn.json"
+    summary.parent.mkdir(parents=True)
+    seeds = {"42": {"test/acc": 0.8, "epochs": 5.0, "train_seconds": 12.0, "parameters": 7.0},
+             "43": {"test/acc": 0.7, "epochs": 4.0, "train_seconds": 11.0, "parameters": 7.0}}
+    summary.write_text(json.dumps({"seeds": seeds}))
+    monkeypatch.setattr(published, "ROOT", tmp_path)
+    entry = next(e for e in published.ENTRIES if e.key == "sst2-cnn")
+    assert published.run_dir(entry)[1] == "bench/published.py"
+    metrics, cfg, origin = published.pipeline_summary(entry)
+    row = published.row(entry, metrics, cfg, origin)
+    assert row["ours"] == 0.8 and row["seed"] == 42 and row["train_seconds"] == 12.0
+    assert row["budget"] == f"5 epochs × batch {cfg['data']['batch_size']}"
+    assert origin == "dvc pipeline summary, results/text/train/sst2-cnn.json (seed 42)"
+    missing = next(e for e in published.ENTRIES if e.key == "mnist-vae")
+    assert published.pipeline_summary(missing) is None
