@@ -18,17 +18,22 @@ from archbench.train import build
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_epoch_training_metrics_equal_the_whole_split(make_cfg):
+@pytest.mark.parametrize("batch_size", [100, 15])
+def test_epoch_training_metrics_equal_the_whole_split(make_cfg, batch_size):
     """With frozen weights (a negligible lr, no dropout), the once-per-epoch train/loss and train/acc
     must equal the sample-weighted loss and accuracy over every training sample, ragged last
-    batch included: nothing lost or double-counted by accumulating instead of logging per step."""
+    batch included: nothing lost or double-counted by accumulating instead of logging per step.
+    Batch 15 gives more batches than the hits' score buffer holds, so it is also emptied mid-epoch."""
+    from archbench.tasks.epoch_metrics import SCORES_BUFFERED
+
     cfg = make_cfg("data=digits", "model=mlp", "model.net.dropout=0", "optimizer.lr=1e-30",
-                   "scheduler=none", "data.batch_size=100", "trainer.max_epochs=1")
+                   "scheduler=none", f"data.batch_size={batch_size}", "trainer.max_epochs=1")
     torch.manual_seed(0)
     _, _, datamodule, built = build(cfg)
     task = built.module
     x, y = datamodule.splits["train"].x, datamodule.splits["train"].y
-    assert len(y) % 100, "the split should end in a partial batch for this test to mean something"
+    assert len(y) % batch_size, "the split should end in a partial batch for this test to mean something"
+    assert batch_size == 100 or len(y) // batch_size > 2 * SCORES_BUFFERED
     with torch.no_grad():
         scores = task.net.eval()(x)
     expected_loss = F.cross_entropy(scores, y).item()
@@ -39,6 +44,22 @@ def test_epoch_training_metrics_equal_the_whole_split(make_cfg):
     logged = trainer.callback_metrics
     assert logged["train/loss"].item() == pytest.approx(expected_loss, rel=1e-5)
     assert logged["train/acc"].item() == pytest.approx(expected_acc, abs=1e-6)
+
+
+def test_lightning_hook_bookkeeping_skips_module_registration_only(make_cfg):
+    """TaskModule's fast path sets ``_current_fx_name`` as a plain attribute; every other
+    assignment still goes through nn.Module (submodules and parameters are registered)."""
+    from archbench.tasks.module import TaskModule
+
+    _, _, _, built = build(make_cfg("data=digits", "model=mlp"))
+    task = built.module
+    assert isinstance(task, TaskModule)
+    task._current_fx_name = "training_step"
+    assert task.__dict__["_current_fx_name"] == "training_step" and task._current_fx_name == "training_step"
+    task.extra = torch.nn.Linear(2, 2)
+    task.scale = torch.nn.Parameter(torch.ones(1))
+    assert "extra" in task._modules and "scale" in task._parameters
+    assert "extra.weight" in task.state_dict() and "scale" in dict(task.named_parameters())
 
 
 @pytest.mark.parametrize("model", ["lstm", "transformer"])

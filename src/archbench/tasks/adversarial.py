@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,6 +20,7 @@ from torch import nn
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import build_optimizer
 from archbench.tasks.quality import (
     FrozenClassifier,
@@ -42,7 +42,7 @@ class ImageSampler(nn.Module):
         return PixelSpace.to_unit(self.generator(z))
 
 
-class AdversarialTask(pl.LightningModule):
+class AdversarialTask(TaskModule):
     """GAN training, FID/coverage evaluation and fixed-noise sample grids."""
 
     def __init__(

@@ -22,7 +22,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +29,7 @@ from torch import nn
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 from archbench.tasks.quality import FrozenClassifier, ImageGeneration, class_coverage, fid
 
@@ -64,7 +64,7 @@ class LatentSampler(nn.Module):
         return torch.sigmoid(self.decoder(self.prior_mean + noise @ self.prior_scale.T))
 
 
-class AutoencodingTask(pl.LightningModule):
+class AutoencodingTask(TaskModule):
     """Training by reconstruction (and KL for a VAE); ELBO, IW log-likelihood, FID and coverage."""
 
     def __init__(self, net: nn.Module, classifier: FrozenClassifier, num_classes: int,

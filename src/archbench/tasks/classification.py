@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +19,7 @@ from archbench.data.augment import Augmentation
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
 LOSSES = ("cross_entropy", "perceptron", "mse")
@@ -31,6 +31,11 @@ def scores_to_probs(scores: torch.Tensor) -> torch.Tensor:
         positive = torch.sigmoid(scores)
         return torch.cat([1 - positive, positive], dim=-1)
     return scores.softmax(dim=-1)
+
+
+def predicted_classes(scores: torch.Tensor) -> torch.Tensor:
+    """The arg-max class; the softmax is skipped unless a lone logit needs it (sigmoid)."""
+    return (scores if scores.shape[-1] > 1 else scores_to_probs(scores)).argmax(-1)
 
 
 def drop_words(ids: torch.Tensor, rate: float) -> torch.Tensor:
@@ -138,7 +143,7 @@ def classification_loss(name: str, scores: torch.Tensor, target: torch.Tensor) -
     raise ConfigError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
 
 
-class ClassificationTask(pl.LightningModule):
+class ClassificationTask(TaskModule):
     """Loss, metrics and optimisation around a net; knows nothing of the net's architecture."""
 
     def __init__(
@@ -202,10 +207,7 @@ class ClassificationTask(pl.LightningModule):
             loss = loss + self.l1 * sum(p.abs().sum() for n, p in self.net.named_parameters() if "weight" in n)
         check_finite(self, loss)
         self.train_metrics.update_mean("loss", loss, len(y))
-        # accuracy needs only the arg-max: the softmax is skipped unless a lone logit needs it
-        scores = scores.detach()
-        predicted = (scores if scores.shape[-1] > 1 else scores_to_probs(scores)).argmax(-1)
-        self.train_metrics.update_hits("acc", predicted == y)
+        self.train_metrics.update_hits_from_scores("acc", scores, y, predicted_classes)
         self.train_metrics.log_if_epoch_ends(self)
         return loss
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +18,7 @@ from archbench.data.augment import Augmentation
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
 
@@ -78,7 +78,7 @@ class Transcriber(nn.Module):
             self.train(was_training)
 
 
-class CTCTask(pl.LightningModule):
+class CTCTask(TaskModule):
     """CTC loss per string (``zero_infinity``: a string too long for its frames costs nothing
     rather than NaN); ``val/wer`` greedy each epoch; on test ``test/wer_greedy``, ``test/wer_beam``,
     ``test/wer`` (the configured decoder), ``test/ser`` and ``test/loss``."""

@@ -10,20 +10,26 @@ and logs them, and Lightning computes (DDP-synced) and resets them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+# batches whose scores wait to be turned into hits together (bounded memory: 32 batches of scores);
+# per batch, an arg-max, a comparison and two adds cost ~30 µs of a 1.4 ms MNIST-1D MLP step
+SCORES_BUFFERED = 32
+
 
 def check_finite(module: pl.LightningModule, loss: torch.Tensor, what: str = "training loss") -> None:
     """Stop a diverged run with one line (``NonFiniteLossError``: the run is marked FAILED)."""
-    if not torch.isfinite(loss):
+    value = loss.item()  # one read; torch.isfinite's tensor and its bool() cost ~25 µs a step more
+    if not math.isfinite(value):
         from archbench.errors import NonFiniteLossError
 
-        raise NonFiniteLossError(f"non-finite {what} ({loss.item()}) at epoch {module.current_epoch}, step "
+        raise NonFiniteLossError(f"non-finite {what} ({value}) at epoch {module.current_epoch}, step "
                                  f"{module.global_step}: lower optimizer.lr (now {module.optimizer_cfg.get('lr')})")
 
 
@@ -41,6 +47,7 @@ class TrainEpochMetrics(nn.ModuleDict):
         super().__init__(metrics)
         self.prog_bar = set(prog_bar)
         self._pending: dict[str, tuple[torch.Tensor, float]] = {}  # name -> (sum, weight) this epoch
+        self._scores: dict[str, tuple[list[torch.Tensor], list[torch.Tensor], Callable]] = {}  # not yet scored
 
     def update_mean(self, name: str, value: torch.Tensor, weight: float) -> None:
         """Adds ``value`` (a batch mean, e.g. the loss) with ``weight`` (its sample count)."""
@@ -49,6 +56,20 @@ class TrainEpochMetrics(nn.ModuleDict):
     def update_hits(self, name: str, hits: torch.Tensor) -> None:
         """Adds a batch's per-example hits (bools): their running mean is the micro accuracy."""
         self._add(name, hits.sum(), hits.numel())
+
+    def update_hits_from_scores(self, name: str, scores: torch.Tensor, target: torch.Tensor,
+                                predict: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Like ``update_hits(name, predict(scores) == target)``, batched: the scores wait until
+        ``SCORES_BUFFERED`` batches (or the epoch's last) are in, then are scored in one go."""
+        scores_list, targets, _ = self._scores.setdefault(name, ([], [], predict))
+        scores_list.append(scores.detach())
+        targets.append(target)
+        if len(scores_list) >= SCORES_BUFFERED:
+            self._score(name)
+
+    def _score(self, name: str) -> None:
+        scores, targets, predict = self._scores.pop(name)
+        self.update_hits(name, predict(torch.cat(scores)) == torch.cat(targets))
 
     def _add(self, name: str, total: torch.Tensor, weight: float) -> None:
         if name not in self:
@@ -63,6 +84,8 @@ class TrainEpochMetrics(nn.ModuleDict):
         trainer = module._trainer
         if trainer is None or not trainer.is_last_batch:
             return
+        for name in list(self._scores):
+            self._score(name)
         for name, (total, weight) in self._pending.items():
             metric = self[name]
             metric.update(total / weight, weight)  # int hits / count: true division

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +14,7 @@ from torch import nn
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
 
@@ -63,7 +63,7 @@ class CharLanguageModel(nn.Module):
         return text if prompt else text[1:]
 
 
-class LanguageModelTask(pl.LightningModule):
+class LanguageModelTask(TaskModule):
     """Next-character prediction; logs ``*/loss`` in nats per character and ``val|test/bpc``."""
 
     def __init__(self, net: nn.Module, vocab: list[str], block_size: int,

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +19,7 @@ from torchmetrics import MeanMetric
 
 from archbench.tasks.base import Built, RunResult
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 from archbench.tasks.rating import Rating
 
@@ -39,7 +39,7 @@ def hit_rate_and_ndcg(ranks: torch.Tensor, k: int = 10) -> tuple[torch.Tensor, t
     return hit, hit / torch.log2(ranks.float() + 2)
 
 
-class RankingTask(pl.LightningModule):
+class RankingTask(TaskModule):
     """BCE on positive and negative pairs; HR@k and NDCG@k of each user's held-out item."""
 
     def __init__(self, net: nn.Module, cutoff: int = 10, optimizer: dict[str, Any] | None = None,

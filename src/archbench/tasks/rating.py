@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +14,7 @@ from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
 
@@ -65,7 +65,7 @@ def _index_of(ids: torch.Tensor, raw: int, what: str) -> int:
     return int(found[0, 0])
 
 
-class RatingTask(pl.LightningModule):
+class RatingTask(TaskModule):
     """MSE on ratings (the net predicts the residual from the training mean)."""
 
     def __init__(self, net: nn.Module, rating: dict[str, float], optimizer: dict[str, Any] | None = None,

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +14,7 @@ from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, R2Scor
 
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
 
@@ -29,7 +29,7 @@ class Destandardised(nn.Module):
         return self.net(x) * self.std + self.mean
 
 
-class RegressionTask(pl.LightningModule):
+class RegressionTask(TaskModule):
     """Loss (MSE on standardised targets) and metrics in original units around any net."""
 
     def __init__(self, net: nn.Module, target_mean: float = 0.0, target_std: float = 1.0,

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +16,7 @@ from archbench.data.tokens import PAD_ID
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
 ATTENTION_MAPS = 3  # test sentences whose attention heat-map the attention model writes
@@ -87,7 +87,7 @@ class Translator(nn.Module):
             self.train(was_training)
 
 
-class Seq2SeqTask(pl.LightningModule):
+class Seq2SeqTask(TaskModule):
     """Teacher-forced training; ``val|test/loss`` (nats per target token, padding ignored) and
     ``/ppl``; ``val/bleu`` (greedy) each epoch, ``test/bleu_greedy``, ``test/bleu_beam`` and
     ``test/bleu`` (the configured decoder) on the tested weights."""
