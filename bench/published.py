@@ -179,10 +179,17 @@ def pipeline_summary(entry: Entry) -> tuple[dict, dict, str] | None:
     return None
 
 
-def run_metrics(directory: Path) -> tuple[dict, dict]:
-    """A run folder's metrics.json and config.yaml."""
+def result(entry: Entry, retrain: bool) -> tuple[dict, dict, str]:
+    """The entry's seed-42 metrics, config and origin: a pipeline's run folder, else its committed
+    summary, else this benchmark's own run (trained, or only re-tested, here)."""
+    directory, origin = run_dir(entry)
+    if origin == "bench/published.py":
+        summary = pipeline_summary(entry)
+        if summary is not None:
+            return summary
+        train(entry, directory, retrain)
     metrics = json.loads((directory / "metrics.json").read_text())
-    return metrics, OmegaConf.to_container(OmegaConf.load(directory / "config.yaml"))
+    return metrics, OmegaConf.to_container(OmegaConf.load(directory / "config.yaml")), origin
 
 
 def train(entry: Entry, directory: Path, retrain: bool) -> None:
@@ -284,15 +291,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if entry.reference is not None:  # the published figure, ours to fill in
                 rows.append(empty_row(entry, f"needs {needs}"))
             continue
-        directory, origin = run_dir(entry)
-        summary = pipeline_summary(entry) if origin == "bench/published.py" else None
-        if summary is not None:
-            metrics, cfg, origin = summary
-        else:
-            if origin == "bench/published.py":
-                train(entry, directory, args.retrain)
-            metrics, cfg = run_metrics(directory)
-        rows.append(row(entry, metrics, cfg, origin))
+        rows.append(row(entry, *result(entry, args.retrain)))
         print(rows[-1]["key"], rows[-1]["ours"], flush=True)
     if args.only:
         rows, skipped = kept_rows(rows), kept_skipped(skipped, args.only)
