@@ -5,6 +5,7 @@ with no import cycles."""
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import subprocess
 from pathlib import Path
@@ -199,6 +200,26 @@ def test_a_variant_prepares_into_its_own_directory(make_cfg, data_root):
     assert meta_default.checksum != meta_shuffled.checksum
     assert ensure_prepared(default)[0].checksum == meta_default.checksum  # untouched by the variant
     assert json.loads((shuffled_dir / "meta.json").read_text())["extra"]["config"]["generate"]["shuffle_seq"]
+
+
+def test_prepared_default_is_found_without_composing_the_default_config(make_cfg, data_root, monkeypatch):
+    """A run on data its directory already holds skips the default config's Hydra composition
+    (start-up time); a variant of it still gets its own directory."""
+    prepare = importlib.import_module("archbench.data.prepare")
+
+    default = to_dict(make_cfg("data=digits").data)
+    shuffled = to_dict(make_cfg("data=digits", "data.seed=7").data)
+    prepare.ensure_prepared(default)
+
+    def composed(name: str) -> None:
+        raise AssertionError(f"composed the default config of {name}")
+
+    monkeypatch.setattr(prepare, "default_prepare_config", composed)
+    assert prepare.variant_dir(default) == data_root / "digits"
+    with pytest.raises(AssertionError, match="composed the default config of digits"):
+        prepare.variant_dir(shuffled)  # not what <dir> holds: the default decides
+    monkeypatch.undo()
+    assert prepare.variant_dir(shuffled).name.startswith("digits-")
 
 
 @pytest.mark.slow

@@ -214,10 +214,21 @@ def _default_prepare_json(conf: str, name: str) -> str | None:
     return json.dumps(prepare_config(to_dict(compose([f"data={name}"]).data)))
 
 
+def _prepared_identity(data_dir: Path) -> dict[str, Any] | None:
+    """The identity of the config ``data_dir`` was prepared from (None if nothing readable is there)."""
+    try:
+        return identity(json.loads((data_dir / "meta.json").read_text())["extra"]["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def variant_dir(data_cfg: dict[str, Any]) -> Path:
-    """``<dir>`` for the dataset's default config, ``<dir>-<hash>`` for any variant of it."""
+    """``<dir>`` for the dataset's default config (or the config ``<dir>`` already holds: same
+    config, same data), ``<dir>-<hash>`` for any variant of it."""
     wanted = identity(json.loads(json.dumps(prepare_config(data_cfg))))
     base = Path(data_cfg["dir"])
+    if _prepared_identity(base) == wanted:  # what <dir> holds already: no composition needed
+        return base
     default = default_prepare_config(str(data_cfg["name"]))
     if default is not None and wanted == identity(default):
         return base
