@@ -220,7 +220,8 @@ def test_missing_sst2_says_where_to_put_it(tmp_path):
 
 
 TEXT_MODELS = ["boe", "cnn", "rnn", "lstm", "gru", "transformer"]
-VARIANTS = {"lstm": {"bidirectional": True}, "gru": {"pooling": "max"}, "rnn": {"pooling": "mean"}}
+VARIANTS = {"lstm": {"bidirectional": True, "embed_init_std": 0.1}, "gru": {"pooling": "max"},
+            "rnn": {"pooling": "mean"}, "cnn": {"embed_init_std": 0.1}}
 
 
 @pytest.mark.parametrize("model", TEXT_MODELS)
@@ -242,6 +243,16 @@ def test_text_nets_map_ids_to_class_scores_whatever_the_padding(model):
     assert scores.shape == (3, 3)
     torch.testing.assert_close(padded, scores, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(alone, scores, atol=1e-5, rtol=1e-5)
+
+
+def test_word_embeddings_start_at_the_configured_scale_with_a_zero_pad_row():
+    from archbench.nets.common import PAD_ID, word_embedding
+
+    torch.manual_seed(0)
+    small, default = word_embedding(5000, 64, 0.1), word_embedding(5000, 64)
+    assert abs(small.weight[1:].std().item() - 0.1) < 0.005 and abs(default.weight[1:].std().item() - 1) < 0.05
+    assert not small.weight[PAD_ID].any() and not default.weight[PAD_ID].any()
+    assert small.padding_idx == default.padding_idx == PAD_ID  # its gradient stays zero too
 
 
 def test_models_without_a_text_form_are_refused_with_the_ones_that_have_it(make_cfg, tmp_path):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from archbench.errors import ConfigError, IncompatibleError
-from archbench.nets.common import activation, embed_tokens, flat_size, require_shape
+from archbench.nets.common import activation, embed_tokens, flat_size, require_shape, word_embedding
 
 POOLS = ("max", "avg")
 
@@ -139,13 +139,14 @@ class TextConvNet(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, vocab_size: int = 0,
                  embed_dim: int = 128, widths: Sequence[int] = (3, 4, 5), maps: int = 100,
-                 dropout: float = 0.5, activation_name: str = "relu") -> None:
+                 dropout: float = 0.5, activation_name: str = "relu",
+                 embed_init_std: float | None = None) -> None:
         super().__init__()
         if vocab_size < 2:
             raise IncompatibleError("the text CNN reads word ids: it needs tokenized text data")
         if not widths or min(widths) < 1:
             raise ConfigError(f"model.text_net.widths must be positive filter widths, got {list(widths)}")
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.embed = word_embedding(vocab_size, embed_dim, embed_init_std)
         self.widths = [int(w) for w in widths]
         self.convs = nn.ModuleList(nn.Conv1d(embed_dim, maps, w, padding=w - 1) for w in self.widths)
         self.act = activation(activation_name)

@@ -49,6 +49,18 @@ def require_shape(model: str, input_shape: Sequence[int], dims: Sequence[int], n
 PAD_ID, SOS_ID, EOS_ID = 0, 2, 3
 
 
+def word_embedding(vocab_size: int, dim: int, init_std: float | None = None) -> nn.Embedding:
+    """Word embeddings with a zero ``<pad>`` row: PyTorch's N(0, 1) init, or N(0, ``init_std``)
+    (small: a word seen a few times starts near zero, not as unit-size noise; cf. Kim 2014's
+    U[-0.25, 0.25] for words without a pretrained vector)."""
+    embedding = nn.Embedding(vocab_size, dim, padding_idx=PAD_ID)
+    if init_std is not None:
+        with torch.no_grad():
+            embedding.weight.normal_(0.0, float(init_std))
+            embedding.weight[PAD_ID].zero_()
+    return embedding
+
+
 def embed_tokens(embedding: nn.Embedding, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Word embeddings ``(N, T, D)`` and the mask ``(N, T)`` of real tokens, for right-padded ids.
 

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from archbench.errors import ConfigError, IncompatibleError
-from archbench.nets.common import embed_tokens, require_shape
+from archbench.nets.common import embed_tokens, require_shape, word_embedding
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "mean", "max")
@@ -98,7 +98,7 @@ class TextRNN(nn.Module):
     def __init__(self, input_shape: Sequence[int], num_classes: int, vocab_size: int = 0,
                  cell: str = "lstm", embed_dim: int = 128, hidden_size: int = 128,
                  num_layers: int = 1, dropout: float = 0.0, bidirectional: bool = False,
-                 pooling: str = "last") -> None:
+                 pooling: str = "last", embed_init_std: float | None = None) -> None:
         super().__init__()
         if vocab_size < 2:
             raise IncompatibleError("a text RNN reads word ids: it needs tokenized text data")
@@ -107,7 +107,7 @@ class TextRNN(nn.Module):
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
         self.pooling, self.bidirectional = pooling, bidirectional
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.embed = word_embedding(vocab_size, embed_dim, embed_init_std)
         self.rnn = CELLS[cell](embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
                                dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
         self.drop = nn.Dropout(dropout)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archbench.errors import ConfigError, IncompatibleError
-from archbench.nets.common import embed_tokens, require_shape
+from archbench.nets.common import embed_tokens, require_shape, word_embedding
 
 POOLINGS = ("mean", "cls")
 POSITIONS = ("learned", "sinusoidal")
@@ -160,14 +160,14 @@ class TextTransformer(nn.Module):
     def __init__(self, input_shape: Sequence[int], num_classes: int, vocab_size: int = 0,
                  d_model: int = 128, n_layers: int = 2, n_heads: int = 4, ff_mult: int = 4,
                  dropout: float = 0.1, pooling: str = "mean", positions: str = "learned",
-                 pre_norm: bool = True, **_: object) -> None:
+                 pre_norm: bool = True, embed_init_std: float | None = None, **_: object) -> None:
         super().__init__()
         if vocab_size < 2:
             raise IncompatibleError("the text transformer reads word ids: it needs tokenized text data")
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
         self.pooling = pooling
-        self.embed = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        self.embed = word_embedding(vocab_size, d_model, embed_init_std)
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
         self.encoder = TransformerEncoder(int(input_shape[0]) + (pooling == "cls"), d_model, n_layers,
                                           n_heads, ff_mult, dropout, causal=False,
