@@ -82,6 +82,7 @@ def call_cli(*args: str, env: dict | None = None):
     such tests. ``sys.argv``, Hydra's global state, the root logger, the environment and torch's
     thread count are restored afterwards."""
     import contextlib
+    import gc
     import importlib
     import io
     import logging
@@ -90,6 +91,7 @@ def call_cli(*args: str, env: dict | None = None):
     import torch
     from hydra.core.global_hydra import GlobalHydra
 
+    from archbench import gc_policy
     from archbench.cli.entry import PROGRAMS, exit_status
 
     out, err = io.StringIO(), io.StringIO()
@@ -99,10 +101,12 @@ def call_cli(*args: str, env: dict | None = None):
     saved_handlers, saved_level = root.handlers[:], root.level
     os.environ.update(env or {})
     sys.argv = list(args)  # every main() reads its arguments from sys.argv, as its script does
+    collector = gc.get_threshold()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = exit_status(main)
     finally:
+        gc_policy.restore(collector)  # a training main() defers and settles the collector
         sys.argv = saved_argv
         os.environ.clear()
         os.environ.update(saved_env)

@@ -191,3 +191,71 @@ def test_published_reads_seed_42_from_a_pipeline_summary_without_retraining(tmp_
     assert origin == "dvc pipeline summary, results/text/train/sst2-cnn.json (seed 42)"
     missing = next(e for e in published.ENTRIES if e.key == "mnist-vae")
     assert published.pipeline_summary(missing) is None
+
+
+def test_start_up_defers_collection_and_training_restores_it():
+    """archbench.gc_policy: a console script collects rarely while it loads, a training loop
+    starts with start-up's objects frozen and the thresholds it had; without the deferral
+    (tests, notebooks, a sweep's workers) nothing changes."""
+    import gc
+
+    from archbench import gc_policy
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    gc_policy.settle()
+    assert gc.get_threshold() == before and gc.get_freeze_count() == frozen  # never deferred: no-op
+    try:
+        gc_policy.defer_collection()
+        assert gc.get_threshold() == gc_policy.STARTUP_THRESHOLDS
+        gc_policy.settle()
+        assert gc.get_threshold() == before and gc.get_freeze_count() > frozen
+    finally:
+        gc_policy.restore(before)
+
+
+def test_console_scripts_defer_collection_before_importing_their_program(tmp_path):
+    """The deferral runs before the program's module (and so torch, Lightning, MLflow) is imported;
+    a training through the console script then runs its loop at the default thresholds."""
+    import subprocess
+
+    probe = tmp_path / "probe_program.py"
+    probe.write_text("import gc, sys\nAT_IMPORT = gc.get_threshold()\n"
+                     "def main():\n    print(AT_IMPORT, sys.modules.get('torch') is None)\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from archbench.cli import entry; "
+            "entry.PROGRAMS['probe'] = 'probe_program'; entry._script('probe')()")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from archbench.gc_policy import STARTUP_THRESHOLDS
+
+    assert result.stdout.strip() == f"{STARTUP_THRESHOLDS} True"
+
+
+class ThresholdProbe(pl.Callback):
+    """Records the collector's thresholds at each training step (class-level: built from config)."""
+
+    seen: list[tuple[int, int, int]] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        import gc
+
+        ThresholdProbe.seen.append(gc.get_threshold())
+
+
+def test_a_deferred_start_up_trains_at_the_default_thresholds(make_cfg):
+    import gc
+
+    from archbench import gc_policy
+    from archbench.train import train
+
+    before = gc.get_threshold()
+    cfg = make_cfg("data=digits", "model=logistic", "trainer.max_epochs=1", "logger.log_model=false",
+                   "callbacks.progress_bar=none")
+    cfg.callbacks.extra = {"probe": {"_target_": f"{__name__}.ThresholdProbe"}}
+    ThresholdProbe.seen.clear()
+    try:
+        gc_policy.defer_collection()
+        train(cfg)
+        assert ThresholdProbe.seen and set(ThresholdProbe.seen) == {before}
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc_policy.restore(before)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archbench.errors import ConfigError, DataError
+from archbench.gc_policy import settle
 
 FEATURES = ("random", "vgg19", "runs:/<run_id>/model", "models:/<name>@<alias>")
 
@@ -123,6 +124,7 @@ def transfer(features: LayerFeatures, content: torch.Tensor, style: torch.Tensor
     optimizer = torch.optim.LBFGS([image], lr=1.0, max_iter=steps, max_eval=steps, history_size=50,
                                   line_search_fn="strong_wolfe")
     result = Transfer(image, content_reference=reference)
+    settle()  # the optimisation loop collects its garbage as usual (archbench.gc_policy)
     began = time.perf_counter()
 
     def closure() -> torch.Tensor:

@@ -202,6 +202,7 @@ def _fit_and_test(cfg, task, built, datamodule, point, run_id, stamp) -> tuple[d
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import MLFlowLogger
 
+    from archbench.gc_policy import settle
     from archbench.tasks.callbacks import FitVerdict, TestOutputs, TrainingClock
 
     out_dir, monitor = point.out_dir, cfg.callbacks.monitor
@@ -214,6 +215,7 @@ def _fit_and_test(cfg, task, built, datamodule, point, run_id, stamp) -> tuple[d
                   TrainingClock(prior_seconds), stamp]
     trainer = pl.Trainer(**_trainer_kwargs(cfg), logger=logger, callbacks=callbacks,
                          default_root_dir=str(out_dir))
+    settle()  # the training loop collects its garbage as usual (archbench.gc_policy)
     started = time.perf_counter()
     trainer.fit(built.module, datamodule=datamodule,
                 ckpt_path=str(point.checkpoint) if point.checkpoint else None)

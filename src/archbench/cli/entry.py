@@ -52,6 +52,9 @@ def run(main: Callable[[], None]) -> NoReturn:
 
 def _script(program: str) -> Callable[[], NoReturn]:
     def script() -> NoReturn:
+        from archbench.gc_policy import defer_collection
+
+        defer_collection()  # before the imports: they are what start-up's collections walk
         run(importlib.import_module(PROGRAMS[program]).main)  # imported on call: --help stays quick
 
     script.__name__ = program.removeprefix("archbench-")

@@ -67,6 +67,9 @@ def _resume_in_place(argv: list[str]) -> list[str]:
 def run_from_hydra(cfg: DictConfig) -> float | None:
     """Body of the ``@hydra.main`` entry: the recipe, the runs this one needs, the training; returns
     the best monitored validation value (what sweepers optimise)."""
+    from archbench.gc_policy import defer_collection
+
+    defer_collection()  # a launcher's worker process starts here, not in the console script
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from omegaconf import OmegaConf
