@@ -3,11 +3,12 @@
 Importing torch, Lightning, MLflow and SQLAlchemy builds about a million objects, and every full
 collection walks all of them again; while they load, the collector's default thresholds start one
 after each ~25 % growth of the heap. Measured here: ~1 s of the 6.5 s from command to exit of
-``archbench-train data=digits model=mlp`` (bench/startup.py). So a console script collects rarely
-while it starts (``defer_collection``); when a training loop begins, what start-up built is frozen
-(never walked again, ``gc.freeze``) and the default thresholds return (``settle``), so the loop's
-own cyclic garbage is collected as usual. A process that never deferred (tests, notebooks, a
-sweep's worker) is left as it is.
+``archbench-train data=digits model=mlp`` (bench/startup.py). So a console script, and a Hydra
+launcher's job process where its job starts (``run_from_hydra``), collects rarely while it starts
+(``defer_collection``); when a training loop begins, what start-up built is frozen (never walked
+again, ``gc.freeze``) and the default thresholds return (``settle``), so the loop's own cyclic
+garbage is collected as usual. A process that never deferred (tests, notebooks, ``train(cfg)``
+called directly) is left as it is.
 """
 
 from __future__ import annotations
