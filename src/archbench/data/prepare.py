@@ -27,7 +27,7 @@ import numpy as np
 from archbench.config import validate_split_fractions
 from archbench.data.sources import Source
 from archbench.data.store import Meta, write_prepared
-from archbench.errors import ConfigError
+from archbench.errors import ConfigError, DataError
 
 # data config keys the datamodules and tasks read; they never change the prepared tensors
 LOADER_KEYS = ("name", "dir", "batch_size", "eval_batch_size", "layout", "verify_checksum",
@@ -214,12 +214,15 @@ def _default_prepare_json(conf: str, name: str) -> str | None:
     return json.dumps(prepare_config(to_dict(compose([f"data={name}"]).data)))
 
 
-def _prepared_identity(data_dir: Path) -> dict[str, Any] | None:
-    """The identity of the config ``data_dir`` was prepared from (None if nothing readable is there)."""
-    try:
-        return identity(json.loads((data_dir / "meta.json").read_text())["extra"]["config"])
-    except (OSError, ValueError, KeyError, TypeError):
+def _prepared_from(data_dir: Path, wanted: dict[str, Any]) -> Meta | None:
+    """``data_dir``'s metadata when it holds data prepared from a config of identity ``wanted``,
+    else None (an unreadable ``meta.json`` raises ``DataError``)."""
+    from archbench.data.store import load_meta
+
+    if not (data_dir / "meta.json").is_file():
         return None
+    meta = load_meta(data_dir)
+    return meta if identity(meta.extra.get("config") or {}) == wanted else None
 
 
 def variant_dir(data_cfg: dict[str, Any]) -> Path:
@@ -227,8 +230,11 @@ def variant_dir(data_cfg: dict[str, Any]) -> Path:
     config, same data), ``<dir>-<hash>`` for any variant of it."""
     wanted = identity(json.loads(json.dumps(prepare_config(data_cfg))))
     base = Path(data_cfg["dir"])
-    if _prepared_identity(base) == wanted:  # what <dir> holds already: no composition needed
-        return base
+    try:
+        if _prepared_from(base, wanted) is not None:  # what <dir> holds already: no composition needed
+            return base
+    except DataError:
+        pass  # unreadable: the default config decides (ensure_prepared says what is wrong)
     default = default_prepare_config(str(data_cfg["name"]))
     if default is not None and wanted == identity(default):
         return base
@@ -240,14 +246,10 @@ def ensure_prepared(data_cfg: dict[str, Any]) -> tuple[Meta, Path]:
     atomically) when missing or prepared from a different config."""
     from filelock import FileLock
 
-    from archbench.data.store import load_meta
-
     data_dir = variant_dir(data_cfg)
-    wanted = json.loads(json.dumps(prepare_config(data_cfg)))
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(data_dir.with_name(f".{data_dir.name}.lock"))):
-        if (data_dir / "meta.json").is_file():
-            meta = load_meta(data_dir)
-            if identity(meta.extra.get("config") or {}) == identity(wanted):
-                return meta, data_dir
-        return prepare(data_cfg, data_dir), data_dir
+        meta = _prepared_from(data_dir, identity(json.loads(json.dumps(prepare_config(data_cfg)))))
+        if meta is None:
+            meta = prepare(data_cfg, data_dir)
+        return meta, data_dir
