@@ -74,3 +74,15 @@ def test_every_optimizer_builds(name):
     optimizer = build_optimizer(params, {"name": name, "lr": 0.1, "weight_decay": 0.01})
     assert optimizer.param_groups[0]["lr"] == 0.1
     assert optimizer.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_adadelta_takes_its_rho_from_the_config_group():
+    """Kim (2014)'s optimizer: conf/optimizer/adadelta.yaml's rho reaches torch, a typo is refused."""
+    from archbench.config import compose
+
+    cfg = compose(["optimizer=adadelta"])
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], dict(cfg.optimizer))
+    assert isinstance(optimizer, torch.optim.Adadelta)
+    assert optimizer.param_groups[0]["rho"] == 0.95 and optimizer.param_groups[0]["lr"] == 1.0
+    with pytest.raises(ConfigError, match="rho"):
+        build_optimizer([torch.nn.Parameter(torch.zeros(2))], {**cfg.optimizer, "betas": [0.9, 0.99]})

@@ -10,11 +10,12 @@ import torch
 
 from archbench.errors import ConfigError
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 SCHEDULERS = ("none", "cosine", "warmup_cosine", "step", "multistep", "exponential", "onecycle")
 # the keys each one reads: anything else in its config is a typo, refused rather than ignored
 OPTIMIZER_KEYS = {"sgd": ("momentum", "nesterov"), "momentum": ("momentum", "nesterov"),
-                  "adam": ("betas",), "adamw": ("betas",), "rmsprop": ("momentum",), "adagrad": ()}
+                  "adam": ("betas",), "adamw": ("betas",), "rmsprop": ("momentum",), "adagrad": (),
+                  "adadelta": ("rho",)}
 COMMON_OPTIMIZER_KEYS = ("name", "lr", "weight_decay", "fused")
 SCHEDULER_KEYS = {"none": (), "cosine": ("min_lr",), "warmup_cosine": ("warmup_steps", "min_lr"),
                   "step": ("step_size", "gamma"), "multistep": ("milestones", "gamma"), "exponential": ("gamma",), "onecycle": ("pct_start",)}
@@ -85,6 +86,8 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -
                                  betas=tuple(cfg.get("betas") or (0.9, 0.999)))
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, momentum=float(cfg.get("momentum") or 0))
+    if name == "adadelta":  # Zeiler 2012, as Kim 2014 trains his sentence CNN (rho 0.95)
+        return torch.optim.Adadelta(params, lr=lr, weight_decay=wd, rho=float(cfg.get("rho", 0.9)))
     return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
 
 
