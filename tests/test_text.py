@@ -220,7 +220,7 @@ def test_missing_sst2_says_where_to_put_it(tmp_path):
 
 
 TEXT_MODELS = ["boe", "cnn", "rnn", "lstm", "gru", "transformer"]
-VARIANTS = {"lstm": {"bidirectional": True, "embed_init_std": 0.1}, "gru": {"pooling": "max"},
+VARIANTS = {"lstm": {"bidirectional": True, "embed_init_std": 0.1, "embed_dropout": 0.3}, "gru": {"pooling": "max"},
             "rnn": {"pooling": "mean"}, "cnn": {"embed_init_std": 0.1}}
 
 
@@ -243,6 +243,23 @@ def test_text_nets_map_ids_to_class_scores_whatever_the_padding(model):
     assert scores.shape == (3, 3)
     torch.testing.assert_close(padded, scores, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(alone, scores, atol=1e-5, rtol=1e-5)
+
+
+def test_recurrent_embedding_dropout_acts_in_training_only():
+    """model.text_net.embed_dropout drops word-vector features while training; evaluation (and
+    so the padding invariance above) is untouched."""
+    from archbench.nets.recurrent import TextRNN
+
+    torch.manual_seed(0)
+    net = TextRNN([12], 2, vocab_size=50, embed_dropout=0.5)
+    ids = torch.randint(2, 50, (4, 12))
+    net.train()
+    assert not torch.equal(net(ids), net(ids))
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(ids), net(ids))
+    plain = TextRNN([12], 2, vocab_size=50).train()  # no dropout anywhere: training passes agree
+    assert torch.equal(plain(ids), plain(ids))
 
 
 def test_word_embeddings_start_at_the_configured_scale_with_a_zero_pad_row():

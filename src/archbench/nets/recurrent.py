@@ -93,12 +93,14 @@ class TextRNN(nn.Module):
     ``pooling='last'``: the final state of each direction (forward after the last real word,
     backward after the first); ``mean``/``max``: the top layer's outputs over the real words. With
     its defaults ``model=lstm`` is the tutorials' LSTMClassifier (embedding → LSTM → linear).
+    ``embed_dropout``: dropout on the word vectors the recurrent layers read (training only).
     """
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, vocab_size: int = 0,
                  cell: str = "lstm", embed_dim: int = 128, hidden_size: int = 128,
                  num_layers: int = 1, dropout: float = 0.0, bidirectional: bool = False,
-                 pooling: str = "last", embed_init_std: float | None = None) -> None:
+                 pooling: str = "last", embed_init_std: float | None = None,
+                 embed_dropout: float = 0.0) -> None:
         super().__init__()
         if vocab_size < 2:
             raise IncompatibleError("a text RNN reads word ids: it needs tokenized text data")
@@ -111,10 +113,12 @@ class TextRNN(nn.Module):
         self.rnn = CELLS[cell](embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
                                dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
         self.drop = nn.Dropout(dropout)
+        self.embed_drop = nn.Dropout(embed_dropout)
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         h, mask = embed_tokens(self.embed, ids)
+        h = self.embed_drop(h)  # zeros stay zeros: padding is unaffected
         lengths = mask.sum(dim=1)
         packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
         outputs, state = self.rnn(packed)
