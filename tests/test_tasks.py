@@ -86,3 +86,5 @@ def test_adadelta_takes_its_rho_from_the_config_group():
     assert optimizer.param_groups[0]["rho"] == 0.95 and optimizer.param_groups[0]["lr"] == 1.0
     with pytest.raises(ConfigError, match="rho"):
         build_optimizer([torch.nn.Parameter(torch.zeros(2))], {**cfg.optimizer, "betas": [0.9, 0.99]})
+    with pytest.raises(ConfigError, match="optimizer.rho"):
+        build_optimizer([torch.nn.Parameter(torch.zeros(2))], {**cfg.optimizer, "rho": 1.5})

@@ -16,7 +16,7 @@ from conftest import call_cli, run_cli
 
 from archbench.data.prepare import prepare, prepare_config
 from archbench.data.tokens import PAD_ID, UNK_ID, build_vocab, encode, tokenize
-from archbench.errors import ArchbenchError, DataError
+from archbench.errors import ArchbenchError, ConfigError, DataError
 
 POSITIVE = ["a charming and often affecting journey", "it 's a gorgeous , witty , seductive movie",
             "the best film of the year", "an utterly delightful , funny comedy", "smart and moving"]
@@ -260,6 +260,8 @@ def test_recurrent_embedding_dropout_acts_in_training_only():
         torch.testing.assert_close(net(ids), net(ids))
     plain = TextRNN([12], 2, vocab_size=50).train()  # no dropout anywhere: training passes agree
     assert torch.equal(plain(ids), plain(ids))
+    with pytest.raises(ConfigError, match="embed_dropout"):
+        TextRNN([12], 2, vocab_size=50, embed_dropout=1.0)
 
 
 def test_word_embeddings_start_at_the_configured_scale_with_a_zero_pad_row():

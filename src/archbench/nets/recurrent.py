@@ -108,6 +108,8 @@ class TextRNN(nn.Module):
             raise ConfigError(f"unknown recurrent cell {cell!r}; valid: {', '.join(CELLS)}")
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        if not 0 <= embed_dropout < 1:
+            raise ConfigError(f"model.text_net.embed_dropout must be in [0, 1), got {embed_dropout!r}")
         self.pooling, self.bidirectional = pooling, bidirectional
         self.embed = word_embedding(vocab_size, embed_dim, embed_init_std)
         self.rnn = CELLS[cell](embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
