@@ -220,8 +220,8 @@ def test_missing_sst2_says_where_to_put_it(tmp_path):
 
 
 TEXT_MODELS = ["boe", "cnn", "rnn", "lstm", "gru", "transformer"]
-VARIANTS = {"lstm": {"bidirectional": True, "embed_init_std": 0.1, "embed_dropout": 0.3}, "gru": {"pooling": "max"},
-            "rnn": {"pooling": "mean"}, "cnn": {"embed_init_std": 0.1}}
+VARIANTS = {"lstm": {"bidirectional": True, "embed_init_std": 0.1, "embed_dropout": 0.3},
+            "gru": {"pooling": "max"}, "rnn": {"pooling": "mean"}, "cnn": {"embed_init_std": 0.1}}
 
 
 @pytest.mark.parametrize("model", TEXT_MODELS)

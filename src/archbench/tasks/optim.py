@@ -87,8 +87,8 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, momentum=float(cfg.get("momentum") or 0))
     if name == "adadelta":  # Zeiler 2012, as Kim 2014 trains his sentence CNN (rho 0.95)
-        rho = float(cfg.get("rho", 0.9))
-        if not 0 <= rho <= 1:
+        rho = _positive_float({"rho": 0.9, **cfg}, "rho", allow_zero=True)
+        if rho > 1:
             raise ConfigError(f"optimizer.rho must be in [0, 1], got {cfg.get('rho')!r}")
         return torch.optim.Adadelta(params, lr=lr, weight_decay=wd, rho=rho)
     return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
