@@ -222,15 +222,18 @@ def test_missing_sst2_says_where_to_put_it(tmp_path):
 TEXT_MODELS = ["boe", "cnn", "rnn", "lstm", "gru", "transformer"]
 VARIANTS = {"lstm": {"bidirectional": True, "embed_init_std": 0.1, "embed_dropout": 0.3},
             "gru": {"pooling": "max"}, "rnn": {"pooling": "mean"}, "cnn": {"embed_init_std": 0.1}}
+NET_CASES = [(model, VARIANTS.get(model, {})) for model in TEXT_MODELS] + [
+    ("transformer", {"pooling": "max", "head_dropout": 0.5}), ("transformer", {"pooling": "cls"})]
 
 
-@pytest.mark.parametrize("model", TEXT_MODELS)
-def test_text_nets_map_ids_to_class_scores_whatever_the_padding(model):
+@pytest.mark.parametrize(("model", "variant"), NET_CASES, ids=[f"{m}-{'-'.join(map(str, v.values())) or 'default'}"
+                                                               for m, v in NET_CASES])
+def test_text_nets_map_ids_to_class_scores_whatever_the_padding(model, variant):
     torch.manual_seed(0)
     from archbench.config import compose
     from archbench.tasks.base import instantiate_net
 
-    text_net = dict(compose([f"model={model}", "data=sst2"]).model.text_net) | VARIANTS.get(model, {})
+    text_net = dict(compose([f"model={model}", "data=sst2"]).model.text_net) | variant
     net = instantiate_net(text_net, model, input_shape=[24], num_classes=3, vocab_size=50).eval()
     lengths = [5, 2, 9]
     ids = torch.zeros(3, 12, dtype=torch.long)
@@ -245,23 +248,34 @@ def test_text_nets_map_ids_to_class_scores_whatever_the_padding(model):
     torch.testing.assert_close(alone, scores, atol=1e-5, rtol=1e-5)
 
 
-def test_recurrent_embedding_dropout_acts_in_training_only():
-    """model.text_net.embed_dropout drops word-vector features while training; evaluation (and
-    so the padding invariance above) is untouched."""
+def _text_rnn(**options):
     from archbench.nets.recurrent import TextRNN
 
+    return TextRNN([12], 2, vocab_size=50, **options)
+
+
+def _text_transformer(**options):
+    from archbench.nets.transformer import TextTransformer
+
+    return TextTransformer([12], 2, vocab_size=50, d_model=16, dropout=0.0, **options)
+
+
+@pytest.mark.parametrize(("build", "key"), [(_text_rnn, "embed_dropout"), (_text_transformer, "head_dropout")])
+def test_text_net_dropout_options_act_in_training_only(build, key):
+    """model.text_net.embed_dropout (recurrent) and head_dropout (transformer) drop features while
+    training; evaluation (and so the padding invariance above) is untouched; 1.0 fails in one line."""
     torch.manual_seed(0)
-    net = TextRNN([12], 2, vocab_size=50, embed_dropout=0.5)
+    net = build(**{key: 0.5})
     ids = torch.randint(2, 50, (4, 12))
     net.train()
     assert not torch.equal(net(ids), net(ids))
     net.eval()
     with torch.no_grad():
         torch.testing.assert_close(net(ids), net(ids))
-    plain = TextRNN([12], 2, vocab_size=50).train()  # no dropout anywhere: training passes agree
+    plain = build().train()  # no dropout anywhere: training passes agree
     assert torch.equal(plain(ids), plain(ids))
-    with pytest.raises(ConfigError, match="embed_dropout"):
-        TextRNN([12], 2, vocab_size=50, embed_dropout=1.0)
+    with pytest.raises(ConfigError, match=key):
+        build(**{key: 1.0})
 
 
 def test_word_embeddings_start_at_the_configured_scale_with_a_zero_pad_row():

@@ -13,6 +13,13 @@ from archbench.errors import ConfigError, IncompatibleError
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu")
 
 
+def dropout_layer(key: str, rate: float) -> nn.Dropout:
+    """``nn.Dropout(rate)``, refusing a rate outside [0, 1) in one line that names the config key."""
+    if not 0 <= rate < 1:
+        raise ConfigError(f"{key} must be in [0, 1), got {rate!r}")
+    return nn.Dropout(rate)
+
+
 def activation(name: str, leaky_slope: float = 0.01) -> nn.Module:
     """An activation by name: sigmoid, tanh, relu, leaky_relu (slope configurable) or gelu."""
     layers = {

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from archbench.errors import ConfigError, IncompatibleError
-from archbench.nets.common import embed_tokens, require_shape, word_embedding
+from archbench.nets.common import dropout_layer, embed_tokens, require_shape, word_embedding
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "mean", "max")
@@ -108,14 +108,12 @@ class TextRNN(nn.Module):
             raise ConfigError(f"unknown recurrent cell {cell!r}; valid: {', '.join(CELLS)}")
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
-        if not 0 <= embed_dropout < 1:
-            raise ConfigError(f"model.text_net.embed_dropout must be in [0, 1), got {embed_dropout!r}")
         self.pooling, self.bidirectional = pooling, bidirectional
         self.embed = word_embedding(vocab_size, embed_dim, embed_init_std)
         self.rnn = CELLS[cell](embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
                                dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
         self.drop = nn.Dropout(dropout)
-        self.embed_drop = nn.Dropout(embed_dropout)
+        self.embed_drop = dropout_layer("model.text_net.embed_dropout", embed_dropout)
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:

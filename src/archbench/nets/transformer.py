@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from archbench.errors import ConfigError, IncompatibleError
-from archbench.nets.common import embed_tokens, require_shape, word_embedding
+from archbench.nets.common import dropout_layer, embed_tokens, require_shape, word_embedding
 
 POOLINGS = ("mean", "cls")
+TEXT_POOLINGS = ("mean", "max", "cls")
 POSITIONS = ("learned", "sinusoidal")
 
 
@@ -154,18 +155,19 @@ class TransformerClassifier(nn.Module):
 
 
 class TextTransformer(nn.Module):
-    """Sentence classifier: token + position embeddings → encoder with a padding mask → CLS token
-    or masked mean → classes. Padded positions are never attended to nor pooled."""
+    """Sentence classifier: token + position embeddings → encoder with a padding mask → CLS token,
+    masked mean or masked max over time → classes. Padded positions are never attended to nor pooled."""
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, vocab_size: int = 0,
                  d_model: int = 128, n_layers: int = 2, n_heads: int = 4, ff_mult: int = 4,
                  dropout: float = 0.1, pooling: str = "mean", positions: str = "learned",
-                 pre_norm: bool = True, embed_init_std: float | None = None, **_: object) -> None:
+                 pre_norm: bool = True, embed_init_std: float | None = None, head_dropout: float = 0.0,
+                 **_: object) -> None:
         super().__init__()
         if vocab_size < 2:
             raise IncompatibleError("the text transformer reads word ids: it needs tokenized text data")
-        if pooling not in POOLINGS:
-            raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        if pooling not in TEXT_POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(TEXT_POOLINGS)}")
         self.pooling = pooling
         self.embed = word_embedding(vocab_size, d_model, embed_init_std)
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
@@ -173,6 +175,12 @@ class TextTransformer(nn.Module):
                                           n_heads, ff_mult, dropout, causal=False,
                                           positions=positions, pre_norm=pre_norm)
         self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, num_classes))
+        self.head_drop = dropout_layer("model.text_net.head_dropout", head_dropout)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Normalised pooled vector → dropout (training only) → classes."""
+        norm, linear = self.head
+        return linear(self.head_drop(norm(pooled)))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         h, mask = embed_tokens(self.embed, ids)
@@ -181,9 +189,11 @@ class TextTransformer(nn.Module):
             mask = torch.cat([mask.new_ones(len(h), 1), mask], dim=1)
         h = self.encoder(h, mask)
         if self.cls is not None:
-            return self.head(h[:, 0])
+            return self.classify(h[:, 0])
         real = mask.unsqueeze(-1)
-        return self.head((h * real).sum(dim=1) / real.sum(dim=1))
+        if self.pooling == "max":
+            return self.classify(h.masked_fill(~real, float("-inf")).amax(dim=1))
+        return self.classify((h * real).sum(dim=1) / real.sum(dim=1))
 
 
 class CharTransformer(nn.Module):
