@@ -274,8 +274,9 @@ def test_text_net_dropout_options_act_in_training_only(build, key):
         torch.testing.assert_close(net(ids), net(ids))
     plain = build().train()  # no dropout anywhere: training passes agree
     assert torch.equal(plain(ids), plain(ids))
-    with pytest.raises(ConfigError, match=key):
-        build(**{key: 1.0})
+    for bad in (1.0, -0.1, "abc"):
+        with pytest.raises(ConfigError, match=key):
+            build(**{key: bad})
 
 
 def test_word_embeddings_start_at_the_configured_scale_with_a_zero_pad_row():

@@ -14,10 +14,11 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu")
 
 
 def dropout_layer(key: str, rate: float) -> nn.Dropout:
-    """``nn.Dropout(rate)``, refusing a rate outside [0, 1) in one line that names the config key."""
-    if not 0 <= rate < 1:
-        raise ConfigError(f"{key} must be in [0, 1), got {rate!r}")
-    return nn.Dropout(rate)
+    """``nn.Dropout(rate)``, refusing a non-number or a rate outside [0, 1) in one line that names
+    the config key."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise ConfigError(f"{key} must be a number in [0, 1), got {rate!r}")
+    return nn.Dropout(float(rate))
 
 
 def activation(name: str, leaky_slope: float = 0.01) -> nn.Module:
