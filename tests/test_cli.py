@@ -55,10 +55,12 @@ def test_missing_mnist_files_are_named(train_cli, tmp_path):
     ("trainer.max_epochs=-1", "trainer.max_epochs must be an integer ≥ 1"),
     ("data.batch_size=0", "data.batch_size must be an integer ≥ 1"),
     ("data.val_fraction=1", "data.val_fraction must be a number strictly between 0 and 1"),
+    ("model.net.dropout=1.5", "model cnn: dropout probability has to be between 0 and 1, but got 1.5"),
+    ("model=mlp model.net.dropout=1.5", "model.net.dropout must be a number in [0, 1), got 1.5"),
     ("no_such_key=1", "no_such_key"),
 ])
 def test_bad_values_get_one_clear_line(train_cli, tmp_path, override, message):
-    assert message in _one_line_error(train_cli(override))
+    assert message in _one_line_error(train_cli(*override.split()))
     assert not list((tmp_path / "outputs").rglob("metrics.json"))
     assert not (tmp_path / "mlflow.db").exists()
 

@@ -13,12 +13,17 @@ from archbench.errors import ConfigError, IncompatibleError
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu")
 
 
-def dropout_layer(key: str, rate: float) -> nn.Dropout:
-    """``nn.Dropout(rate)``, refusing a non-number or a rate outside [0, 1) in one line that names
+def dropout_rate(key: str, rate: object) -> float:
+    """``rate`` as a float, refusing a non-number or a rate outside [0, 1) in one line that names
     the config key."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
         raise ConfigError(f"{key} must be a number in [0, 1), got {rate!r}")
-    return nn.Dropout(float(rate))
+    return float(rate)
+
+
+def dropout_layer(key: str, rate: object) -> nn.Dropout:
+    """``nn.Dropout`` at a checked ``rate`` (``dropout_rate``)."""
+    return nn.Dropout(dropout_rate(key, rate))
 
 
 def activation(name: str, leaky_slope: float = 0.01) -> nn.Module:
@@ -83,6 +88,15 @@ def embed_tokens(embedding: nn.Embedding, ids: torch.Tensor) -> tuple[torch.Tens
         width = int(used.max()) + 1 if len(used) else 1
         ids, mask = ids[:, :width], mask[:, :width]
     return embedding(ids) * mask.unsqueeze(-1), mask
+
+
+def masked_pool(h: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """``(N, T, D)`` → ``(N, D)``: the mean (``how='mean'``) or max (``'max'``) over the real steps of
+    ``mask`` ``(N, T)`` only, so padding never reaches the pooled vector."""
+    real = mask.unsqueeze(-1)
+    if how == "max":
+        return h.masked_fill(~real, float("-inf")).amax(dim=1)
+    return (h * real).sum(dim=1) / real.sum(dim=1)
 
 
 def pool_if_room(size: int, pool: nn.Module) -> tuple[nn.Module, int]:

@@ -8,8 +8,7 @@ from math import prod
 import torch
 from torch import nn
 
-from archbench.errors import ConfigError
-from archbench.nets.common import activation, head_size
+from archbench.nets.common import activation, dropout_rate, head_size
 
 
 class MLP(nn.Module):
@@ -27,8 +26,7 @@ class MLP(nn.Module):
         binary_head: bool = False,
     ) -> None:
         super().__init__()
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"model.net.dropout must be in [0, 1), got {dropout}")
+        dropout = dropout_rate("model.net.dropout", dropout)
         layers: list[nn.Module] = [nn.Flatten()]
         width = prod(input_shape)
         for size in hidden:

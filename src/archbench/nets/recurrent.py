@@ -13,7 +13,13 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from archbench.errors import ConfigError, IncompatibleError
-from archbench.nets.common import dropout_layer, embed_tokens, require_shape, word_embedding
+from archbench.nets.common import (
+    dropout_layer,
+    embed_tokens,
+    masked_pool,
+    require_shape,
+    word_embedding,
+)
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "mean", "max")
@@ -128,9 +134,5 @@ class TextRNN(nn.Module):
             pooled = torch.cat(list(last), dim=-1)
         else:
             outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=mask.shape[1])
-            real = mask.unsqueeze(-1)
-            if self.pooling == "mean":
-                pooled = (outputs * real).sum(dim=1) / lengths.unsqueeze(-1)
-            else:
-                pooled = outputs.masked_fill(~real, float("-inf")).amax(dim=1)
+            pooled = masked_pool(outputs, mask, self.pooling)
         return self.head(self.drop(pooled))

@@ -15,7 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from archbench.errors import ConfigError, IncompatibleError
-from archbench.nets.common import dropout_layer, embed_tokens, require_shape, word_embedding
+from archbench.nets.common import (
+    dropout_layer,
+    embed_tokens,
+    masked_pool,
+    require_shape,
+    word_embedding,
+)
 
 POOLINGS = ("mean", "cls")
 TEXT_POOLINGS = ("mean", "max", "cls")
@@ -188,12 +194,7 @@ class TextTransformer(nn.Module):
             h = torch.cat([self.cls.expand(len(h), -1, -1), h], dim=1)
             mask = torch.cat([mask.new_ones(len(h), 1), mask], dim=1)
         h = self.encoder(h, mask)
-        if self.cls is not None:
-            return self.classify(h[:, 0])
-        real = mask.unsqueeze(-1)
-        if self.pooling == "max":
-            return self.classify(h.masked_fill(~real, float("-inf")).amax(dim=1))
-        return self.classify((h * real).sum(dim=1) / real.sum(dim=1))
+        return self.classify(h[:, 0] if self.cls is not None else masked_pool(h, mask, self.pooling))
 
 
 class CharTransformer(nn.Module):

@@ -53,7 +53,8 @@ def instantiate_net(net_cfg: Any, model_name: str, **sizes: Any):
     """Instantiate a net config (``_target_`` plus arguments) with the dataset's sizes.
 
     Unknown keys are an error naming the net's valid arguments (a typo is not silently ignored);
-    archbench's own errors raised by the constructor surface unchanged.
+    archbench's own errors raised by the constructor surface unchanged, and torch's ValueError for
+    a bad value (e.g. a dropout of 1.5 in any net) becomes one ConfigError line naming the model.
     """
     import inspect
 
@@ -78,6 +79,8 @@ def instantiate_net(net_cfg: Any, model_name: str, **sizes: Any):
             cause = cause.__cause__
         if isinstance(cause, ArchbenchError):
             raise cause from None
+        if isinstance(cause, ValueError):
+            raise ConfigError(f"model {model_name}: {cause}") from None
         raise
 
 

@@ -17,6 +17,7 @@ from torchmetrics.classification import (
 
 from archbench.data.augment import Augmentation
 from archbench.errors import ConfigError
+from archbench.nets.common import dropout_rate
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
 from archbench.tasks.module import TaskModule
@@ -168,9 +169,7 @@ class ClassificationTask(TaskModule):
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self.l1 = float(l1)
         self.augment = Augmentation(**(augment or {}))
-        if not 0 <= word_dropout < 1:
-            raise ConfigError(f"data.word_dropout must be in [0, 1), got {word_dropout}")
-        self.word_dropout = float(word_dropout)
+        self.word_dropout = dropout_rate("data.word_dropout", word_dropout)
         metric_args = {"num_classes": num_classes}
         # train/acc: the running mean of per-example hits (micro accuracy, as val/test)
         self.train_metrics = TrainEpochMetrics(loss=running_mean(), acc=running_mean())
