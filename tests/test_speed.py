@@ -46,6 +46,22 @@ def test_epoch_training_metrics_equal_the_whole_split(make_cfg, batch_size):
     assert logged["train/acc"].item() == pytest.approx(expected_acc, abs=1e-6)
 
 
+def test_a_loss_summed_as_a_number_is_the_tensor_sum_bit_for_bit():
+    """``update_mean`` takes the float ``check_finite`` read (no tensor op per step): its epoch mean
+    must be the bits the float32 tensor sum gives, ragged weights included."""
+    from archbench.tasks.epoch_metrics import TrainEpochMetrics, running_mean
+
+    torch.manual_seed(0)
+    as_tensor, as_number = TrainEpochMetrics(loss=running_mean()), TrainEpochMetrics(loss=running_mean())
+    for _ in range(500):
+        loss, weight = torch.rand(()) * 3, int(torch.randint(1, 129, ()))
+        as_tensor.update_mean("loss", loss, weight)
+        as_number.update_mean("loss", loss.item(), weight)
+    (tensor_sum, tensor_weight), (number_sum, number_weight) = as_tensor._pending["loss"], as_number._pending["loss"]
+    assert tensor_weight == number_weight
+    assert (tensor_sum / tensor_weight).item() == float(number_sum / number_weight)
+
+
 def test_lightning_hook_bookkeeping_skips_module_registration_only(make_cfg):
     """TaskModule's fast path sets ``_current_fx_name`` as a plain attribute; every other
     assignment still goes through nn.Module (submodules and parameters are registered)."""

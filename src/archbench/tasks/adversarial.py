@@ -107,8 +107,8 @@ class AdversarialTask(TaskModule):
     def _bce(self, logits: torch.Tensor, target: float) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
-    def _check(self, name: str, loss: torch.Tensor) -> None:
-        check_finite(self, loss, name)
+    def _check(self, name: str, loss: torch.Tensor) -> float:
+        return check_finite(self, loss, name)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, _ = batch
@@ -119,20 +119,20 @@ class AdversarialTask(TaskModule):
         real_logits = self.discriminator.logits(real)
         fake_logits = self.discriminator.logits(fake.detach())
         d_loss = 0.5 * (self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0))
-        self._check("discriminator loss", d_loss)
+        d_value = self._check("discriminator loss", d_loss)
         opt_d.zero_grad()
         self.manual_backward(d_loss)
         opt_d.step()
-        self.train_metrics.update_mean("d_loss", d_loss, len(x))
+        self.train_metrics.update_mean("d_loss", d_value, len(x))
         self.train_metrics.update_mean("d_real", torch.sigmoid(real_logits).mean(), len(x))
 
         if (batch_idx + 1) % self.d_steps == 0:
             g_loss = self._bce(self.discriminator.logits(fake), 1.0)  # non-saturating: -log D(G(z))
-            self._check("generator loss", g_loss)
+            g_value = self._check("generator loss", g_loss)
             opt_g.zero_grad()
             self.manual_backward(g_loss)
             opt_g.step()
-            self.train_metrics.update_mean("g_loss", g_loss, len(x))
+            self.train_metrics.update_mean("g_loss", g_value, len(x))
         self.train_metrics.log_if_epoch_ends(self)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:

@@ -204,8 +204,7 @@ class ClassificationTask(TaskModule):
         loss = classification_loss(self.loss_name, scores, y)
         if self.l1 > 0:
             loss = loss + self.l1 * sum(p.abs().sum() for n, p in self.net.named_parameters() if "weight" in n)
-        check_finite(self, loss)
-        self.train_metrics.update_mean("loss", loss, len(y))
+        self.train_metrics.update_mean("loss", check_finite(self, loss), len(y))
         self.train_metrics.update_hits_from_scores("acc", scores, y, predicted_classes)
         self.train_metrics.log_if_epoch_ends(self)
         return loss

@@ -110,8 +110,7 @@ class CTCTask(TaskModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, lengths, y, y_lengths = batch
         loss = self._loss(self.augment(x), lengths, y, y_lengths)
-        check_finite(self, loss)
-        self.train_metrics.update_mean("loss", loss, len(y))
+        self.train_metrics.update_mean("loss", check_finite(self, loss), len(y))
         self.train_metrics.log_if_epoch_ends(self)
         return loss
 

@@ -89,8 +89,7 @@ class LanguageModelTask(TaskModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
-        check_finite(self, loss)
-        self.train_metrics.update_mean("loss", loss, batch[0].numel())
+        self.train_metrics.update_mean("loss", check_finite(self, loss), batch[0].numel())
         self.train_metrics.log_if_epoch_ends(self)
         return loss
 

@@ -57,8 +57,7 @@ class RankingTask(TaskModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.binary_cross_entropy_with_logits(self.net(x), y)
-        check_finite(self, loss)
-        self.train_metrics.update_mean("loss", loss, len(y))
+        self.train_metrics.update_mean("loss", check_finite(self, loss), len(y))
         self.train_metrics.log_if_epoch_ends(self)
         return loss
 

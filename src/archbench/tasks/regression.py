@@ -55,8 +55,7 @@ class RegressionTask(TaskModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.mse_loss(self._predict(x), y)
-        check_finite(self, loss)
-        self.train_metrics.update_mean("loss", loss, len(y))
+        self.train_metrics.update_mean("loss", check_finite(self, loss), len(y))
         self.train_metrics.log_if_epoch_ends(self)
         return loss
 

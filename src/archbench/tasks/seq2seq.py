@@ -125,8 +125,7 @@ class Seq2SeqTask(TaskModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, tokens = self._loss(batch, self.teacher_forcing, self.label_smoothing)
-        check_finite(self, loss)
-        self.train_metrics.update_mean("loss", loss, tokens)
+        self.train_metrics.update_mean("loss", check_finite(self, loss), tokens)
         self.train_metrics.log_if_epoch_ends(self)
         return loss
 
