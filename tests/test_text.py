@@ -260,6 +260,22 @@ def _text_transformer(**options):
     return TextTransformer([12], 2, vocab_size=50, d_model=16, dropout=0.0, **options)
 
 
+def test_order_blind_transformer_scores_a_reordered_sentence_alike():
+    """model.text_net.positions=none (the bag-of-words ablation): no position signal, so a sentence
+    and its reversal get the same scores; with learned positions they do not."""
+    torch.manual_seed(0)
+    ids = torch.randint(2, 50, (3, 12))
+    for positions, same in (("none", True), ("learned", False)):
+        net = _text_transformer(positions=positions).eval()
+        with torch.no_grad():
+            if positions == "learned":
+                torch.nn.init.normal_(net.encoder.pos, std=1.0)
+            forward, reversed_ = net(ids), net(ids.flip(1))
+        assert torch.allclose(forward, reversed_, atol=1e-5) is same, positions
+    with pytest.raises(ConfigError, match="valid: learned, sinusoidal, none"):
+        _text_transformer(positions="relative")
+
+
 @pytest.mark.parametrize(("build", "key"), [(_text_rnn, "embed_dropout"), (_text_transformer, "head_dropout")])
 def test_text_net_dropout_options_act_in_training_only(build, key):
     """model.text_net.embed_dropout (recurrent) and head_dropout (transformer) drop features while

@@ -25,7 +25,7 @@ from archbench.nets.common import (
 
 POOLINGS = ("mean", "cls")
 TEXT_POOLINGS = ("mean", "max", "cls")
-POSITIONS = ("learned", "sinusoidal")
+POSITIONS = ("learned", "sinusoidal", "none")  # none: order-blind, the bag-of-words ablation
 
 
 class SelfAttention(nn.Module):
@@ -94,8 +94,10 @@ class TransformerEncoder(nn.Module):
         if positions == "learned":
             self.pos = nn.Parameter(torch.zeros(1, max_len, d_model))
             nn.init.normal_(self.pos, std=0.02)
-        else:
+        elif positions == "sinusoidal":
             self.register_buffer("pos", sinusoidal_positions(max_len, d_model).unsqueeze(0), persistent=False)
+        else:
+            self.pos = None
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             Block(d_model, n_heads, ff_mult, dropout, causal, pre_norm) for _ in range(n_layers))
@@ -106,7 +108,7 @@ class TransformerEncoder(nn.Module):
             raise IncompatibleError(f"sequence of {h.shape[1]} tokens exceeds context {self.max_len}")
         if self.causal and key_mask is not None:
             raise ConfigError("a padding mask is for the bidirectional encoder, not the causal one")
-        h = self.drop(h + self.pos[:, : h.shape[1]])
+        h = self.drop(h if self.pos is None else h + self.pos[:, : h.shape[1]])
         for block in self.blocks:
             h = block(h, key_mask)
         return self.final_norm(h)
