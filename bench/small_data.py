@@ -27,7 +27,7 @@ GRIDS = {
 # a wider MLP grid: smaller nets, a lower learning rate and weight decay up to 0.1
 WIDE_GRIDS = {"mlp": ["model.net.hidden=[16],[32],[128]", "model.net.dropout=0.2,0.5",
                       "optimizer.weight_decay=1e-3,1e-2,1e-1", "optimizer.lr=1e-3,3e-3"]}
-RECIPE = {"mlp": "model.net.hidden=[128] model.net.dropout=0.2 optimizer.lr=0.003 optimizer.weight_decay=0.001",
+RECIPE = {"mlp": "model.net.hidden=[128] model.net.dropout=0.5 optimizer.lr=0.003 optimizer.weight_decay=0.001",
           "perceptron": "trainer.max_epochs=100 data.batch_size=32 (averaged, tested at the last epoch)"}
 VARIED = ("optimizer.", "data.batch_size", "model.net.", "trainer.max_epochs")
 
