@@ -68,14 +68,18 @@ def minimal_training_step(self, batch, batch_idx: int) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(self.net(x), y)
 
 
-def run_trainer(cfg, datamodule, task, steps: int, warmup: int, out_dir: Path, floor: bool = False) -> float:
-    """Seconds for steps ``warmup..steps`` of archbench's Trainer path."""
+def run_trainer(cfg, datamodule, task, steps: int, warmup: int, out_dir: Path, floor: bool = False,
+                epoch_ends: list[float] | None = None) -> float:
+    """Seconds for steps ``warmup..steps`` of archbench's Trainer path; ``epoch_ends`` gets the
+    seconds its training metrics spent handing the epoch's sums to Lightning in that window."""
     import types
 
     import pytorch_lightning as pl
 
     if floor:
         task.training_step = types.MethodType(minimal_training_step, task)
+    elif epoch_ends is not None:
+        _time_epoch_ends(task, warmup, epoch_ends)
 
     from archbench.train import _trainer_kwargs, build_callbacks
 
@@ -97,6 +101,22 @@ def run_trainer(cfg, datamodule, task, steps: int, warmup: int, out_dir: Path, f
     trainer = pl.Trainer(**kwargs, logger=False, callbacks=[*callbacks, clock], default_root_dir=str(out_dir))
     trainer.fit(task, datamodule=datamodule)
     return clock.stopped - clock.started
+
+
+def _time_epoch_ends(task, warmup: int, spent: list[float]) -> None:
+    """Wraps the task's ``train_metrics.log_if_epoch_ends``: adds the seconds of its epoch-end calls
+    (scoring, torchmetrics updates, ``self.log``) after the warm-up to ``spent[0]``."""
+    metrics, hand_over = task.train_metrics, task.train_metrics.log_if_epoch_ends
+    spent[:] = [0.0]
+
+    def timed(module) -> None:
+        started = time.perf_counter()
+        hand_over(module)
+        trainer = module._trainer
+        if trainer.is_last_batch and trainer.global_step >= warmup:
+            spent[0] += time.perf_counter() - started
+
+    metrics.log_if_epoch_ends = timed  # an instance attribute shadows the method
 
 
 def _timed_steps(batches: Iterator, task, steps: int, warmup: int, fused: bool = False) -> float:
@@ -176,6 +196,15 @@ def verdicts(ms: dict[str, float], rate: dict[str, float]) -> dict[str, object]:
     return {"step": "small" if small else "large", "archbench_over_floor": own, "targets": checks}
 
 
+def own_cost(seconds: dict[str, list[float]], epoch_ends: list[float]) -> dict:
+    """archbench over the floor paired per repeat (median and quartiles: drift between repeats
+    cancels), and the share of the trainer's time spent handing epoch sums to Lightning."""
+    paired = sorted(t / f - 1 for t, f in zip(seconds["trainer"], seconds["floor"], strict=True))
+    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
+    return {"paired_over_floor": statistics.median(paired), "paired_quartiles": [quartiles[0], quartiles[2]],
+            "epoch_end_share": statistics.median(e / t for e, t in zip(epoch_ends, seconds["trainer"], strict=True))}
+
+
 def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: Path,
             replicas: int = 0) -> dict:
     cfg, datamodule, fresh_task = setup(data, model, tmp)
@@ -183,8 +212,12 @@ def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: P
     batch = int(cfg.data.batch_size)
     seconds: dict[str, list[float]] = {"trainer": [], "loader": [], "tensors": [], "floor": [],
                                        "tensors_fused": []}
+    epoch_ends: list[float] = []
     for repeat in range(repeats):  # interleaved, so drift hits all paths alike
-        seconds["trainer"].append(run_trainer(cfg, datamodule, fresh_task(), steps, warmup, tmp / f"run{repeat}"))
+        spent: list[float] = []
+        seconds["trainer"].append(run_trainer(cfg, datamodule, fresh_task(), steps, warmup, tmp / f"run{repeat}",
+                                              epoch_ends=spent))
+        epoch_ends.append(spent[0])
         seconds["floor"].append(run_trainer(cfg, datamodule, fresh_task(), steps, warmup, tmp / f"floor{repeat}",
                                             floor=True))
         seconds["loader"].append(run_loader(x, y, fresh_task(), batch, steps, warmup))
@@ -199,6 +232,7 @@ def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: P
     return {"data": data, "model": model, "input_shape": list(datamodule.input_shape), "batch": batch,
             "steps": steps, "warmup": warmup, "threads": torch.get_num_threads(),
             "samples_per_s": rate, "seconds": seconds, **verdicts(ms, rate),
+            "own_cost": own_cost(seconds, epoch_ends),
             "replicas": {"count": replicas, "threads_each": 1, "seconds": replica_seconds,
                          "samples_per_s": per_replica, "total_samples_per_s": sum(per_replica),
                          "total_vs_trainer": sum(per_replica) / rate["trainer"]} if replicas else None,
@@ -239,6 +273,20 @@ def markdown(rows: list[dict], command: str, skipped: list[str]) -> str:
               "*Lightning floor*: the same Trainer with `training_step` cut to forward + loss; "
               "floor − fused tensor loop is Lightning's own per-step cost, trainer − floor is "
               "archbench's (metrics, the finite-loss check)."]
+    lines += ["", "## Where archbench's own cost goes", "",
+              "*paired*: trainer ÷ floor − 1 per repeat (both run back to back), median [quartiles]; "
+              "*epoch-end hand-over*: share of the trainer's timed seconds spent in "
+              "`TrainEpochMetrics.log_if_epoch_ends` on each epoch's last batch (scoring the buffered "
+              "batches, one torchmetrics update and one Lightning `self.log` per metric); the rest of "
+              "the cost is per step (the finite-loss read, the running sums, buffering scores).", "",
+              "| data | model | over floor, medians | paired [quartiles] | epoch-end hand-over |",
+              "| --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        own = r["own_cost"]
+        low, high = own["paired_quartiles"]
+        lines.append(f"| {r['data']} | {r['model']} | {100 * r['archbench_over_floor']:+.1f} % | "
+                     f"{100 * own['paired_over_floor']:+.1f} % [{100 * low:+.1f}, {100 * high:+.1f}] | "
+                     f"{100 * own['epoch_end_share']:.1f} % |")
     replicated = [r for r in rows if r.get("replicas")]
     if replicated:
         count = replicated[0]["replicas"]["count"]
