@@ -230,7 +230,7 @@ def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: P
         if replicas else []
     per_replica = [timed / statistics.median(s) for s in zip(*replica_seconds, strict=True)]
     return {"data": data, "model": model, "input_shape": list(datamodule.input_shape), "batch": batch,
-            "steps": steps, "warmup": warmup, "threads": torch.get_num_threads(),
+            "steps": steps, "warmup": warmup, "repeats": repeats, "threads": torch.get_num_threads(),
             "samples_per_s": rate, "seconds": seconds, **verdicts(ms, rate),
             "own_cost": own_cost(seconds, epoch_ends),
             "replicas": {"count": replicas, "threads_each": 1, "seconds": replica_seconds,
@@ -279,12 +279,13 @@ def markdown(rows: list[dict], command: str, skipped: list[str]) -> str:
               "`TrainEpochMetrics.log_if_epoch_ends` on each epoch's last batch (scoring the buffered "
               "batches, one torchmetrics update and one Lightning `self.log` per metric); the rest of "
               "the cost is per step (the finite-loss read, the running sums, buffering scores).", "",
-              "| data | model | over floor, medians | paired [quartiles] | epoch-end hand-over |",
-              "| --- | --- | ---: | ---: | ---: |"]
+              "| data | model | steps × repeats | over floor, medians | paired [quartiles] | epoch-end hand-over |",
+              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
         own = r["own_cost"]
         low, high = own["paired_quartiles"]
-        lines.append(f"| {r['data']} | {r['model']} | {100 * r['archbench_over_floor']:+.1f} % | "
+        lines.append(f"| {r['data']} | {r['model']} | {r['steps']} × {r.get('repeats', '?')} | "
+                     f"{100 * r['archbench_over_floor']:+.1f} % | "
                      f"{100 * own['paired_over_floor']:+.1f} % [{100 * low:+.1f}, {100 * high:+.1f}] | "
                      f"{100 * own['epoch_end_share']:.1f} % |")
     replicated = [r for r in rows if r.get("replicas")]
@@ -316,17 +317,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="trainer-path processes side by side, 1 thread each (0: skip)")
     parser.add_argument("--out", type=Path, default=REPORTS)
     parser.add_argument("--cases", nargs="*", default=[f"{d}:{m}" for d, m in CASES],
-                        help="data:model pairs (default: %(default)s)")
+                        help="data:model pairs, each optionally :steps:repeats of its own (default: %(default)s)")
     args = parser.parse_args(argv)
     command = "python bench/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     rows, skipped = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
-            data, model = case.split(":")
+            data, model, *own = case.split(":")
+            steps, repeats = (int(own[0]), int(own[1])) if own else (args.steps, args.repeats)
             if data == "mnist" and not (MNIST_FILES / "t10k-images-idx3-ubyte.gz").is_file():
                 skipped.append(f"{case}: no MNIST files in {MNIST_FILES}")
                 continue
-            rows.append(measure(data, model, args.steps, args.warmup, args.repeats, Path(tmp), args.replicas))
+            rows.append(measure(data, model, steps, args.warmup, repeats, Path(tmp), args.replicas))
             print(case, {k: round(v) for k, v in rows[-1]["samples_per_s"].items()}, flush=True)
     write_report("throughput", {"command": command.strip(), "rows": rows, "skipped": skipped},
                  markdown(rows, command.strip(), skipped), args.out)

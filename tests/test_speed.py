@@ -159,10 +159,11 @@ def test_throughput_benchmark_runs_and_reports(tmp_path, monkeypatch):
     sys.modules.pop("throughput", None)
     import throughput
 
-    # 80 steps: past the end of mnist1d's first epoch (63 batches), so an epoch-end hand-over is timed
-    rows = throughput.main(["--steps", "80", "--warmup", "5", "--repeats", "1", "--cases", "mnist1d:mlp",
+    # the case's own 80 steps (not --steps): past mnist1d's first epoch (63 batches), so an epoch-end
+    # hand-over is timed
+    rows = throughput.main(["--steps", "30", "--warmup", "5", "--repeats", "1", "--cases", "mnist1d:mlp:80:1",
                             "--replicas", "2", "--out", str(tmp_path)])
-    assert [(r["data"], r["model"]) for r in rows] == [("mnist1d", "mlp")]
+    assert [(r["data"], r["model"], r["steps"]) for r in rows] == [("mnist1d", "mlp", 80)]
     assert all(rate > 0 for rate in rows[0]["samples_per_s"].values())
     saved = json.loads((tmp_path / "throughput.json").read_text())
     assert set(saved["rows"][0]["samples_per_s"]) == {"trainer", "loader", "tensors", "floor", "tensors_fused"}
