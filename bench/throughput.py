@@ -70,8 +70,8 @@ def minimal_training_step(self, batch, batch_idx: int) -> torch.Tensor:
 
 def run_trainer(cfg, datamodule, task, steps: int, warmup: int, out_dir: Path, floor: bool = False,
                 epoch_ends: list[float] | None = None) -> float:
-    """Seconds for steps ``warmup..steps`` of archbench's Trainer path; ``epoch_ends`` gets the
-    seconds its training metrics spent handing the epoch's sums to Lightning in that window."""
+    """Seconds for steps ``warmup..steps`` of archbench's Trainer path; ``epoch_ends`` gets one more
+    entry: the seconds its training metrics spent handing the epoch's sums to Lightning then."""
     import types
 
     import pytorch_lightning as pl
@@ -104,17 +104,18 @@ def run_trainer(cfg, datamodule, task, steps: int, warmup: int, out_dir: Path, f
 
 
 def _time_epoch_ends(task, warmup: int, spent: list[float]) -> None:
-    """Wraps the task's ``train_metrics.log_if_epoch_ends``: adds the seconds of its epoch-end calls
-    (scoring, torchmetrics updates, ``self.log``) after the warm-up to ``spent[0]``."""
+    """Wraps the task's ``train_metrics.log_if_epoch_ends``: appends an entry to ``spent`` and adds
+    the seconds of its epoch-end calls (scoring, torchmetrics updates, ``self.log``) after the
+    warm-up to it."""
     metrics, hand_over = task.train_metrics, task.train_metrics.log_if_epoch_ends
-    spent[:] = [0.0]
+    spent.append(0.0)
 
     def timed(module) -> None:
         started = time.perf_counter()
         hand_over(module)
         trainer = module._trainer
         if trainer.is_last_batch and trainer.global_step >= warmup:
-            spent[0] += time.perf_counter() - started
+            spent[-1] += time.perf_counter() - started
 
     metrics.log_if_epoch_ends = timed  # an instance attribute shadows the method
 
@@ -214,10 +215,8 @@ def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: P
                                        "tensors_fused": []}
     epoch_ends: list[float] = []
     for repeat in range(repeats):  # interleaved, so drift hits all paths alike
-        spent: list[float] = []
         seconds["trainer"].append(run_trainer(cfg, datamodule, fresh_task(), steps, warmup, tmp / f"run{repeat}",
-                                              epoch_ends=spent))
-        epoch_ends.append(spent[0])
+                                              epoch_ends=epoch_ends))
         seconds["floor"].append(run_trainer(cfg, datamodule, fresh_task(), steps, warmup, tmp / f"floor{repeat}",
                                             floor=True))
         seconds["loader"].append(run_loader(x, y, fresh_task(), batch, steps, warmup))

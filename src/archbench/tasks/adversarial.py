@@ -107,9 +107,6 @@ class AdversarialTask(TaskModule):
     def _bce(self, logits: torch.Tensor, target: float) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
-    def _check(self, name: str, loss: torch.Tensor) -> float:
-        return check_finite(self, loss, name)
-
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, _ = batch
         real = self.space.to_generator(x)
@@ -119,7 +116,7 @@ class AdversarialTask(TaskModule):
         real_logits = self.discriminator.logits(real)
         fake_logits = self.discriminator.logits(fake.detach())
         d_loss = 0.5 * (self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0))
-        d_value = self._check("discriminator loss", d_loss)
+        d_value = check_finite(self, d_loss, "discriminator loss")
         opt_d.zero_grad()
         self.manual_backward(d_loss)
         opt_d.step()
@@ -128,7 +125,7 @@ class AdversarialTask(TaskModule):
 
         if (batch_idx + 1) % self.d_steps == 0:
             g_loss = self._bce(self.discriminator.logits(fake), 1.0)  # non-saturating: -log D(G(z))
-            g_value = self._check("generator loss", g_loss)
+            g_value = check_finite(self, g_loss, "generator loss")
             opt_g.zero_grad()
             self.manual_backward(g_loss)
             opt_g.step()

@@ -51,7 +51,8 @@ class TrainEpochMetrics(nn.ModuleDict):
     def __init__(self, prog_bar: Iterable[str] = ("loss",), **metrics: MeanMetric) -> None:
         super().__init__(metrics)
         self.prog_bar = set(prog_bar)
-        self._pending: dict[str, tuple[torch.Tensor, float]] = {}  # name -> (sum, weight) this epoch
+        # name -> (sum, weight) this epoch; the sum a tensor, or a float32 numpy scalar for numbers
+        self._pending: dict[str, tuple[torch.Tensor | np.float32, float]] = {}
         self._scores: dict[str, tuple[list[torch.Tensor], list[torch.Tensor], Callable]] = {}  # not yet scored
         self._numbers: dict[str, list[tuple[float, float]]] = {}  # name -> (value, weight) not yet summed
 
