@@ -57,6 +57,29 @@ def test_cross_entropy_handles_one_output_as_binary():
         classification_loss("hinge", scores, target)
 
 
+def test_label_smoothing_softens_the_training_target_only():
+    """model.label_smoothing=ε: cross-entropy against (1 − ε)·one-hot + ε/K, for one output (binary)
+    as for K; the task's validation loss stays plain; a bad value or another loss fails in one line."""
+    from archbench.nets.linear import Logistic
+    from archbench.tasks.classification import ClassificationTask
+
+    scores, target = torch.tensor([[2.0, -1.0], [0.5, 1.5]]), torch.tensor([0, 1])
+    soft = torch.tensor([[0.95, 0.05], [0.05, 0.95]])
+    expected = -(soft * scores.log_softmax(1)).sum(1).mean()
+    torch.testing.assert_close(classification_loss("cross_entropy", scores, target, 0.1), expected)
+    one = scores[:, :1] - scores[:, 1:]  # the same odds as one logit for class 0 ...
+    binary = classification_loss("cross_entropy", -one, target, 0.1)  # ... so class 1's logit is −one
+    torch.testing.assert_close(binary, expected)
+    task = ClassificationTask(Logistic([2], 2), num_classes=2, label_smoothing=0.1)
+    x = torch.tensor([[3.0, 0.0], [0.0, 3.0]])
+    plain = classification_loss("cross_entropy", task.net(x), target)
+    assert task._step((x, target))[0].item() == pytest.approx(plain.item())
+    assert task.training_step((x, target), 0).item() != pytest.approx(plain.item())
+    for bad in ({"label_smoothing": 1.0}, {"label_smoothing": 0.1, "loss": "mse"}):
+        with pytest.raises(ConfigError, match="model.label_smoothing"):
+            ClassificationTask(Logistic([2], 2), num_classes=2, **bad)
+
+
 def test_random_shift_moves_images_and_sequences_but_keeps_shape():
     torch.manual_seed(0)
     image = torch.zeros(8, 1, 8, 8)

@@ -223,7 +223,8 @@ TEXT_MODELS = ["boe", "cnn", "rnn", "lstm", "gru", "transformer"]
 VARIANTS = {"lstm": {"bidirectional": True, "embed_init_std": 0.1, "embed_dropout": 0.3},
             "gru": {"pooling": "max"}, "rnn": {"pooling": "mean"}, "cnn": {"embed_init_std": 0.1}}
 NET_CASES = [(model, VARIANTS.get(model, {})) for model in TEXT_MODELS] + [
-    ("transformer", {"pooling": "max", "head_dropout": 0.5}), ("transformer", {"pooling": "cls"})]
+    ("transformer", {"pooling": "max", "head_dropout": 0.5}), ("transformer", {"pooling": "cls"}),
+    ("transformer", {"positions": "alibi"})]
 
 
 @pytest.mark.parametrize(("model", "variant"), NET_CASES, ids=[f"{m}-{'-'.join(map(str, v.values())) or 'default'}"
@@ -272,8 +273,33 @@ def test_order_blind_transformer_scores_a_reordered_sentence_alike():
                 torch.nn.init.normal_(net.encoder.pos, std=1.0)
             forward, reversed_ = net(ids), net(ids.flip(1))
         assert torch.allclose(forward, reversed_, atol=1e-5) is same, positions
-    with pytest.raises(ConfigError, match="valid: learned, sinusoidal, none"):
+    with pytest.raises(ConfigError, match="valid: learned, sinusoidal, none, alibi"):
         _text_transformer(positions="relative")
+
+
+def test_alibi_transformer_sees_distances_between_words():
+    """positions=alibi biases each head's scores by −slope·|i − j|: no position vectors, yet word
+    order counts through distances: a shuffle changes the scores, a reversal (same distances) does
+    not; a causal ALiBi decoder never reads the future."""
+    from archbench.nets.transformer import TransformerEncoder, alibi_bias, alibi_slopes
+
+    torch.manual_seed(0)
+    ids = torch.randint(2, 50, (3, 12))
+    net = _text_transformer(positions="alibi", n_heads=2).eval()
+    with torch.no_grad():
+        scores, reversed_, shuffled = net(ids), net(ids.flip(1)), net(ids[:, torch.randperm(12)])
+    torch.testing.assert_close(reversed_, scores, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(shuffled, scores, atol=1e-3)
+    torch.testing.assert_close(alibi_slopes(4), torch.tensor([0.25, 0.0625, 0.015625, 0.00390625]))
+    assert alibi_bias(alibi_slopes(2), 3, causal=False)[0].tolist() == [[0, -1 / 16, -2 / 16],
+                                                                        [-1 / 16, 0, -1 / 16],
+                                                                        [-2 / 16, -1 / 16, 0]]
+    decoder = TransformerEncoder(8, 16, 1, 2, 2, 0.0, causal=True, positions="alibi", pre_norm=True).eval()
+    h = torch.randn(1, 8, 16)
+    changed = h.clone()
+    changed[:, 5:] = torch.randn(1, 3, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(decoder(changed)[:, :5], decoder(h)[:, :5])
 
 
 @pytest.mark.parametrize(("build", "key"), [(_text_rnn, "embed_dropout"), (_text_transformer, "head_dropout")])

@@ -25,7 +25,9 @@ from archbench.nets.common import (
 
 POOLINGS = ("mean", "cls")
 TEXT_POOLINGS = ("mean", "max", "cls")
-POSITIONS = ("learned", "sinusoidal", "none")  # none: order-blind, the bag-of-words ablation
+# none: order-blind, the bag-of-words ablation; alibi: no position vectors, attention scores biased by
+# −slope·distance per head (Press et al. 2022, "Train Short, Test Long"), a locality prior
+POSITIONS = ("learned", "sinusoidal", "none", "alibi")
 
 
 class SelfAttention(nn.Module):
@@ -39,12 +41,16 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``key_mask`` (N, T), True for real tokens: padding is never attended to."""
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``key_mask`` (N, T), True for real tokens: padding is never attended to. ``bias``
+        (heads, T, T) is added to the attention scores (ALiBi; it carries the causal mask itself)."""
         n, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=2)
         q, k, v = (z.view(n, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v))
         mask = None if key_mask is None else key_mask[:, None, None, :]
+        if bias is not None:
+            mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=self.causal and mask is None,
             dropout_p=self.dropout if self.training else 0.0)
@@ -65,11 +71,12 @@ class Block(nn.Module):
                                 nn.Linear(ff_mult * d_model, d_model), nn.Dropout(dropout))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
         if self.pre_norm:
-            x = x + self.drop(self.attn(self.norm1(x), key_mask))
+            x = x + self.drop(self.attn(self.norm1(x), key_mask, bias))
             return x + self.ff(self.norm2(x))
-        x = self.norm1(x + self.drop(self.attn(x, key_mask)))
+        x = self.norm1(x + self.drop(self.attn(x, key_mask, bias)))
         return self.norm2(x + self.ff(x))
 
 
@@ -80,6 +87,22 @@ def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(position * freq)
     table[:, 1::2] = torch.cos(position * freq[: d_model // 2])
     return table
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """Per-head slopes 2^(−8h/H), h = 1..H: the paper's geometric sequence (exact for H a power of 2)."""
+    return torch.pow(2.0, -8.0 * torch.arange(1, n_heads + 1) / n_heads)
+
+
+def alibi_bias(slopes: torch.Tensor, length: int, causal: bool) -> torch.Tensor:
+    """(heads, T, T) score bias −slope·|i − j| (symmetric: the encoder sees both sides); causal
+    puts −inf above the diagonal."""
+    position = torch.arange(length, device=slopes.device)
+    distance = (position[None, :] - position[:, None]).abs().to(slopes.dtype)
+    bias = -slopes[:, None, None] * distance
+    if causal:
+        bias = bias.masked_fill(position[None, :] > position[:, None], float("-inf"))
+    return bias
 
 
 class TransformerEncoder(nn.Module):
@@ -98,6 +121,8 @@ class TransformerEncoder(nn.Module):
             self.register_buffer("pos", sinusoidal_positions(max_len, d_model).unsqueeze(0), persistent=False)
         else:
             self.pos = None
+        self.register_buffer("alibi_slopes", alibi_slopes(n_heads) if positions == "alibi" else None,
+                             persistent=False)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             Block(d_model, n_heads, ff_mult, dropout, causal, pre_norm) for _ in range(n_layers))
@@ -109,8 +134,11 @@ class TransformerEncoder(nn.Module):
         if self.causal and key_mask is not None:
             raise ConfigError("a padding mask is for the bidirectional encoder, not the causal one")
         h = self.drop(h if self.pos is None else h + self.pos[:, : h.shape[1]])
+        bias = None
+        if self.alibi_slopes is not None:
+            bias = alibi_bias(self.alibi_slopes, h.shape[1], self.causal).to(h.dtype)
         for block in self.blocks:
-            h = block(h, key_mask)
+            h = block(h, key_mask, bias)
         return self.final_norm(h)
 
 

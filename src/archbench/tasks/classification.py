@@ -122,13 +122,17 @@ class ProbabilityModel(nn.Module):
         return scores_to_probs(self.net(x))
 
 
-def classification_loss(name: str, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy (binary for one output), the perceptron criterion, or MSE on probabilities."""
+def classification_loss(name: str, scores: torch.Tensor, target: torch.Tensor,
+                        smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy (binary for one output), the perceptron criterion, or MSE on probabilities.
+    ``smoothing`` (cross-entropy only) mixes the one-hot target with the uniform one (Szegedy et al.
+    2016); the training loss alone uses it, validation and test losses stay plain."""
     classes = max(2, scores.shape[-1])
     if name == "cross_entropy":
         if scores.shape[-1] == 1:
-            return F.binary_cross_entropy_with_logits(scores.squeeze(-1), target.float())
-        return F.cross_entropy(scores, target)
+            soft = target.float() * (1 - smoothing) + smoothing / 2 if smoothing else target.float()
+            return F.binary_cross_entropy_with_logits(scores.squeeze(-1), soft)
+        return F.cross_entropy(scores, target, label_smoothing=smoothing)
     if name == "perceptron":
         # -t·s for each unit with t·s ≤ 0, t ∈ {-1, +1} (one-vs-rest): its gradient step is
         # w ← w + η·t·x, taken only for the units that got the sample wrong.
@@ -157,10 +161,14 @@ class ClassificationTask(TaskModule):
         l1: float = 0.0,
         augment: dict[str, Any] | None = None,
         word_dropout: float = 0.0,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+        if not 0.0 <= label_smoothing < 1.0 or (label_smoothing and loss != "cross_entropy"):
+            raise ConfigError(f"model.label_smoothing={label_smoothing}: needs 0 ≤ value < 1 and "
+                              f"loss=cross_entropy (loss is {loss})")
         # plain values only, so checkpoints load with torch.load(weights_only=True)
         self.save_hyperparameters(ignore=["net"])
         self.net = net
@@ -168,6 +176,7 @@ class ClassificationTask(TaskModule):
         self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self.l1 = float(l1)
+        self.label_smoothing = float(label_smoothing)
         self.augment = Augmentation(**(augment or {}))
         self.word_dropout = dropout_rate("data.word_dropout", word_dropout)
         metric_args = {"num_classes": num_classes}
@@ -201,7 +210,7 @@ class ClassificationTask(TaskModule):
         if self.word_dropout > 0 and not x.is_floating_point():
             x = drop_words(x, self.word_dropout)
         scores = self.net(x)
-        loss = classification_loss(self.loss_name, scores, y)
+        loss = classification_loss(self.loss_name, scores, y, self.label_smoothing)
         if self.l1 > 0:
             loss = loss + self.l1 * sum(p.abs().sum() for n, p in self.net.named_parameters() if "weight" in n)
         self.train_metrics.update_mean("loss", check_finite(self, loss), len(y))
@@ -322,6 +331,7 @@ class Classification(Task):
             net, num_classes=meta.num_classes, loss=cfg.model.get("loss", "cross_entropy"),
             optimizer=to_dict(cfg.optimizer), scheduler=to_dict(cfg.scheduler),
             l1=float(cfg.model.get("l1", 0.0)),
+            label_smoothing=float(cfg.model.get("label_smoothing", 0.0)),
             augment=Augmentation.from_data_config(cfg.data, meta.kind, meta.extra.get("audio")).as_dict(),
             word_dropout=float(cfg.data.get("word_dropout", 0.0)))
         return Built(module, [net])
