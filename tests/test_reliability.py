@@ -198,3 +198,24 @@ def test_a_rerun_with_changed_code_retrains_and_always_writes_its_curves(make_cf
     assert again != first
     tags = mlflow.MlflowClient(cfg.logger.tracking_uri).get_run(again).data.tags
     assert "resumed_from" not in tags
+
+
+def test_use_threads_sets_the_count_and_makes_the_first_vector_math_call(monkeypatch):
+    """archbench.threads.use_threads, which train() calls before anything else computes: the thread
+    count, then one throwaway MKL vector-math call. (Measured, 2 threads: the first tanh/exp/erf
+    of a process gave other last bits in 4 of 24 idle processes — too rare and load-dependent
+    for a test to catch, 0 of 24 with four started at once — and 0 of 36 after such a call; a
+    same-seed digits GAN ended on other bits in 2 of 9 runs before, 0 of 18 after.)"""
+    from archbench.threads import use_threads
+
+    calls = []
+    real_tanh = torch.tanh
+    monkeypatch.setattr(torch, "tanh", lambda x: calls.append(x.numel()) or real_tanh(x))
+    before = torch.get_num_threads()
+    try:
+        use_threads(1)
+        assert torch.get_num_threads() == 1 and calls == [16]
+        use_threads(None)  # torch's count stays; the call still happens
+        assert torch.get_num_threads() == 1 and calls == [16, 16]
+    finally:
+        torch.set_num_threads(before)

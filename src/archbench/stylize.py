@@ -15,6 +15,7 @@ from torch import nn
 
 from archbench.errors import ConfigError, DataError
 from archbench.gc_policy import settle
+from archbench.threads import use_threads
 
 FEATURES = ("random", "vgg19", "runs:/<run_id>/model", "models:/<name>@<alias>")
 
@@ -279,8 +280,7 @@ def stylize(cfg: Any) -> dict[str, Any]:
     both, the losses and the config as an MLflow run. Returns the summary and the paths."""
     import mlflow
 
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+    use_threads(cfg.threads)
     torch.manual_seed(int(cfg.seed))
     family = _family(str(cfg.features))
     features = feature_network(cfg, str(cfg.tracking_uri))

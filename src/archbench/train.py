@@ -120,6 +120,7 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
 
     from archbench.resume import find_resume_point, run_fingerprint, start_fresh
     from archbench.tasks.callbacks import ConfigStamp
+    from archbench.threads import use_threads
 
     main = launch_rank() == 0
     point = find_resume_point(cfg)
@@ -131,10 +132,7 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     if main:
         start_fresh(point)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    if cfg.get("threads"):
-        import torch
-
-        torch.set_num_threads(int(cfg.threads))
+    use_threads(cfg.get("threads"))  # and settles MKL's vector math first: see archbench.threads
     stamp = ConfigStamp(run_fingerprint(cfg))  # config as given + code: what a re-run is compared to
     cfg, task, datamodule, built = build(cfg)
     if cfg.trainer.get("compile"):
