@@ -202,7 +202,7 @@ def test_a_rerun_with_changed_code_retrains_and_always_writes_its_curves(make_cf
 
 def test_use_threads_sets_the_count_and_makes_the_first_vector_math_call(monkeypatch):
     """archbench.threads.use_threads, which train() calls before anything else computes: the thread
-    count, then one throwaway MKL vector-math call. (Measured, 2 threads: the first tanh/exp/erf
+    count, then one throwaway MKL vector-math call; every task module's setup makes it too. (Measured, 2 threads: the first tanh/exp/erf
     of a process gave other last bits in 4 of 24 idle processes — too rare and load-dependent
     for a test to catch, 0 of 24 with four started at once — and 0 of 36 after such a call; a
     same-seed digits GAN ended on other bits in 2 of 9 runs before, 0 of 18 after.)"""
@@ -217,5 +217,10 @@ def test_use_threads_sets_the_count_and_makes_the_first_vector_math_call(monkeyp
         assert torch.get_num_threads() == 1 and calls == [16]
         use_threads(None)  # torch's count stays; the call still happens
         assert torch.get_num_threads() == 1 and calls == [16, 16]
+        from archbench.nets.linear import Logistic
+        from archbench.tasks.classification import ClassificationTask
+
+        ClassificationTask(Logistic([2], 2), num_classes=2).setup("fit")  # every process, DDP spawn's too
+        assert calls == [16, 16, 16]
     finally:
         torch.set_num_threads(before)

@@ -16,4 +16,12 @@ def use_threads(threads: int | None) -> None:
 
     if threads:
         torch.set_num_threads(int(threads))
+    settle_vector_math()
+
+
+def settle_vector_math() -> None:
+    """The throwaway first ``tanh`` of ``use_threads``, alone: ``TaskModule.setup`` calls it in
+    every process a run trains in (DDP spawn's ranks start fresh). Further calls change nothing."""
+    import torch
+
     torch.tanh(torch.zeros(16))

@@ -20,6 +20,13 @@ class TaskModule(pl.LightningModule):
     set is what ``nn.Module`` would end up doing anyway.
     """
 
+    def setup(self, stage: str) -> None:
+        """In every process that trains or tests (a DDP spawn rank starts fresh): the first vector-math
+        call goes to a throwaway tensor (``archbench.threads``), so the run's own calls repeat."""
+        from archbench.threads import settle_vector_math
+
+        settle_vector_math()
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _HOOK_BOOKKEEPING:
             object.__setattr__(self, name, value)
