@@ -41,16 +41,12 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
-        """``key_mask`` (N, T), True for real tokens: padding is never attended to. ``bias``
-        (heads, T, T) is added to the attention scores (ALiBi; it carries the causal mask itself)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` (``TransformerEncoder.attention_mask``): True where a query may attend to a key,
+        or a float bias added to the scores (−inf: never); None: all, or the past when causal."""
         n, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=2)
         q, k, v = (z.view(n, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v))
-        mask = None if key_mask is None else key_mask[:, None, None, :]
-        if bias is not None:
-            mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=self.causal and mask is None,
             dropout_p=self.dropout if self.training else 0.0)
@@ -71,12 +67,11 @@ class Block(nn.Module):
                                 nn.Linear(ff_mult * d_model, d_model), nn.Dropout(dropout))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.pre_norm:
-            x = x + self.drop(self.attn(self.norm1(x), key_mask, bias))
+            x = x + self.drop(self.attn(self.norm1(x), mask))
             return x + self.ff(self.norm2(x))
-        x = self.norm1(x + self.drop(self.attn(x, key_mask, bias)))
+        x = self.norm1(x + self.drop(self.attn(x, mask)))
         return self.norm2(x + self.ff(x))
 
 
@@ -134,12 +129,20 @@ class TransformerEncoder(nn.Module):
         if self.causal and key_mask is not None:
             raise ConfigError("a padding mask is for the bidirectional encoder, not the causal one")
         h = self.drop(h if self.pos is None else h + self.pos[:, : h.shape[1]])
-        bias = None
-        if self.alibi_slopes is not None:
-            bias = alibi_bias(self.alibi_slopes, h.shape[1], self.causal).to(h.dtype)
+        mask = self.attention_mask(key_mask, h.shape[1], h.dtype)
         for block in self.blocks:
-            h = block(h, key_mask, bias)
+            h = block(h, mask)
         return self.final_norm(h)
+
+    def attention_mask(self, key_mask: torch.Tensor | None, length: int,
+                       dtype: torch.dtype) -> torch.Tensor | None:
+        """Built once per forward for every layer: the padding mask ``key_mask`` (N, T), True for
+        real tokens, as (N, 1, 1, T); with ALiBi the (heads, T, T) bias, −inf at padded keys."""
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        if self.alibi_slopes is None:
+            return mask
+        bias = alibi_bias(self.alibi_slopes, length, self.causal).to(dtype)
+        return bias if mask is None else bias.masked_fill(~mask, float("-inf"))
 
 
 class TransformerClassifier(nn.Module):
