@@ -223,7 +223,7 @@ TEXT_MODELS = ["boe", "cnn", "rnn", "lstm", "gru", "transformer"]
 VARIANTS = {"lstm": {"bidirectional": True, "embed_init_std": 0.1, "embed_dropout": 0.3},
             "gru": {"pooling": "max"}, "rnn": {"pooling": "mean"}, "cnn": {"embed_init_std": 0.1}}
 NET_CASES = [(model, VARIANTS.get(model, {})) for model in TEXT_MODELS] + [
-    ("transformer", {"pooling": "max", "head_dropout": 0.5}), ("transformer", {"pooling": "cls"}),
+    ("transformer", {"pooling": "max", "head_dropout": 0.5, "embed_dropout": 0.3}), ("transformer", {"pooling": "cls"}),
     ("transformer", {"positions": "alibi"})]
 
 
@@ -302,9 +302,10 @@ def test_alibi_transformer_sees_distances_between_words():
         torch.testing.assert_close(decoder(changed)[:, :5], decoder(h)[:, :5])
 
 
-@pytest.mark.parametrize(("build", "key"), [(_text_rnn, "embed_dropout"), (_text_transformer, "head_dropout")])
+@pytest.mark.parametrize(("build", "key"), [(_text_rnn, "embed_dropout"), (_text_transformer, "head_dropout"),
+                                             (_text_transformer, "embed_dropout")])
 def test_text_net_dropout_options_act_in_training_only(build, key):
-    """model.text_net.embed_dropout (recurrent) and head_dropout (transformer) drop features while
+    """model.text_net.embed_dropout (recurrent, transformer) and head_dropout (transformer) drop features while
     training; evaluation (and so the padding invariance above) is untouched; 1.0 fails in one line."""
     torch.manual_seed(0)
     net = build(**{key: 0.5})

@@ -195,13 +195,17 @@ class TransformerClassifier(nn.Module):
 
 class TextTransformer(nn.Module):
     """Sentence classifier: token + position embeddings → encoder with a padding mask → CLS token,
-    masked mean or masked max over time → classes. Padded positions are never attended to nor pooled."""
+    masked mean or masked max over time → classes. Padded positions are never attended to nor pooled.
+
+    ``embed_dropout``: dropout on the word vectors alone (training only), before positions are added
+    and before the encoder's own ``dropout``, as the recurrent nets' option of that name.
+    """
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, vocab_size: int = 0,
                  d_model: int = 128, n_layers: int = 2, n_heads: int = 4, ff_mult: int = 4,
                  dropout: float = 0.1, pooling: str = "mean", positions: str = "learned",
                  pre_norm: bool = True, embed_init_std: float | None = None, head_dropout: float = 0.0,
-                 **_: object) -> None:
+                 embed_dropout: float = 0.0, **_: object) -> None:
         super().__init__()
         if vocab_size < 2:
             raise IncompatibleError("the text transformer reads word ids: it needs tokenized text data")
@@ -209,6 +213,7 @@ class TextTransformer(nn.Module):
             raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(TEXT_POOLINGS)}")
         self.pooling = pooling
         self.embed = word_embedding(vocab_size, d_model, embed_init_std)
+        self.embed_drop = dropout_layer("model.text_net.embed_dropout", embed_dropout)
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
         self.encoder = TransformerEncoder(int(input_shape[0]) + (pooling == "cls"), d_model, n_layers,
                                           n_heads, ff_mult, dropout, causal=False,
@@ -223,6 +228,7 @@ class TextTransformer(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         h, mask = embed_tokens(self.embed, ids)
+        h = self.embed_drop(h)  # zeros stay zeros: padding is unaffected
         if self.cls is not None:
             h = torch.cat([self.cls.expand(len(h), -1, -1), h], dim=1)
             mask = torch.cat([mask.new_ones(len(h), 1), mask], dim=1)
