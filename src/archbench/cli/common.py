@@ -91,11 +91,22 @@ def model_uri(args) -> str:
     return args.model_uri or f"models:/archbench-{args.registered}@champion"
 
 
+def load_torch_model(uri: str):
+    """``mlflow.pytorch.load_model`` on the CPU, then the throwaway first vector-math call that
+    ``archbench.threads`` explains, so the same input gets the same output bits in every process."""
+    import mlflow.pytorch
+
+    from archbench.threads import settle_vector_math
+
+    model = mlflow.pytorch.load_model(uri, map_location="cpu")
+    settle_vector_math()
+    return model
+
+
 def load_logged_model(program: str, args, needs: str, what: str):
     """The torch model that ``--model-uri``/``--registered`` name, refused in one line when it
     cannot be loaded or lacks the method ``needs`` (``what``: the kind of model the program wants)."""
     import mlflow
-    import mlflow.pytorch
     from mlflow.exceptions import MlflowException
 
     from archbench.paths import project_root
@@ -103,7 +114,7 @@ def load_logged_model(program: str, args, needs: str, what: str):
     uri = model_uri(args)
     mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}")
     try:
-        model = mlflow.pytorch.load_model(uri, map_location="cpu")
+        model = load_torch_model(uri)
     except (MlflowException, OSError) as err:
         fail(program, f"cannot load {uri}: {str(err).splitlines()[0]}")
     if not hasattr(model, needs):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from archbench.cli.common import fail, reporting_errors
+from archbench.cli.common import fail, load_torch_model, reporting_errors
 
 PROGRAM = "archbench-generate"
 
@@ -25,14 +25,13 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> None:
         import mlflow
-        import mlflow.pytorch
         from mlflow.exceptions import MlflowException
 
         from archbench.paths import project_root
 
         mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}")
         try:
-            model = mlflow.pytorch.load_model(args.model_uri, map_location="cpu")
+            model = load_torch_model(args.model_uri)
         except (MlflowException, OSError) as err:
             fail(PROGRAM, f"cannot load {args.model_uri}: {str(err).splitlines()[0]}")
         if not hasattr(model, "generate"):

@@ -26,7 +26,7 @@ import sys
 from math import prod
 from pathlib import Path
 
-from archbench.cli.common import fail, model_uri, reporting_errors, source_run_id
+from archbench.cli.common import fail, load_torch_model, model_uri, reporting_errors, source_run_id
 
 PROGRAM = "archbench-predict"
 
@@ -86,7 +86,6 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> None:
         import mlflow
-        import mlflow.pytorch
         import torch
         from mlflow.exceptions import MlflowException
 
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             run_id = source_run_id(client, uri)
             tags = client.get_run(run_id).data.tags if run_id else {}
-            model = mlflow.pytorch.load_model(uri, map_location="cpu")
+            model = load_torch_model(uri)
         except (MlflowException, OSError) as err:
             fail(PROGRAM, f"cannot load {uri}: {str(err).splitlines()[0]}")
         task = tags.get("task", "classification")
