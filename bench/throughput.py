@@ -69,9 +69,10 @@ def minimal_training_step(self, batch, batch_idx: int) -> torch.Tensor:
 
 
 def run_trainer(cfg, datamodule, task, steps: int, warmup: int, out_dir: Path, floor: bool = False,
-                epoch_ends: list[float] | None = None) -> float:
+                epoch_ends: list[list[float]] | None = None) -> float:
     """Seconds for steps ``warmup..steps`` of archbench's Trainer path; ``epoch_ends`` gets one more
-    entry: the seconds its training metrics spent handing the epoch's sums to Lightning then."""
+    entry: the seconds its training metrics spent handing the epoch's sums to Lightning then, and
+    the part of them inside Lightning's ``self.log``."""
     import types
 
     import pytorch_lightning as pl
@@ -103,21 +104,30 @@ def run_trainer(cfg, datamodule, task, steps: int, warmup: int, out_dir: Path, f
     return clock.stopped - clock.started
 
 
-def _time_epoch_ends(task, warmup: int, spent: list[float]) -> None:
-    """Wraps the task's ``train_metrics.log_if_epoch_ends``: appends an entry to ``spent`` and adds
-    the seconds of its epoch-end calls (scoring, torchmetrics updates, ``self.log``) after the
-    warm-up to it."""
-    metrics, hand_over = task.train_metrics, task.train_metrics.log_if_epoch_ends
-    spent.append(0.0)
+def _time_epoch_ends(task, warmup: int, spent: list[list[float]]) -> None:
+    """Wraps the task's ``train_metrics.log_if_epoch_ends``: appends an entry ``[hand-over, in
+    self.log]`` to ``spent`` and adds the seconds of its epoch-end calls after the warm-up (scoring,
+    torchmetrics updates, ``self.log``), and of the Lightning ``self.log`` calls inside them."""
+    metrics, hand_over, log = task.train_metrics, task.train_metrics.log_if_epoch_ends, task.log
+    spent.append([0.0, 0.0])
+    in_log = [0.0]
+
+    def timed_log(*args, **kwargs) -> None:
+        started = time.perf_counter()
+        log(*args, **kwargs)
+        in_log[0] += time.perf_counter() - started
 
     def timed(module) -> None:
+        in_log[0] = 0.0
         started = time.perf_counter()
         hand_over(module)
         trainer = module._trainer
         if trainer.is_last_batch and trainer.global_step >= warmup:
-            spent[-1] += time.perf_counter() - started
+            spent[-1][0] += time.perf_counter() - started
+            spent[-1][1] += in_log[0]
 
-    metrics.log_if_epoch_ends = timed  # an instance attribute shadows the method
+    metrics.log_if_epoch_ends = timed  # instance attributes shadow the methods
+    task.log = timed_log
 
 
 def _timed_steps(batches: Iterator, task, steps: int, warmup: int, fused: bool = False) -> float:
@@ -197,13 +207,15 @@ def verdicts(ms: dict[str, float], rate: dict[str, float]) -> dict[str, object]:
     return {"step": "small" if small else "large", "archbench_over_floor": own, "targets": checks}
 
 
-def own_cost(seconds: dict[str, list[float]], epoch_ends: list[float]) -> dict:
+def own_cost(seconds: dict[str, list[float]], epoch_ends: list[list[float]]) -> dict:
     """archbench over the floor paired per repeat (median and quartiles: drift between repeats
-    cancels), and the share of the trainer's time spent handing epoch sums to Lightning."""
+    cancels), and the share of the trainer's time spent handing epoch sums to Lightning (and, of
+    that, inside Lightning's ``self.log``)."""
     paired = sorted(t / f - 1 for t, f in zip(seconds["trainer"], seconds["floor"], strict=True))
     quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
     return {"paired_over_floor": statistics.median(paired), "paired_quartiles": [quartiles[0], quartiles[2]],
-            "epoch_end_share": statistics.median(e / t for e, t in zip(epoch_ends, seconds["trainer"], strict=True))}
+            "epoch_end_share": statistics.median(e / t for (e, _), t in zip(epoch_ends, seconds["trainer"], strict=True)),
+            "epoch_end_log_share": statistics.median(g / t for (_, g), t in zip(epoch_ends, seconds["trainer"], strict=True))}
 
 
 def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: Path,
@@ -213,7 +225,7 @@ def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: P
     batch = int(cfg.data.batch_size)
     seconds: dict[str, list[float]] = {"trainer": [], "loader": [], "tensors": [], "floor": [],
                                        "tensors_fused": []}
-    epoch_ends: list[float] = []
+    epoch_ends: list[list[float]] = []
     for repeat in range(repeats):  # interleaved, so drift hits all paths alike
         seconds["trainer"].append(run_trainer(cfg, datamodule, fresh_task(), steps, warmup, tmp / f"run{repeat}",
                                               epoch_ends=epoch_ends))
@@ -276,17 +288,19 @@ def markdown(rows: list[dict], command: str, skipped: list[str]) -> str:
               "*paired*: trainer ÷ floor − 1 per repeat (both run back to back), median [quartiles]; "
               "*epoch-end hand-over*: share of the trainer's timed seconds spent in "
               "`TrainEpochMetrics.log_if_epoch_ends` on each epoch's last batch (scoring the buffered "
-              "batches, one torchmetrics update and one Lightning `self.log` per metric); the rest of "
+              "batches, one torchmetrics update and one Lightning `self.log` per metric), and of it "
+              "*in `self.log`*: inside those Lightning calls (each moves its result entry, metric "
+              "state included, to the device); the rest of "
               "the cost is per step (the finite-loss read, the running sums, buffering scores).", "",
-              "| data | model | steps × repeats | over floor, medians | paired [quartiles] | epoch-end hand-over |",
-              "| --- | --- | ---: | ---: | ---: | ---: |"]
+              "| data | model | steps × repeats | over floor, medians | paired [quartiles] | epoch-end hand-over | of it in `self.log` |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         own = r["own_cost"]
         low, high = own["paired_quartiles"]
         lines.append(f"| {r['data']} | {r['model']} | {r['steps']} × {r.get('repeats', '?')} | "
                      f"{100 * r['archbench_over_floor']:+.1f} % | "
                      f"{100 * own['paired_over_floor']:+.1f} % [{100 * low:+.1f}, {100 * high:+.1f}] | "
-                     f"{100 * own['epoch_end_share']:.1f} % |")
+                     f"{100 * own['epoch_end_share']:.1f} % | {100 * own['epoch_end_log_share']:.1f} % |")
     replicated = [r for r in rows if r.get("replicas")]
     if replicated:
         count = replicated[0]["replicas"]["count"]

@@ -175,7 +175,7 @@ def test_throughput_benchmark_runs_and_reports(tmp_path, monkeypatch):
     report = (tmp_path / "throughput.md").read_text()
     assert "| mnist1d | mlp | 1×40 | 64 |" in report and "## Replicas path: 2 trainings" in report
     own = saved["rows"][0]["own_cost"]
-    assert 0 < own["epoch_end_share"] < 1 and "## Where archbench's own cost goes" in report
+    assert 0 < own["epoch_end_log_share"] < own["epoch_end_share"] < 1 and "## Where archbench's own cost goes" in report
 
 
 def test_cold_repro_time_splits_into_setup_and_stage_kinds(monkeypatch):
