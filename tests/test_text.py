@@ -436,3 +436,27 @@ def test_the_text_report_shows_class_names_and_the_most_confident_mistakes(tmp_p
     assert "| model | negative | positive |" in report and meta.class_names == ["negative", "positive"]
     mistakes = report[report.index("Most confident mistakes"):]
     assert f"| boe | {texts[0]} |" in mistakes and f"| cnn | {texts[3]} |" in mistakes
+
+
+@pytest.mark.parametrize(("build", "layers"), [(_text_rnn, ["embed_drop"]),
+                                               (_text_transformer, ["embed_drop", "head_drop"])])
+def test_text_nets_pickled_before_their_dropout_options_still_predict(build, layers):
+    """Text classifiers are logged pickled: a net saved before embed_dropout/head_dropout existed
+    (simulated by removing those layers before pickling) loads with identities and predicts as
+    the same net does now."""
+    import io
+
+    torch.manual_seed(0)
+    net = build().eval()
+    old = build().eval()
+    old.load_state_dict(net.state_dict())
+    for name in layers:
+        del old._modules[name]
+    buffer = io.BytesIO()
+    torch.save(old, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False).eval()
+    ids = torch.randint(2, 50, (3, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids), net(ids), rtol=0, atol=0)
+    assert all(isinstance(getattr(loaded, name), torch.nn.Identity) for name in layers)

@@ -21,6 +21,13 @@ def dropout_rate(key: str, rate: object) -> float:
     return float(rate)
 
 
+def fill_missing_layers(module: nn.Module, *names: str) -> None:
+    """For ``__setstate__``: a net pickled before its optional layer ``name`` existed (text classifiers
+    are logged pickled) gets that layer as an identity, so the old model predicts as it did."""
+    for name in names:
+        module._modules.setdefault(name, nn.Identity())
+
+
 def dropout_layer(key: str, rate: object) -> nn.Dropout:
     """``nn.Dropout`` at a checked ``rate`` (``dropout_rate``)."""
     return nn.Dropout(dropout_rate(key, rate))

@@ -16,6 +16,7 @@ from archbench.errors import ConfigError, IncompatibleError
 from archbench.nets.common import (
     dropout_layer,
     embed_tokens,
+    fill_missing_layers,
     masked_pool,
     require_shape,
     word_embedding,
@@ -121,6 +122,10 @@ class TextRNN(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.embed_drop = dropout_layer("model.text_net.embed_dropout", embed_dropout)
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        fill_missing_layers(self, "embed_drop")  # pickled before this option existed
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         h, mask = embed_tokens(self.embed, ids)

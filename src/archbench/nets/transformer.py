@@ -18,6 +18,7 @@ from archbench.errors import ConfigError, IncompatibleError
 from archbench.nets.common import (
     dropout_layer,
     embed_tokens,
+    fill_missing_layers,
     masked_pool,
     require_shape,
     word_embedding,
@@ -220,6 +221,10 @@ class TextTransformer(nn.Module):
                                           positions=positions, pre_norm=pre_norm)
         self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, num_classes))
         self.head_drop = dropout_layer("model.text_net.head_dropout", head_dropout)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        fill_missing_layers(self, "embed_drop", "head_drop")  # pickled before these options existed
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         """Normalised pooled vector → dropout (training only) → classes."""
