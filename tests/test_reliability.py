@@ -202,10 +202,11 @@ def test_a_rerun_with_changed_code_retrains_and_always_writes_its_curves(make_cf
 
 def test_use_threads_sets_the_count_and_makes_the_first_vector_math_call(monkeypatch):
     """archbench.threads.use_threads, which train() calls before anything else computes: the thread
-    count, then one throwaway MKL vector-math call; every task module's setup makes it too. (Measured, 2 threads: the first tanh/exp/erf
-    of a process gave other last bits in 4 of 24 idle processes — too rare and load-dependent
-    for a test to catch, 0 of 24 with four started at once — and 0 of 36 after such a call; a
-    same-seed digits GAN ended on other bits in 2 of 9 runs before, 0 of 18 after.)"""
+    count, then one throwaway MKL vector-math call; every task module's setup and the prediction
+    CLIs' model loading make it too. (Measured, 2 threads: the first tanh/exp/erf of a process gave
+    other last bits in 4 of 24 idle processes — too rare and load-dependent for a test to catch,
+    0 of 24 with four started at once — and 0 of 36 after such a call; a same-seed digits GAN ended
+    on other bits in 2 of 9 runs before, 0 of 18 after.)"""
     from archbench.threads import use_threads
 
     calls = []
@@ -222,5 +223,12 @@ def test_use_threads_sets_the_count_and_makes_the_first_vector_math_call(monkeyp
 
         ClassificationTask(Logistic([2], 2), num_classes=2).setup("fit")  # every process, DDP spawn's too
         assert calls == [16, 16, 16]
+        import mlflow.pytorch
+
+        from archbench.cli.common import load_torch_model
+
+        loaded = object()
+        monkeypatch.setattr(mlflow.pytorch, "load_model", lambda uri, map_location: loaded)
+        assert load_torch_model("models:/x@champion") is loaded and calls == [16, 16, 16, 16]
     finally:
         torch.set_num_threads(before)
