@@ -113,6 +113,17 @@ def test_augmentation_is_seeded_and_keeps_shapes():
     assert not torch.equal(first, x)
 
 
+@pytest.mark.parametrize("asked", [{"shift": 0.1}, {"crop": 2}, {"flip": True}, {"time_mask": 2},
+                                   {"freq_mask": 2}, {"noise_snr": (10.0, 20.0), "log_mel": ((0.0,), (1.0,))}])
+def test_augmentation_skips_its_checks_only_when_nothing_is_asked(asked):
+    """``identity`` (the per-step fast path) is set by no option alone; any one option clears it."""
+    nothing = Augmentation()
+    x = torch.randn(4, 1, 8, 8)
+    assert nothing.identity and nothing(x) is x
+    assert not Augmentation(**asked).identity
+    assert Augmentation(**asked) == Augmentation(**asked) and "identity" not in repr(nothing)
+
+
 def test_augmentation_touches_training_batches_only():
     seen = []
 
