@@ -69,10 +69,11 @@ def minimal_training_step(self, batch, batch_idx: int) -> torch.Tensor:
 
 
 def run_trainer(cfg, datamodule, task, steps: int, warmup: int, out_dir: Path, floor: bool = False,
-                epoch_ends: list[list[float]] | None = None) -> float:
+                epoch_ends: list[list[float]] | None = None, inside: list[float] | None = None) -> float:
     """Seconds for steps ``warmup..steps`` of archbench's Trainer path; ``epoch_ends`` gets one more
     entry: the seconds its training metrics spent handing the epoch's sums to Lightning then, and
-    the part of them inside Lightning's ``self.log``."""
+    the part of them inside Lightning's ``self.log``; ``inside`` gets the seconds of those steps
+    spent inside ``training_step``."""
     import types
 
     import pytorch_lightning as pl
@@ -81,6 +82,8 @@ def run_trainer(cfg, datamodule, task, steps: int, warmup: int, out_dir: Path, f
         task.training_step = types.MethodType(minimal_training_step, task)
     elif epoch_ends is not None:
         _time_epoch_ends(task, warmup, epoch_ends)
+    if inside is not None:
+        _time_training_steps(task, warmup, inside)
 
     from archbench.train import _trainer_kwargs, build_callbacks
 
@@ -121,13 +124,36 @@ def _time_epoch_ends(task, warmup: int, spent: list[list[float]]) -> None:
         in_log[0] = 0.0
         started = time.perf_counter()
         hand_over(module)
-        trainer = module._trainer
-        if trainer.is_last_batch and trainer.global_step >= warmup:
+        # self.log ran: the epoch's last batch (no per-step trainer lookups added to the timed path)
+        if in_log[0] and module._trainer.global_step >= warmup:
             spent[-1][0] += time.perf_counter() - started
             spent[-1][1] += in_log[0]
 
     metrics.log_if_epoch_ends = timed  # instance attributes shadow the methods
     task.log = timed_log
+
+
+def _time_training_steps(task, warmup: int, inside: list[float]) -> None:
+    """Wraps the task's ``training_step`` (archbench's, or the floor's forward + loss): appends an
+    entry to ``inside`` and adds the seconds spent in it on the steps after the warm-up. Their
+    difference between trainer and floor is archbench's own code, measured without the noise of the
+    backward pass and Lightning's loop around it."""
+    import types
+
+    step = task.training_step
+    inside.append(0.0)
+    counted = [0]
+
+    def timed(self, batch, batch_idx: int):
+        started = time.perf_counter()
+        loss = step(batch, batch_idx)
+        spent = time.perf_counter() - started
+        counted[0] += 1
+        if counted[0] > warmup:  # one call per optimizer step: the StepClock's warm-up
+            inside[-1] += spent
+        return loss
+
+    task.training_step = types.MethodType(timed, task)
 
 
 def _timed_steps(batches: Iterator, task, steps: int, warmup: int, fused: bool = False) -> float:
@@ -207,13 +233,25 @@ def verdicts(ms: dict[str, float], rate: dict[str, float]) -> dict[str, object]:
     return {"step": "small" if small else "large", "archbench_over_floor": own, "targets": checks}
 
 
-def own_cost(seconds: dict[str, list[float]], epoch_ends: list[list[float]]) -> dict:
+def _median_and_quartiles(values: list[float]) -> tuple[float, list[float]]:
+    quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return statistics.median(values), [quartiles[0], quartiles[2]]
+
+
+def own_cost(seconds: dict[str, list[float]], epoch_ends: list[list[float]],
+             inside: dict[str, list[float]], timed_steps: int) -> dict:
     """archbench over the floor paired per repeat (median and quartiles: drift between repeats
-    cancels), and the share of the trainer's time spent handing epoch sums to Lightning (and, of
-    that, inside Lightning's ``self.log``)."""
-    paired = sorted(t / f - 1 for t, f in zip(seconds["trainer"], seconds["floor"], strict=True))
-    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
-    return {"paired_over_floor": statistics.median(paired), "paired_quartiles": [quartiles[0], quartiles[2]],
+    cancels); the same measured inside ``training_step`` alone (trainer's minus floor's seconds
+    there, over the floor's whole step time); and the share of the trainer's time spent handing
+    epoch sums to Lightning (and, of that, inside Lightning's ``self.log``)."""
+    paired, quartiles = _median_and_quartiles(
+        [t / f - 1 for t, f in zip(seconds["trainer"], seconds["floor"], strict=True)])
+    step_own = [(t - f) / floor for t, f, floor in zip(inside["trainer"], inside["floor"], seconds["floor"], strict=True)]
+    step_own_median, step_own_quartiles = _median_and_quartiles(step_own)
+    return {"paired_over_floor": paired, "paired_quartiles": quartiles,
+            "in_training_step": step_own_median, "in_training_step_quartiles": step_own_quartiles,
+            "in_training_step_us": statistics.median(
+                1e6 * (t - f) / timed_steps for t, f in zip(inside["trainer"], inside["floor"], strict=True)),
             "epoch_end_share": statistics.median(e / t for (e, _), t in zip(epoch_ends, seconds["trainer"], strict=True)),
             "epoch_end_log_share": statistics.median(g / t for (_, g), t in zip(epoch_ends, seconds["trainer"], strict=True))}
 
@@ -226,11 +264,12 @@ def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: P
     seconds: dict[str, list[float]] = {"trainer": [], "loader": [], "tensors": [], "floor": [],
                                        "tensors_fused": []}
     epoch_ends: list[list[float]] = []
+    inside: dict[str, list[float]] = {"trainer": [], "floor": []}
     for repeat in range(repeats):  # interleaved, so drift hits all paths alike
         seconds["trainer"].append(run_trainer(cfg, datamodule, fresh_task(), steps, warmup, tmp / f"run{repeat}",
-                                              epoch_ends=epoch_ends))
+                                              epoch_ends=epoch_ends, inside=inside["trainer"]))
         seconds["floor"].append(run_trainer(cfg, datamodule, fresh_task(), steps, warmup, tmp / f"floor{repeat}",
-                                            floor=True))
+                                            floor=True, inside=inside["floor"]))
         seconds["loader"].append(run_loader(x, y, fresh_task(), batch, steps, warmup))
         seconds["tensors"].append(run_tensors(x, y, fresh_task(), batch, steps, warmup))
         seconds["tensors_fused"].append(run_tensors(x, y, fresh_task(), batch, steps, warmup, fused=True))
@@ -242,8 +281,8 @@ def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: P
     per_replica = [timed / statistics.median(s) for s in zip(*replica_seconds, strict=True)]
     return {"data": data, "model": model, "input_shape": list(datamodule.input_shape), "batch": batch,
             "steps": steps, "warmup": warmup, "repeats": repeats, "threads": torch.get_num_threads(),
-            "samples_per_s": rate, "seconds": seconds, **verdicts(ms, rate),
-            "own_cost": own_cost(seconds, epoch_ends),
+            "samples_per_s": rate, "seconds": seconds, "seconds_in_training_step": inside, **verdicts(ms, rate),
+            "own_cost": own_cost(seconds, epoch_ends, inside, steps - warmup),
             "replicas": {"count": replicas, "threads_each": 1, "seconds": replica_seconds,
                          "samples_per_s": per_replica, "total_samples_per_s": sum(per_replica),
                          "total_vs_trainer": sum(per_replica) / rate["trainer"]} if replicas else None,
@@ -286,20 +325,27 @@ def markdown(rows: list[dict], command: str, skipped: list[str]) -> str:
               "archbench's (metrics, the finite-loss check)."]
     lines += ["", "## Where archbench's own cost goes", "",
               "*paired*: trainer ÷ floor − 1 per repeat (both run back to back), median [quartiles]; "
+              "*inside `training_step`*: the seconds the trainer spent in `training_step` minus the "
+              "floor's there (forward + loss), over the floor's whole step time, per repeat, median "
+              "[quartiles] (µs a step): archbench's own code timed directly, without the noise of the "
+              "backward pass and the loop around it (not the extra cache misses it may cause there); "
               "*epoch-end hand-over*: share of the trainer's timed seconds spent in "
               "`TrainEpochMetrics.log_if_epoch_ends` on each epoch's last batch (scoring the buffered "
               "batches, one torchmetrics update and one Lightning `self.log` per metric), and of it "
               "*in `self.log`*: inside those Lightning calls (each moves its result entry, metric "
               "state included, to the device); the rest of "
               "the cost is per step (the finite-loss read, the running sums, buffering scores).", "",
-              "| data | model | steps × repeats | over floor, medians | paired [quartiles] | epoch-end hand-over | of it in `self.log` |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+              "| data | model | steps × repeats | over floor, medians | paired [quartiles] | "
+              "inside `training_step` [quartiles] | epoch-end hand-over | of it in `self.log` |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         own = r["own_cost"]
         low, high = own["paired_quartiles"]
         lines.append(f"| {r['data']} | {r['model']} | {r['steps']} × {r.get('repeats', '?')} | "
                      f"{100 * r['archbench_over_floor']:+.1f} % | "
                      f"{100 * own['paired_over_floor']:+.1f} % [{100 * low:+.1f}, {100 * high:+.1f}] | "
+                     f"{100 * own['in_training_step']:+.1f} % [{100 * own['in_training_step_quartiles'][0]:+.1f}, "
+                     f"{100 * own['in_training_step_quartiles'][1]:+.1f}] ({own['in_training_step_us']:.0f} µs) | "
                      f"{100 * own['epoch_end_share']:.1f} % | {100 * own['epoch_end_log_share']:.1f} % |")
     replicated = [r for r in rows if r.get("replicas")]
     if replicated:

@@ -176,6 +176,10 @@ def test_throughput_benchmark_runs_and_reports(tmp_path, monkeypatch):
     assert "| mnist1d | mlp | 1×40 | 64 |" in report and "## Replicas path: 2 trainings" in report
     own = saved["rows"][0]["own_cost"]
     assert 0 < own["epoch_end_log_share"] < own["epoch_end_share"] < 1 and "## Where archbench's own cost goes" in report
+    for path in ("trainer", "floor"):  # training_step timed over the clock's steps only
+        [inside], [clocked] = saved["rows"][0]["seconds_in_training_step"][path], saved["rows"][0]["seconds"][path]
+        assert 0 < inside < clocked
+    assert "inside `training_step`" in report
 
 
 def test_cold_repro_time_splits_into_setup_and_stage_kinds(monkeypatch):
