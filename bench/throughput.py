@@ -246,12 +246,12 @@ def own_cost(seconds: dict[str, list[float]], epoch_ends: list[list[float]],
     epoch sums to Lightning (and, of that, inside Lightning's ``self.log``)."""
     paired, quartiles = _median_and_quartiles(
         [t / f - 1 for t, f in zip(seconds["trainer"], seconds["floor"], strict=True)])
-    step_own = [(t - f) / floor for t, f, floor in zip(inside["trainer"], inside["floor"], seconds["floor"], strict=True)]
-    step_own_median, step_own_quartiles = _median_and_quartiles(step_own)
+    own_seconds = [t - f for t, f in zip(inside["trainer"], inside["floor"], strict=True)]
+    step_own, step_own_quartiles = _median_and_quartiles(
+        [own / floor for own, floor in zip(own_seconds, seconds["floor"], strict=True)])
     return {"paired_over_floor": paired, "paired_quartiles": quartiles,
-            "in_training_step": step_own_median, "in_training_step_quartiles": step_own_quartiles,
-            "in_training_step_us": statistics.median(
-                1e6 * (t - f) / timed_steps for t, f in zip(inside["trainer"], inside["floor"], strict=True)),
+            "in_training_step": step_own, "in_training_step_quartiles": step_own_quartiles,
+            "in_training_step_us": 1e6 * statistics.median(own_seconds) / timed_steps,
             "epoch_end_share": statistics.median(e / t for (e, _), t in zip(epoch_ends, seconds["trainer"], strict=True)),
             "epoch_end_log_share": statistics.median(g / t for (_, g), t in zip(epoch_ends, seconds["trainer"], strict=True))}
 
