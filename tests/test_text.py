@@ -224,7 +224,7 @@ VARIANTS = {"lstm": {"bidirectional": True, "embed_init_std": 0.1, "embed_dropou
             "gru": {"pooling": "max"}, "rnn": {"pooling": "mean"}, "cnn": {"embed_init_std": 0.1}}
 NET_CASES = [(model, VARIANTS.get(model, {})) for model in TEXT_MODELS] + [
     ("transformer", {"pooling": "max", "head_dropout": 0.5, "embed_dropout": 0.3}), ("transformer", {"pooling": "cls"}),
-    ("transformer", {"positions": "alibi"})]
+    ("transformer", {"positions": "alibi"}), ("transformer", {"layer_scale": 0.1})]
 
 
 @pytest.mark.parametrize(("model", "variant"), NET_CASES, ids=[f"{m}-{'-'.join(map(str, v.values())) or 'default'}"
@@ -300,6 +300,38 @@ def test_alibi_transformer_sees_distances_between_words():
     changed[:, 5:] = torch.randn(1, 3, 16)
     with torch.no_grad():
         torch.testing.assert_close(decoder(changed)[:, :5], decoder(h)[:, :5])
+
+
+def test_layer_scale_starts_each_block_at_its_start_value_and_learns_it():
+    """model.text_net.layer_scale=s (LayerScale): every residual branch is multiplied by a learned
+    per-channel factor started at s, so s = 0 makes the encoder the identity (the bag of normalised
+    word vectors); the factors get gradients; post-norm blocks refuse it in one line; a block
+    pickled before the option existed still runs as it did."""
+    import io
+
+    from archbench.nets.transformer import Block, TransformerEncoder
+
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(12, 16, 2, 2, 2, 0.0, causal=False, positions="none", pre_norm=True,
+                                 layer_scale=0.0)
+    h = torch.randn(3, 12, 16)
+    torch.testing.assert_close(encoder(h), encoder.final_norm(h))
+    encoder(h).square().sum().backward()
+    assert all(block.scale_attn.grad.abs().sum() > 0 for block in encoder.blocks)
+    assert _text_transformer(layer_scale=0.1).encoder.blocks[0].scale_ff.tolist() == pytest.approx([0.1] * 16)
+    with pytest.raises(ConfigError, match="set pre_norm=true"):
+        _text_transformer(layer_scale=0.1, pre_norm=False)
+    block = Block(16, 2, 2, 0.0, False, pre_norm=True).eval()
+    del block.__dict__["scale_attn"], block.__dict__["scale_ff"]  # as pickled before the option
+    buffer = io.BytesIO()
+    torch.save(block, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    reference = Block(16, 2, 2, 0.0, False, pre_norm=True).eval()
+    reference.load_state_dict(loaded.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(h), reference(h), rtol=0, atol=0)
+    assert loaded.scale_attn is None
 
 
 @pytest.mark.parametrize(("build", "key"), [(_text_rnn, "embed_dropout"), (_text_transformer, "head_dropout"),

@@ -56,19 +56,37 @@ class SelfAttention(nn.Module):
 
 class Block(nn.Module):
     """Attention → residual + LayerNorm → feed-forward → residual + LayerNorm (post-norm, as in
-    "Attention Is All You Need"; ``pre_norm=True`` gives the GPT-2 ordering)."""
+    "Attention Is All You Need"; ``pre_norm=True`` gives the GPT-2 ordering).
+
+    ``layer_scale`` (pre-norm only): each residual branch is multiplied by a learned per-channel
+    factor started at this value (LayerScale, Touvron et al. 2021), so a block starts near identity.
+    """
 
     def __init__(self, d_model: int, n_heads: int, ff_mult: int, dropout: float, causal: bool,
-                 pre_norm: bool) -> None:
+                 pre_norm: bool, layer_scale: float | None = None) -> None:
         super().__init__()
         self.pre_norm = pre_norm
+        if layer_scale is not None and not pre_norm:
+            raise ConfigError("layer_scale scales pre-norm residual branches: set pre_norm=true")
+        self.scale_attn = self.scale_ff = None
+        if layer_scale is not None:
+            self.scale_attn = nn.Parameter(torch.full((d_model,), float(layer_scale)))
+            self.scale_ff = nn.Parameter(torch.full((d_model,), float(layer_scale)))
         self.attn = SelfAttention(d_model, n_heads, dropout, causal)
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), nn.GELU(),
                                 nn.Linear(ff_mult * d_model, d_model), nn.Dropout(dropout))
         self.drop = nn.Dropout(dropout)
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("scale_attn", None)  # pickled before layer_scale existed
+        self.__dict__.setdefault("scale_ff", None)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.scale_attn is not None:
+            x = x + self.scale_attn * self.drop(self.attn(self.norm1(x), mask))
+            return x + self.scale_ff * self.ff(self.norm2(x))
         if self.pre_norm:
             x = x + self.drop(self.attn(self.norm1(x), mask))
             return x + self.ff(self.norm2(x))
@@ -105,7 +123,8 @@ class TransformerEncoder(nn.Module):
     """The shared trunk: embeddings in, contextual vectors out (``causal`` masks the future)."""
 
     def __init__(self, max_len: int, d_model: int, n_layers: int, n_heads: int, ff_mult: int,
-                 dropout: float, causal: bool, positions: str, pre_norm: bool) -> None:
+                 dropout: float, causal: bool, positions: str, pre_norm: bool,
+                 layer_scale: float | None = None) -> None:
         super().__init__()
         if positions not in POSITIONS:
             raise ConfigError(f"unknown positions {positions!r}; valid: {', '.join(POSITIONS)}")
@@ -121,7 +140,7 @@ class TransformerEncoder(nn.Module):
                              persistent=False)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            Block(d_model, n_heads, ff_mult, dropout, causal, pre_norm) for _ in range(n_layers))
+            Block(d_model, n_heads, ff_mult, dropout, causal, pre_norm, layer_scale) for _ in range(n_layers))
         self.final_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
 
     def forward(self, h: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -206,7 +225,7 @@ class TextTransformer(nn.Module):
                  d_model: int = 128, n_layers: int = 2, n_heads: int = 4, ff_mult: int = 4,
                  dropout: float = 0.1, pooling: str = "mean", positions: str = "learned",
                  pre_norm: bool = True, embed_init_std: float | None = None, head_dropout: float = 0.0,
-                 embed_dropout: float = 0.0, **_: object) -> None:
+                 embed_dropout: float = 0.0, layer_scale: float | None = None, **_: object) -> None:
         super().__init__()
         if vocab_size < 2:
             raise IncompatibleError("the text transformer reads word ids: it needs tokenized text data")
@@ -218,7 +237,7 @@ class TextTransformer(nn.Module):
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
         self.encoder = TransformerEncoder(int(input_shape[0]) + (pooling == "cls"), d_model, n_layers,
                                           n_heads, ff_mult, dropout, causal=False,
-                                          positions=positions, pre_norm=pre_norm)
+                                          positions=positions, pre_norm=pre_norm, layer_scale=layer_scale)
         self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, num_classes))
         self.head_drop = dropout_layer("model.text_net.head_dropout", head_dropout)
 
