@@ -8,7 +8,8 @@ parallel: each timing is taken on a quiet machine).
   5. bench/overheads.py               --help, first step, no-op and (with --cold) cold `dvc repro`
      bench/startup.py                 one small training's seconds split into phases
   6. bench/replicas.py                3 seeds of each mnist1d/digits classifier against 1 seed
-  7. bench/small_data.py              cross-validated hyperparameters on breast_cancer (not a timing)
+  7. bench/small_data.py              cross-validated hyperparameters on breast_cancer (not a timing),
+                                      and its --linear-skip grid (--wide: by hand, 11 min)
   8. bench/export.py                  latency per example, PyTorch vs onnxruntime (archbench-export's file)
 
     python bench/run_all.py [--cold] [--skip throughput published ...]
@@ -34,6 +35,7 @@ STEPS = {
     "startup": [sys.executable, "bench/startup.py", "--repeats", "3"],
     "replicas": [sys.executable, "bench/replicas.py"],
     "small_data": [sys.executable, "bench/small_data.py"],
+    "small_data_linear_skip": [sys.executable, "bench/small_data.py", "--linear-skip"],
     "export": [sys.executable, "bench/export.py", "--repeats", "30"],
 }
 

@@ -27,6 +27,8 @@ GRIDS = {
 # a wider MLP grid: smaller nets, a lower learning rate and weight decay up to 0.1
 WIDE_GRIDS = {"mlp": ["model.net.hidden=[16],[32],[128]", "model.net.dropout=0.2,0.5",
                       "optimizer.weight_decay=1e-3,1e-2,1e-1", "optimizer.lr=1e-3,3e-3"]}
+# the base MLP grid with and without a linear map of the input added to the scores (Wide & Deep)
+SKIP_GRIDS = {"mlp": [*GRIDS["mlp"], "model.net.linear_skip=false,true"]}
 RECIPE = {"mlp": "model.net.hidden=[128] model.net.dropout=0.5 optimizer.lr=0.003 optimizer.weight_decay=0.001",
           "perceptron": "trainer.max_epochs=100 data.batch_size=32 (averaged, tested at the last epoch)"}
 VARIED = ("optimizer.", "data.batch_size", "model.net.", "trainer.max_epochs")
@@ -87,9 +89,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--models", nargs="*", choices=list(GRIDS), help="default: every model of the grid")
-    parser.add_argument("--wide", action="store_true", help="the wider MLP grid (WIDE_GRIDS)")
+    grid = parser.add_mutually_exclusive_group()
+    grid.add_argument("--wide", action="store_true", help="the wider MLP grid (WIDE_GRIDS)")
+    grid.add_argument("--linear-skip", action="store_true", help="the MLP grid × model.net.linear_skip (SKIP_GRIDS)")
     args = parser.parse_args()
-    grids = WIDE_GRIDS if args.wide else GRIDS
+    grids = WIDE_GRIDS if args.wide else SKIP_GRIDS if args.linear_skip else GRIDS
+    flag = " --wide" if args.wide else " --linear-skip" if args.linear_skip else ""
     models = [m for m in args.models or list(grids) if m in grids]
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -97,8 +102,8 @@ def main() -> None:
             sweep_dir = Path(scratch) / model
             seconds = run_grid(model, args.folds, sweep_dir, Path(scratch) / "mlflow.db", grids[model])
             results[model] = {"seconds": seconds, "rows": summarise(sweep_dir)}
-    command = "python bench/small_data.py" + (" --wide" if args.wide else "")
-    write_report("small_data_wide" if args.wide else "small_data", results, markdown(results, command))
+    name = {"": "small_data", " --wide": "small_data_wide", " --linear-skip": "small_data_linear_skip"}[flag]
+    write_report(name, results, markdown(results, "python bench/small_data.py" + flag))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,31 @@ def test_mlp_reference_layers():
     assert count_parameters(net) == 784 * 128 + 128 + 128 * 10 + 10
 
 
+def test_mlp_linear_skip_adds_a_logistic_regression_of_the_input():
+    """model.net.linear_skip=true (Wide & Deep): scores = the MLP's + a linear map of the input, so
+    with the last layer zeroed the net is exactly that linear model; off, the net and its random
+    initial weights are what they were (no extra draws), and an MLP pickled before the option runs."""
+    import io
+
+    torch.manual_seed(0)
+    plain = MLP([30], 2, hidden=[16])
+    torch.manual_seed(0)
+    wide = MLP([30], 2, hidden=[16], linear_skip=True)
+    pairs = zip(plain.state_dict().values(), wide.layers.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert count_parameters(wide) == count_parameters(plain) + 30 * 2 + 2
+    x = torch.randn(5, 30)
+    torch.nn.init.zeros_(wide.layers[-1].weight)
+    torch.nn.init.zeros_(wide.layers[-1].bias)
+    torch.testing.assert_close(wide.eval()(x), wide.skip(x))
+    del plain.__dict__["skip"]  # as pickled before the option existed
+    buffer = io.BytesIO()
+    torch.save(plain, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False).eval()
+    torch.testing.assert_close(loaded(x), plain.eval().layers(x), rtol=0, atol=0)
+
+
 def test_mlp_rejects_bad_activation_and_dropout():
     with pytest.raises(ConfigError, match="valid: sigmoid, tanh, relu, leaky_relu"):
         MLP([4], 2, activation_name="swish")

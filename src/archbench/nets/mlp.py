@@ -12,7 +12,11 @@ from archbench.nets.common import activation, dropout_rate, head_size
 
 
 class MLP(nn.Module):
-    """Flatten → [Linear → (BatchNorm) → activation → (Dropout)] × len(hidden) → Linear."""
+    """Flatten → [Linear → (BatchNorm) → activation → (Dropout)] × len(hidden) → Linear.
+
+    ``linear_skip``: add a linear map of the input to the scores (Wide & Deep, Cheng et al. 2016):
+    the net is then logistic regression plus a non-linear correction.
+    """
 
     def __init__(
         self,
@@ -24,6 +28,7 @@ class MLP(nn.Module):
         dropout: float = 0.2,
         batch_norm: bool = False,
         binary_head: bool = False,
+        linear_skip: bool = False,
     ) -> None:
         super().__init__()
         dropout = dropout_rate("model.net.dropout", dropout)
@@ -39,6 +44,12 @@ class MLP(nn.Module):
             width = int(size)
         layers.append(nn.Linear(width, head_size(num_classes, binary_head)))
         self.layers = nn.Sequential(*layers)
+        self.skip = nn.Linear(prod(input_shape), head_size(num_classes, binary_head)) if linear_skip else None
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("skip", None)  # pickled before linear_skip existed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        scores = self.layers(x)
+        return scores if self.skip is None else scores + self.skip(x.flatten(1))
