@@ -29,6 +29,9 @@ WIDE_GRIDS = {"mlp": ["model.net.hidden=[16],[32],[128]", "model.net.dropout=0.2
                       "optimizer.weight_decay=1e-3,1e-2,1e-1", "optimizer.lr=1e-3,3e-3"]}
 # the base MLP grid with and without a linear map of the input added to the scores (Wide & Deep)
 SKIP_GRIDS = {"mlp": [*GRIDS["mlp"], "model.net.linear_skip=false,true"]}
+# each grid option: (its grids, its report's name)
+GRID_OPTIONS = {"": (GRIDS, "small_data"), "--wide": (WIDE_GRIDS, "small_data_wide"),
+                "--linear-skip": (SKIP_GRIDS, "small_data_linear_skip")}
 RECIPE = {"mlp": "model.net.hidden=[128] model.net.dropout=0.5 optimizer.lr=0.003 optimizer.weight_decay=0.001",
           "perceptron": "trainer.max_epochs=100 data.batch_size=32 (averaged, tested at the last epoch)"}
 VARIED = ("optimizer.", "data.batch_size", "model.net.", "trainer.max_epochs")
@@ -93,8 +96,8 @@ def main() -> None:
     grid.add_argument("--wide", action="store_true", help="the wider MLP grid (WIDE_GRIDS)")
     grid.add_argument("--linear-skip", action="store_true", help="the MLP grid × model.net.linear_skip (SKIP_GRIDS)")
     args = parser.parse_args()
-    grids = WIDE_GRIDS if args.wide else SKIP_GRIDS if args.linear_skip else GRIDS
-    flag = " --wide" if args.wide else " --linear-skip" if args.linear_skip else ""
+    option = "--wide" if args.wide else "--linear-skip" if args.linear_skip else ""
+    grids, report = GRID_OPTIONS[option]
     models = [m for m in args.models or list(grids) if m in grids]
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -102,8 +105,7 @@ def main() -> None:
             sweep_dir = Path(scratch) / model
             seconds = run_grid(model, args.folds, sweep_dir, Path(scratch) / "mlflow.db", grids[model])
             results[model] = {"seconds": seconds, "rows": summarise(sweep_dir)}
-    name = {"": "small_data", " --wide": "small_data_wide", " --linear-skip": "small_data_linear_skip"}[flag]
-    write_report(name, results, markdown(results, "python bench/small_data.py" + flag))
+    write_report(report, results, markdown(results, f"python bench/small_data.py {option}".strip()))
 
 
 if __name__ == "__main__":

@@ -117,6 +117,19 @@ def call_cli(*args: str, env: dict | None = None):
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
+def repickled(module):
+    """``module`` through ``torch.save`` and ``torch.load`` (whole-module pickling, as logged models
+    are), in eval mode: how a net saved by older code comes back."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(module, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False).eval()
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (for a server a test starts)."""
     import socket

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import repickled
 
 from archbench.errors import ConfigError, IncompatibleError
 from archbench.nets.cnn import ConvNet, LeNet5
@@ -53,8 +54,6 @@ def test_mlp_linear_skip_adds_a_logistic_regression_of_the_input():
     """model.net.linear_skip=true (Wide & Deep): scores = the MLP's + a linear map of the input, so
     with the last layer zeroed the net is exactly that linear model; off, the net and its random
     initial weights are what they were (no extra draws), and an MLP pickled before the option runs."""
-    import io
-
     torch.manual_seed(0)
     plain = MLP([30], 2, hidden=[16])
     torch.manual_seed(0)
@@ -67,10 +66,7 @@ def test_mlp_linear_skip_adds_a_logistic_regression_of_the_input():
     torch.nn.init.zeros_(wide.layers[-1].bias)
     torch.testing.assert_close(wide.eval()(x), wide.skip(x))
     del plain.__dict__["skip"]  # as pickled before the option existed
-    buffer = io.BytesIO()
-    torch.save(plain, buffer)
-    buffer.seek(0)
-    loaded = torch.load(buffer, weights_only=False).eval()
+    loaded = repickled(plain)
     torch.testing.assert_close(loaded(x), plain.eval().layers(x), rtol=0, atol=0)
 
 

@@ -54,6 +54,17 @@ class SelfAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(n, t, d))
 
 
+class LayerScale(nn.Module):
+    """Multiplies each channel by a learned factor started at ``init`` (Touvron et al. 2021)."""
+
+    def __init__(self, d_model: int, init: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((d_model,), float(init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gamma * x
+
+
 class Block(nn.Module):
     """Attention → residual + LayerNorm → feed-forward → residual + LayerNorm (post-norm, as in
     "Attention Is All You Need"; ``pre_norm=True`` gives the GPT-2 ordering).
@@ -68,10 +79,8 @@ class Block(nn.Module):
         self.pre_norm = pre_norm
         if layer_scale is not None and not pre_norm:
             raise ConfigError("layer_scale scales pre-norm residual branches: set pre_norm=true")
-        self.scale_attn = self.scale_ff = None
-        if layer_scale is not None:
-            self.scale_attn = nn.Parameter(torch.full((d_model,), float(layer_scale)))
-            self.scale_ff = nn.Parameter(torch.full((d_model,), float(layer_scale)))
+        self.scale_attn, self.scale_ff = (nn.Identity() if layer_scale is None else LayerScale(d_model, layer_scale)
+                                          for _ in range(2))
         self.attn = SelfAttention(d_model, n_heads, dropout, causal)
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), nn.GELU(),
@@ -80,16 +89,12 @@ class Block(nn.Module):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        self.__dict__.setdefault("scale_attn", None)  # pickled before layer_scale existed
-        self.__dict__.setdefault("scale_ff", None)
+        fill_missing_layers(self, "scale_attn", "scale_ff")  # pickled before layer_scale existed
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.scale_attn is not None:
-            x = x + self.scale_attn * self.drop(self.attn(self.norm1(x), mask))
-            return x + self.scale_ff * self.ff(self.norm2(x))
         if self.pre_norm:
-            x = x + self.drop(self.attn(self.norm1(x), mask))
-            return x + self.ff(self.norm2(x))
+            x = x + self.scale_attn(self.drop(self.attn(self.norm1(x), mask)))
+            return x + self.scale_ff(self.ff(self.norm2(x)))
         x = self.norm1(x + self.drop(self.attn(x, mask)))
         return self.norm2(x + self.ff(x))
 
