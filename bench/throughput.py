@@ -9,8 +9,9 @@ Same net (the recipe's), data, batch size, step count and thread count for all t
   The hand-written loops build their optimizer as such loops do (torch's default implementation);
   archbench picks torch's fused kernel (same update rule). ``tensors_fused`` is the tensor loop
   with archbench's optimizer, so the table also shows the gap with that difference removed.
-  floor    — the trainer path with ``training_step`` cut to forward + loss (no metrics, no checks):
-             what Lightning's loop itself costs, to tell its overhead from archbench's
+  floor    — the trainer path with ``training_step`` cut to forward + loss, plus one Lightning
+             ``self.log`` per training metric on each epoch's last batch (no sums, no checks): what
+             Lightning's loop and its logging of the epoch's metrics cost, to tell them from archbench's
   replicas — the trainer path in --replicas processes of 1 torch thread each, started together, as
              the pipeline's joblib launcher trains seeds side by side: samples/s per replica and in
              total (beside the one-process trainer path at the run's thread count)
@@ -64,8 +65,16 @@ def setup(data: str, model: str, data_dir: Path, overrides: list[str] = ()):
 
 
 def minimal_training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    """Forward + loss, and on the epoch's last batch one ``self.log`` per training metric the task
+    reports, with the trainer path's arguments: the least a Lightning module that reports its
+    epoch's training metrics pays Lightning (its ``self.log`` is Lightning's cost, not archbench's)."""
     x, y = batch
-    return torch.nn.functional.cross_entropy(self.net(x), y)
+    loss = torch.nn.functional.cross_entropy(self.net(x), y)
+    if self._trainer.is_last_batch:
+        for name in self.train_metrics.names:
+            self.log(f"train/{name}", loss.detach(), batch_size=len(y), on_step=False, on_epoch=True,
+                     sync_dist=True, prog_bar=name == "loss")
+    return loss
 
 
 def run_trainer(cfg, datamodule, task, steps: int, warmup: int, out_dir: Path, floor: bool = False,
@@ -314,26 +323,30 @@ def markdown(rows: list[dict], command: str, skipped: list[str]) -> str:
                      f"{ms['trainer']:.2f} · {ms['floor']:.2f} · {ms['tensors_fused']:.2f} | "
                      f"{100 * r['archbench_over_floor']:+.1f} % | {met} ({r['step']} step) |")
     lines += ["", f"{rows[0]['threads'] if rows else '?'} torch threads. The trainer path accumulates its "
-              "training metrics as plain sums per step and hands them to torchmetrics once per epoch "
+              "training metrics as plain sums per step and logs each mean once per epoch "
               "(`archbench.tasks.epoch_metrics`), and runs deterministic kernels without torch's NaN fill "
               "of new tensors (`DeterministicWithoutFill`). "
               "The hand-written loops build their optimizer with torch's defaults, as such loops do; "
               "archbench uses torch's fused kernel (`optimizer.fused`, same update rule), and the "
               "*fused optimizer* column compares against a tensor loop that does too. "
-              "*Lightning floor*: the same Trainer with `training_step` cut to forward + loss; "
-              "floor − fused tensor loop is Lightning's own per-step cost, trainer − floor is "
-              "archbench's (metrics, the finite-loss check)."]
+              "*Lightning floor*: the same Trainer with `training_step` cut to forward + loss, plus "
+              "the same `self.log` per training metric on each epoch's last batch (Lightning's cost of "
+              "logging an epoch's metrics, which every module reporting them pays); floor − fused "
+              "tensor loop is Lightning's own per-step cost, trainer − floor is archbench's (the "
+              "running sums, scoring, the finite-loss check). Before 2026-12-06 the floor logged "
+              "nothing: its figures then included Lightning's `self.log` calls (the *in `self.log`* "
+              "column below)."]
     lines += ["", "## Where archbench's own cost goes", "",
               "*paired*: trainer ÷ floor − 1 per repeat (both run back to back), median [quartiles]; "
               "*inside `training_step`*: the seconds the trainer spent in `training_step` minus the "
-              "floor's there (forward + loss), over the floor's whole step time, per repeat, median "
+              "floor's there (forward + loss, its epoch-end `self.log`), over the floor's whole step time, per repeat, median "
               "[quartiles] (µs a step): archbench's own code timed directly, without the noise of the "
               "backward pass and the loop around it (not the extra cache misses it may cause there); "
               "*epoch-end hand-over*: share of the trainer's timed seconds spent in "
               "`TrainEpochMetrics.log_if_epoch_ends` on each epoch's last batch (scoring the buffered "
-              "batches, one torchmetrics update and one Lightning `self.log` per metric), and of it "
-              "*in `self.log`*: inside those Lightning calls (each moves its result entry, metric "
-              "state included, to the device); the rest of "
+              "batches, one Lightning `self.log` per metric), and of it "
+              "*in `self.log`*: inside those Lightning calls (each moves its result entry, metadata "
+              "included, to the device; the floor pays them too); the rest of "
               "the cost is per step (the finite-loss read, the running sums, buffering scores).", "",
               "| data | model | steps × repeats | over floor, medians | paired [quartiles] | "
               "inside `training_step` [quartiles] | epoch-end hand-over | of it in `self.log` |",

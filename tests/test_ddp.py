@@ -9,6 +9,7 @@ import mlflow
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from conftest import call_cli
 
 from archbench.train import build, train
@@ -69,6 +70,28 @@ def test_ddp_evaluation_of_fixed_weights_equals_one_process(make_cfg):
         assert two[key] == one[key], key
     for key in ("val/loss", "test/loss"):
         assert two[key] == pytest.approx(one[key], rel=1e-6), key
+
+
+def test_ddp_training_metrics_are_the_whole_split_means(make_cfg):
+    """Each rank logs its shard's epoch means once, with its sample count as the batch size:
+    Lightning's sync must turn them into the means over every training sample, as one process
+    reports them (frozen weights: an lr of 1e-30, no dropout). Unsynced, rank 0 reports its half."""
+    cfg = make_cfg("data=digits", "model=mlp", "model.net.dropout=0", "optimizer.lr=1e-30", "scheduler=none",
+                   "data.test_fraction=0.15", "data.batch_size=30", "trainer.max_epochs=1")
+    torch.manual_seed(0)
+    _, _, datamodule, built = build(cfg)
+    task = built.module
+    x, y = datamodule.splits["train"].x, datamodule.splits["train"].y
+    assert len(y) % 2 == 0 and len(y) // 2 % 15, "no padded duplicate; each shard ends in a partial batch"
+    with torch.no_grad():
+        scores = task.net.eval()(x)
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, limit_val_batches=0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(task, datamodule=datamodule)
+    logged = trainer.callback_metrics
+    assert logged["train/loss"].item() == pytest.approx(F.cross_entropy(scores, y).item(), rel=1e-5)
+    assert logged["train/acc"].item() == pytest.approx((scores.argmax(-1) == y).float().mean().item(), abs=1e-6)
 
 
 def test_an_optuna_sweep_whose_trials_train_with_ddp_cpu(tmp_path):

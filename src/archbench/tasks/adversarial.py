@@ -19,7 +19,7 @@ from torch import nn
 
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite
 from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import build_optimizer
 from archbench.tasks.quality import (
@@ -80,8 +80,7 @@ class AdversarialTask(TaskModule):
         self.initial_generator_state = {k: v.detach().clone() for k, v in generator.state_dict().items()}
         self._real: dict[str, list[torch.Tensor]] = {"val": [], "test": []}
         self.coverage_shares: torch.Tensor | None = None
-        self.train_metrics = TrainEpochMetrics(prog_bar=("d_loss", "g_loss"), d_loss=running_mean(),
-                                               d_real=running_mean(), g_loss=running_mean())
+        self.train_metrics = TrainEpochMetrics("d_loss", "d_real", "g_loss", prog_bar=("d_loss", "g_loss"))
 
     # --- sampling -------------------------------------------------------------------------
     def noise(self, n: int, seed: int) -> torch.Tensor:

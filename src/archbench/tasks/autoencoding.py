@@ -28,7 +28,7 @@ from torch import nn
 
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite
 from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 from archbench.tasks.quality import FrozenClassifier, ImageGeneration, class_coverage, fid
@@ -94,7 +94,7 @@ class AutoencodingTask(TaskModule):
         self.initial_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         self.register_buffer("prior_mean", torch.zeros(self.latent_dim))
         self.register_buffer("prior_scale", torch.eye(self.latent_dim))
-        self.train_metrics = TrainEpochMetrics(loss=running_mean(), recon=running_mean(), kl=running_mean())
+        self.train_metrics = TrainEpochMetrics("loss", "recon", "kl")
         self._eval: dict[str, list[torch.Tensor]] = {}
         self.test_batch: tuple[torch.Tensor, torch.Tensor] | None = None
 

@@ -19,7 +19,7 @@ from archbench.data.augment import Augmentation
 from archbench.errors import ConfigError
 from archbench.nets.common import dropout_rate
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite
 from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
@@ -181,7 +181,7 @@ class ClassificationTask(TaskModule):
         self.word_dropout = dropout_rate("data.word_dropout", word_dropout)
         metric_args = {"num_classes": num_classes}
         # train/acc: the running mean of per-example hits (micro accuracy, as val/test)
-        self.train_metrics = TrainEpochMetrics(loss=running_mean(), acc=running_mean())
+        self.train_metrics = TrainEpochMetrics("loss", "acc")
         self.val_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.test_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.val_f1 = MulticlassF1Score(average="macro", **metric_args)

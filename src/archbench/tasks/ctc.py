@@ -17,7 +17,7 @@ from torchmetrics.text import WordErrorRate
 from archbench.data.augment import Augmentation
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite
 from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
@@ -91,7 +91,7 @@ class CTCTask(TaskModule):
         self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self.augment = Augmentation(**(augment or {}))
-        self.train_metrics = TrainEpochMetrics(loss=running_mean())
+        self.train_metrics = TrainEpochMetrics("loss")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_wer, self.test_wer_greedy, self.test_wer_beam = WordErrorRate(), WordErrorRate(), WordErrorRate()
         self.val_ser, self.test_ser = MeanMetric(), MeanMetric()

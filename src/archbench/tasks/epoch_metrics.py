@@ -1,11 +1,13 @@
 """Training metrics accumulated every step and handed to Lightning once per epoch.
 
-A ``self.log`` per training step moves Lightning's result entry (metric states included) to the
-device and updates it each time: on the small nets archbench compares that cost more than the
-step itself (bench/throughput.py). Here each step only adds to a running sum per metric (a
-tensor, and its weight as a number: a tensor add, where a torchmetrics ``update`` costs ~20-40 µs of
-Python per call, measured); the epoch's last batch hands the sums to the torchmetrics objects once
-and logs them, and Lightning computes (DDP-synced) and resets them.
+A ``self.log`` per training step moves Lightning's result entry to the device and updates it each
+time: on the small nets archbench compares that cost more than the step itself
+(bench/throughput.py). Here each step only adds to a running sum per metric (a tensor, and its
+weight as a number: a tensor add, where a torchmetrics ``update`` costs ~20-40 µs of Python per
+call, measured); the epoch's last batch logs each mean once as a tensor with its sample count as
+the batch size, and Lightning sums value and count over DDP ranks (``sync_dist``) and resets them.
+(Not a torchmetrics object per name: logging one makes Lightning move its states too, 0.1-0.35 ms
+more an epoch per metric, measured on the MNIST-1D MLP.)
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch import nn
-from torchmetrics import MeanMetric
 
 # batches whose scores wait to be turned into hits together (bounded memory: 32 batches of scores);
 # per batch, an arg-max, a comparison and two adds cost ~30 µs of a 1.4 ms MNIST-1D MLP step
@@ -38,18 +38,12 @@ def check_finite(module: pl.LightningModule, loss: torch.Tensor, what: str = "tr
     return value
 
 
-def running_mean() -> MeanMetric:
-    """A sample-weighted mean. (Not ``nan_strategy="disable"``: torchmetrics 1.9 then drops the
-    weights and averages per batch, which tests/test_speed.py caught.)"""
-    return MeanMetric(nan_strategy="error")
+class TrainEpochMetrics:
+    """Named sample-weighted training means, accumulated per step and logged as ``train/<name>``
+    once per epoch."""
 
-
-class TrainEpochMetrics(nn.ModuleDict):
-    """Named sample-weighted training means (``running_mean()`` metrics), accumulated per step and
-    logged as ``train/<name>`` per epoch."""
-
-    def __init__(self, prog_bar: Iterable[str] = ("loss",), **metrics: MeanMetric) -> None:
-        super().__init__(metrics)
+    def __init__(self, *names: str, prog_bar: Iterable[str] = ("loss",)) -> None:
+        self.names = names
         self.prog_bar = set(prog_bar)
         # name -> (sum, weight) this epoch; the sum a tensor, or a float32 numpy scalar for numbers
         self._pending: dict[str, tuple[torch.Tensor | np.float32, float]] = {}
@@ -102,8 +96,8 @@ class TrainEpochMetrics(nn.ModuleDict):
         self.update_hits(name, predict(torch.cat(scores)) == torch.cat(targets))
 
     def _known(self, name: str) -> None:
-        if name not in self:
-            raise KeyError(f"no training metric {name!r}; known: {', '.join(self.keys())}")
+        if name not in self.names:
+            raise KeyError(f"no training metric {name!r}; known: {', '.join(self.names)}")
 
     def _add(self, name: str, total: torch.Tensor, weight: float) -> None:
         self._known(name)
@@ -112,8 +106,9 @@ class TrainEpochMetrics(nn.ModuleDict):
 
     def log_if_epoch_ends(self, module: pl.LightningModule) -> None:
         """Call at the end of ``training_step``: on the epoch's last batch only (every rank reaches
-        it on the same step, so the DDP sync inside ``compute`` lines up), the epoch's sums go to
-        the torchmetrics objects in one update each and are logged."""
+        it on the same step, so the DDP sync at the epoch's end lines up), each epoch mean is logged
+        once with its sample count as the batch size: Lightning's epoch value is then the sum of
+        mean × count over the ranks divided by the summed count (``sync_dist``)."""
         trainer = module._trainer
         if trainer is None or not trainer.is_last_batch:
             return
@@ -122,8 +117,7 @@ class TrainEpochMetrics(nn.ModuleDict):
         for name in list(self._numbers):
             self._sum_numbers(name)
         for name, (total, weight) in self._pending.items():
-            metric = self[name]
-            metric.update(total / weight, weight)  # int hits / count: true division
-            module.log(f"train/{name}", metric, on_step=False, on_epoch=True,
-                       prog_bar=name in self.prog_bar)
+            mean = torch.as_tensor(total / weight, dtype=torch.float32)  # int hits / count: true division
+            module.log(f"train/{name}", mean, batch_size=weight, on_step=False, on_epoch=True,
+                       sync_dist=True, prog_bar=name in self.prog_bar)
         self._pending.clear()

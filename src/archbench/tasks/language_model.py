@@ -13,7 +13,7 @@ from torch import nn
 
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite
 from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
@@ -76,7 +76,7 @@ class LanguageModelTask(TaskModule):
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self.sample_every, self.sample_length, self.seed = sample_every_n_epochs, sample_length, seed
         self.samples: list[str] = []
-        self.train_metrics = TrainEpochMetrics(loss=running_mean())
+        self.train_metrics = TrainEpochMetrics("loss")
 
     @property
     def net(self) -> nn.Module:

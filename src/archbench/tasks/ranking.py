@@ -18,7 +18,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from archbench.tasks.base import Built, RunResult
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite
 from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 from archbench.tasks.rating import Rating
@@ -49,7 +49,7 @@ class RankingTask(TaskModule):
         self.net, self.cutoff, self.seed = net, int(cutoff), int(seed)
         self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
-        self.train_metrics = TrainEpochMetrics(loss=running_mean())
+        self.train_metrics = TrainEpochMetrics("loss")
         names = ("hr", "ndcg")
         self.metrics = nn.ModuleDict({split: nn.ModuleDict({n: MeanMetric() for n in names})
                                       for split in ("val", "test")})

@@ -13,7 +13,7 @@ from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError
 
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite
 from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
@@ -75,7 +75,7 @@ class RatingTask(TaskModule):
         self.net, self.rating = net, {k: float(v) for k, v in rating.items()}
         self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
-        self.train_metrics = TrainEpochMetrics(loss=running_mean())
+        self.train_metrics = TrainEpochMetrics("loss")
         self.metrics = nn.ModuleDict({split: nn.ModuleDict({
             "loss": MeanMetric(), "rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()})
             for split in ("val", "test")})

@@ -13,7 +13,7 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, R2Score
 
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite
 from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
@@ -40,7 +40,7 @@ class RegressionTask(TaskModule):
         self.target_mean, self.target_std = float(target_mean), float(target_std)
         self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
-        self.train_metrics = TrainEpochMetrics(loss=running_mean())
+        self.train_metrics = TrainEpochMetrics("loss")
         self.metrics = nn.ModuleDict({
             split: nn.ModuleDict({"loss": MeanMetric(), "mse": MeanSquaredError(),
                                   "mae": MeanAbsoluteError(), "r2": R2Score()})

@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric
 from archbench.data.tokens import PAD_ID
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
-from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite, running_mean
+from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite
 from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
@@ -105,7 +105,7 @@ class Seq2SeqTask(TaskModule):
         self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self.teacher_forcing, self.label_smoothing, self.val_bleu = teacher_forcing, label_smoothing, val_bleu
-        self.train_metrics = TrainEpochMetrics(loss=running_mean())
+        self.train_metrics = TrainEpochMetrics("loss")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.hypotheses: dict[str, list[torch.Tensor]] = {}
         self.attention: torch.Tensor | None = None
