@@ -334,8 +334,8 @@ def markdown(rows: list[dict], command: str, skipped: list[str]) -> str:
               "logging an epoch's metrics, which every module reporting them pays); floor − fused "
               "tensor loop is Lightning's own per-step cost, trainer − floor is archbench's (the "
               "running sums, scoring, the finite-loss check). Before 2026-12-06 the floor logged "
-              "nothing: its figures then included Lightning's `self.log` calls (the *in `self.log`* "
-              "column below)."]
+              "nothing, so archbench's figures over it included Lightning's `self.log` calls (the "
+              "*in `self.log`* column below)."]
     lines += ["", "## Where archbench's own cost goes", "",
               "*paired*: trainer ÷ floor − 1 per repeat (both run back to back), median [quartiles]; "
               "*inside `training_step`*: the seconds the trainer spent in `training_step` minus the "
