@@ -117,7 +117,8 @@ class TrainEpochMetrics:
         for name in list(self._numbers):
             self._sum_numbers(name)
         for name, (total, weight) in self._pending.items():
-            mean = torch.as_tensor(total / weight, dtype=torch.float32)  # int hits / count: true division
+            # int hits / count: true division; on the module's device, where the DDP sync (NCCL on GPUs) runs
+            mean = torch.as_tensor(total / weight, dtype=torch.float32, device=module.device)
             module.log(f"train/{name}", mean, batch_size=weight, on_step=False, on_epoch=True,
                        sync_dist=True, prog_bar=name in self.prog_bar)
         self._pending.clear()
