@@ -66,14 +66,13 @@ def setup(data: str, model: str, data_dir: Path, overrides: list[str] = ()):
 
 def minimal_training_step(self, batch, batch_idx: int) -> torch.Tensor:
     """Forward + loss, and on the epoch's last batch one ``self.log`` per training metric the task
-    reports, with the trainer path's arguments: the least a Lightning module that reports its
-    epoch's training metrics pays Lightning (its ``self.log`` is Lightning's cost, not archbench's)."""
+    reports, through the trainer path's own ``log_mean``: the least a Lightning module that reports
+    its epoch's training metrics pays Lightning (its ``self.log`` is Lightning's cost, not archbench's)."""
     x, y = batch
     loss = torch.nn.functional.cross_entropy(self.net(x), y)
     if self._trainer.is_last_batch:
         for name in self.train_metrics.names:
-            self.log(f"train/{name}", loss.detach(), batch_size=len(y), on_step=False, on_epoch=True,
-                     sync_dist=True, prog_bar=name == "loss")
+            self.train_metrics.log_mean(self, name, loss.detach(), len(y))
     return loss
 
 

@@ -117,8 +117,13 @@ class TrainEpochMetrics:
         for name in list(self._numbers):
             self._sum_numbers(name)
         for name, (total, weight) in self._pending.items():
-            # int hits / count: true division; on the module's device, where the DDP sync (NCCL on GPUs) runs
-            mean = torch.as_tensor(total / weight, dtype=torch.float32, device=module.device)
-            module.log(f"train/{name}", mean, batch_size=weight, on_step=False, on_epoch=True,
-                       sync_dist=True, prog_bar=name in self.prog_bar)
+            self.log_mean(module, name, total / weight, weight)  # int hits / count: true division
         self._pending.clear()
+
+    def log_mean(self, module: pl.LightningModule, name: str, mean: torch.Tensor | np.float32,
+                 weight: float) -> None:
+        """One Lightning ``self.log`` of an epoch mean as ``train/<name>``, made on the module's device
+        (where the DDP sync runs: NCCL on GPUs) with its sample count as the batch size."""
+        mean = torch.as_tensor(mean, dtype=torch.float32, device=module.device)
+        module.log(f"train/{name}", mean, batch_size=weight, on_step=False, on_epoch=True, sync_dist=True,
+                   prog_bar=name in self.prog_bar)
