@@ -32,7 +32,7 @@ STEPS = {
     "published": [sys.executable, "bench/published.py"],
     "sweep_efficiency": [sys.executable, "bench/sweep_efficiency.py", "--trials", "12", "--epochs", "20"],
     "overheads": [sys.executable, "bench/overheads.py", "--repeats", "3"],
-    "startup": [sys.executable, "bench/startup.py", "--repeats", "3"],
+    "startup": [sys.executable, "bench/startup.py", "--repeats", "3", "--before", "77f9106"],
     "replicas": [sys.executable, "bench/replicas.py"],
     "small_data": [sys.executable, "bench/small_data.py"],
     "small_data_linear_skip": [sys.executable, "bench/small_data.py", "--linear-skip"],

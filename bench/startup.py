@@ -14,16 +14,19 @@ wrappers put around archbench's own functions in a child process (the real CLI o
   rest         interpreter start, the rest of train() and exit (as the console script exits):
                total minus the phases
 
-`--src DIR` times another checkout's package (e.g. `git worktree add /tmp/old <commit>`, then
-`--src /tmp/old/src`): a before/after on one machine, side by side in one run. Writes
+`--before COMMIT` times that commit too (checked out into a temporary git worktree, removed
+after), `--src DIR` another checkout's package (run in DIR/.. with that checkout's conf/): a
+before/after on one machine, side by side in one run. run_all.py times 77f9106 beside this
+checkout: the code before the start-up work of issue 16. Writes
 reports/benchmarks/startup.{json,md}.
 
-    python bench/startup.py [--repeats 3] [--src DIR --label NAME ...]
+    python bench/startup.py [--repeats 3] [--before COMMIT ...] [--src DIR --label NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -107,8 +110,9 @@ def one_run(src: Path | None, work: Path) -> dict[str, float]:
         environ["PYTHONPATH"] = f"{src}{os.pathsep}{environ.get('PYTHONPATH', '')}"
     overrides = ["data=digits", "model=mlp", "callbacks.progress_bar=none",
                  f"paths.output_root={work / 'outputs'}", f"paths.data_dir={work / 'prepared'}"]
-    started = time.time()
-    result = subprocess.run([sys.executable, "-c", PROBE, f"{started:.6f}", *overrides], cwd=ROOT, env=environ,
+    root = src.parent if src is not None and (src.parent / "conf" / "config.yaml").is_file() else ROOT
+    started = time.time()  # each version runs in its own checkout, so it composes its own conf/
+    result = subprocess.run([sys.executable, "-c", PROBE, f"{started:.6f}", *overrides], cwd=root, env=environ,
                             capture_output=True, text=True)
     total = time.time() - started
     line = next((x for x in result.stdout.splitlines() if x.startswith("PHASES ")), None)
@@ -127,34 +131,59 @@ def one_run(src: Path | None, work: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--before", action="append", default=[], help="a commit to time too (a git worktree)")
     parser.add_argument("--src", type=Path, action="append", default=[], help="another checkout's src/")
     parser.add_argument("--label", action="append", default=[], help="a name for each --src")
     args = parser.parse_args(argv)
     labels = args.label or [str(s) for s in args.src]
     if len(labels) != len(args.src):
         parser.error("give one --label per --src, or none")
-    versions = [*zip(labels, args.src, strict=True), ("this checkout", None)]
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        befores = [(commit, stack.enter_context(worktree(commit, Path(tmp) / f"at-{commit}")) / "src")
+                   for commit in args.before]
+        versions = [*befores, *zip(labels, args.src, strict=True), ("this checkout", None)]
+        results = time_versions(versions, args.repeats, Path(tmp))
+    command = "python bench/startup.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    write_report("startup", {"command": command.strip(), "results": results},
+                 markdown(results, command.strip(), args.repeats))
+    return results
+
+
+@contextlib.contextmanager
+def worktree(commit: str, where: Path):
+    """``commit`` checked out at ``where`` (a detached git worktree of this repository), removed after."""
+    git = ["git", "-C", str(ROOT), "worktree"]
+    subprocess.run([*git, "add", "--detach", "--quiet", str(where), commit], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run([*git, "remove", "--force", str(where)], check=True)
+
+
+def time_versions(versions: list[tuple[str, Path | None]], repeats: int, tmp: Path) -> dict[str, dict]:
+    """Each version's phase seconds (runs interleaved, so each sees the same machine) and medians."""
+    for index, (_, src) in enumerate(versions):  # a first run each (prepares digits, creates the
+        one_run(src, tmp / f"v{index}")             # store): not counted
     results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for index, (_, src) in enumerate(versions):  # a first run each (prepares digits, creates
-            one_run(src, Path(tmp) / f"v{index}")       # the store): not counted
-        for _ in range(args.repeats):  # interleaved: each version sees the same machine
-            for index, (label, src) in enumerate(versions):
-                results.setdefault(label, {"runs": []})["runs"].append(one_run(src, Path(tmp) / f"v{index}"))
+    for _ in range(repeats):
+        for index, (label, src) in enumerate(versions):
+            results.setdefault(label, {"runs": []})["runs"].append(one_run(src, tmp / f"v{index}"))
     for entry in results.values():
         entry["median"] = {k: statistics.median(r[k] for r in entry["runs"]) for k in (*PHASES, "total")}
-    command = "python bench/startup.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    return results
+
+
+def markdown(results: dict[str, dict], command: str, repeats: int) -> str:
     labels = list(results)
     lines = ["# Start-up and bookkeeping of one small training", "",
-             f"`{command.strip()}` on this machine ({os.cpu_count()} CPUs): `archbench-train data=digits "
+             f"`{command}` on this machine ({os.cpu_count()} CPUs): `archbench-train data=digits "
              "model=mlp` (data prepared, recipe budget, model logged with its signature), medians of "
-             f"{args.repeats} interleaved runs per version, seconds. Target: total ≤ 6 s.", "",
+             f"{repeats} interleaved runs per version, seconds. Target: total ≤ 6 s.", "",
              "| phase | " + " | ".join(labels) + " |", "| --- |" + " ---: |" * len(labels)]
     for key in (*PHASES, "total"):
         cells = " | ".join(f"{results[label]['median'][key]:.2f}" for label in labels)
         lines.append(f"| {'**total**' if key == 'total' else key} | {cells} |")
-    write_report("startup", {"command": command.strip(), "results": results}, "\n".join(lines))
-    return results
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
