@@ -288,3 +288,68 @@ def test_a_deferred_start_up_trains_at_the_default_thresholds(make_cfg):
         assert gc.get_freeze_count() > 0
     finally:
         gc_policy.restore(before)
+
+
+def _batch_counting_logger(tmp_path, monkeypatch, flush_seconds: float):
+    """A BatchingMLFlowLogger on a new run of a sqlite store, and the list its log_batch calls fill."""
+    import mlflow
+
+    from archbench.tracking.logger import BatchingMLFlowLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    run = client.create_run(client.create_experiment("batching"))
+    calls: list[int] = []
+    original = mlflow.MlflowClient.log_batch
+
+    def counted(self, run_id, metrics=(), **kwargs):
+        calls.append(len(metrics))
+        return original(self, run_id, metrics=metrics, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", counted)
+    logger = BatchingMLFlowLogger(tracking_uri=uri, run_id=run.info.run_id, flush_seconds=flush_seconds)
+    return logger, client, run.info.run_id, calls
+
+
+def test_batched_metrics_reach_mlflow_in_one_call_when_the_logger_finalizes(tmp_path, monkeypatch):
+    logger, client, run_id, calls = _batch_counting_logger(tmp_path, monkeypatch, flush_seconds=3600)
+    for step in range(3):
+        logger.log_metrics({"val/acc": 0.5 + step / 10}, step=step)
+        logger.log_metrics({"train/loss": 1.0 / (step + 1), "lr-Adam": 0.001}, step=step)
+    assert calls == [] and client.get_metric_history(run_id, "val/acc") == []  # kept, not sent
+    logger.finalize("success")
+    assert calls == [9]
+    history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "val/acc"))
+    assert history == [(0, 0.5), (1, 0.6), (2, 0.7)]
+    assert [m.value for m in client.get_metric_history(run_id, "train/loss")] == [1.0, 0.5, 1 / 3]
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_flush_seconds_zero_sends_every_call_at_once(tmp_path, monkeypatch):
+    logger, client, run_id, calls = _batch_counting_logger(tmp_path, monkeypatch, flush_seconds=0)
+    logger.log_metrics({"val/acc": 0.5}, step=0)
+    assert calls == [1] and [m.value for m in client.get_metric_history(run_id, "val/acc")] == [0.5]
+
+
+class FailAtSecondEpoch(pl.Callback):
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if trainer.current_epoch == 1:
+            raise RuntimeError("injected failure")
+
+
+def test_a_failing_training_still_sends_the_metrics_it_logged(make_cfg):
+    """Lightning finalizes its loggers on any exception: the epochs before the failure reach
+    MLflow even when they were kept for a later batch."""
+    import mlflow
+
+    from archbench.train import train
+
+    cfg = make_cfg("data=digits", "model=logistic", "trainer.max_epochs=3", "logger.flush_seconds=3600")
+    cfg.callbacks.extra = {"fail": {"_target_": f"{__name__}.FailAtSecondEpoch"}}
+    with pytest.raises(RuntimeError, match="injected failure"):
+        train(cfg)
+    client = mlflow.MlflowClient(cfg.logger.tracking_uri)
+    [run] = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])
+    assert run.info.status == "FAILED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")] != []
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 1  # the first epoch's

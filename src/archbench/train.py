@@ -198,15 +198,15 @@ def _tracked_fit(cfg, task, built, datamodule, point, main: bool, parent_run_id,
 
 def _fit_and_test(cfg, task, built, datamodule, point, run_id, stamp) -> tuple[dict[str, float], str]:
     import pytorch_lightning as pl
-    from pytorch_lightning.loggers import MLFlowLogger
 
     from archbench.gc_policy import settle
     from archbench.tasks.callbacks import FitVerdict, TestOutputs, TrainingClock
+    from archbench.tracking.logger import BatchingMLFlowLogger
 
     out_dir, monitor = point.out_dir, cfg.callbacks.monitor
     # other ranks get a logger without a run: Lightning makes it a no-op there
-    logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name,
-                          tracking_uri=cfg.logger.tracking_uri, run_id=run_id)
+    logger = BatchingMLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri,
+                                  run_id=run_id, flush_seconds=cfg.logger.flush_seconds)
     callbacks, checkpoint = build_callbacks(cfg, out_dir, monitor, cfg.callbacks.mode)
     prior_seconds = TrainingClock.seconds_in(point.checkpoint)
     callbacks += [*task.callbacks(cfg, out_dir), TestOutputs(out_dir, datamodule.meta.class_names),
