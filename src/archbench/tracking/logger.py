@@ -16,10 +16,13 @@ import time
 from collections.abc import Mapping
 
 from lightning_utilities.core.rank_zero import rank_zero_only
+from mlflow.entities import Metric
 from pytorch_lightning.loggers import MLFlowLogger
 
 # MLflow's limit on the metrics of one log_batch call
 MAX_METRICS_PER_BATCH = 1000
+# what Lightning's logger strips from metric names (MLflow refuses other characters)
+REFUSED_IN_NAMES = re.compile(r"[^a-zA-Z0-9_/. -]+")
 
 
 class BatchingMLFlowLogger(MLFlowLogger):
@@ -35,13 +38,10 @@ class BatchingMLFlowLogger(MLFlowLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
-
         stamp = int(time.time() * 1000)
         prefix = f"{self._prefix}{self.LOGGER_JOIN_CHAR}" if self._prefix else ""
-        # the key clean-up Lightning's logger does (MLflow refuses other characters)
-        self._pending += [Metric(key=re.sub(r"[^a-zA-Z0-9_/. -]+", "", prefix + key), value=float(value),
-                                 timestamp=stamp, step=step or 0) for key, value in metrics.items()]
+        self._pending += [Metric(key=REFUSED_IN_NAMES.sub("", prefix + key), value=float(value), timestamp=stamp,
+                                 step=step or 0) for key, value in metrics.items()]
         if time.monotonic() - self._flushed_at >= self.flush_seconds:
             self.flush()
 

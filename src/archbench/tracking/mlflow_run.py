@@ -1,4 +1,5 @@
-"""One MLflow run per training: params, config, tags, curves (via Lightning's MLFlowLogger),
+"""One MLflow run per training: params, config, tags, curves (via archbench.tracking.logger,
+Lightning's MLFlowLogger sending them in batches),
 artifacts and the model."""
 
 from __future__ import annotations
