@@ -166,7 +166,7 @@ def test_throughput_benchmark_runs_and_reports(tmp_path, monkeypatch):
     assert [(r["data"], r["model"], r["steps"]) for r in rows] == [("mnist1d", "mlp", 80)]
     assert all(rate > 0 for rate in rows[0]["samples_per_s"].values())
     saved = json.loads((tmp_path / "throughput.json").read_text())
-    assert set(saved["rows"][0]["samples_per_s"]) == {"trainer", "loader", "tensors", "floor", "tensors_fused"}
+    assert set(saved["rows"][0]["samples_per_s"]) == {"trainer", "loader", "tensors", "floor", "tensors_own"}
     replicas = saved["rows"][0]["replicas"]
     assert replicas["count"] == 2 and len(replicas["samples_per_s"]) == 2
     assert all(rate > 0 for rate in replicas["samples_per_s"])
@@ -354,3 +354,59 @@ def test_a_failing_training_still_sends_the_metrics_it_logged(make_cfg):
     history = client.get_metric_history(run.info.run_id, "val/acc")
     assert len(history) == 2, history  # the second epoch validates before its train-epoch end raises
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 1  # the first epoch's
+
+
+def test_channels_last_puts_conv_weights_in_nhwc_and_keeps_the_function():
+    """trainer.channels_last: a net with 2-D convolutions gets channels-last weights, the same
+    state_dict keys and the same outputs to rounding, and its checkpoints load into either layout;
+    a net without them is left as it is."""
+    import copy
+
+    from archbench.nets.cnn import ConvNet
+    from archbench.nets.common import use_channels_last
+    from archbench.nets.mlp import MLP
+
+    torch.manual_seed(0)
+    net = ConvNet((3, 16, 16), 10)
+    default = copy.deepcopy(net)
+    assert use_channels_last(net)
+    conv = net.features[3]  # 64 × 32 × 3 × 3: the two layouts differ
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    assert list(net.state_dict()) == list(default.state_dict())
+    x = torch.randn(8, 3, 16, 16)
+    torch.testing.assert_close(net(x), default(x), rtol=1e-5, atol=1e-5)
+    assert net(x).shape == (8, 10)
+    reloaded = ConvNet((3, 16, 16), 10)
+    reloaded.load_state_dict(net.state_dict())  # a channels-last checkpoint into the default layout
+    torch.testing.assert_close(reloaded(x), default(x), rtol=1e-5, atol=1e-5)
+
+    mlp = MLP((20,), 3)
+    before = {k: v.clone() for k, v in mlp.state_dict().items()}
+    assert not use_channels_last(mlp)
+    assert all(torch.equal(before[k], v) for k, v in mlp.state_dict().items())
+
+
+@pytest.mark.parametrize(("value", "channels_last"), [("auto", True), ("true", True), ("false", False)])
+def test_training_applies_the_channels_last_switch(make_cfg, value, channels_last):
+    """The run's net is in the layout the switch names (auto: it holds a Conv2d), and it trains."""
+    from archbench.train import apply_net_switches
+
+    cfg = make_cfg("data=digits", "model=cnn", f"trainer.channels_last={value}")
+    _, _, datamodule, built = build(cfg)
+    apply_net_switches(cfg, built.nets)
+    weight = built.module.net.features[3].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    before = weight.detach().clone()
+    trainer.fit(built.module, datamodule=datamodule)
+    assert not torch.equal(before, weight)  # it trained, in place
+    assert weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+
+
+def test_an_unknown_channels_last_value_is_refused_with_the_choices(make_cfg):
+    from archbench.config import validate
+    from archbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown trainer.channels_last 'sometimes'; valid: auto, true, false"):
+        validate(make_cfg("trainer.channels_last=sometimes"))

@@ -176,6 +176,9 @@ def validate(cfg: DictConfig) -> None:
     select = OmegaConf.select(cfg, "callbacks.checkpoint.select", default="best")
     if select not in CHECKPOINT_SELECTIONS:
         raise ConfigError(f"unknown callbacks.checkpoint.select {select!r}; valid: {', '.join(CHECKPOINT_SELECTIONS)}")
+    channels_last = OmegaConf.select(cfg, "trainer.channels_last", default="auto")
+    if not (channels_last == "auto" or isinstance(channels_last, bool)):
+        raise ConfigError(f"unknown trainer.channels_last {channels_last!r}; valid: auto, true, false")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -63,9 +63,14 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, monitor: str, mode: str) -> 
     return callbacks, checkpoint if cb.checkpoint.enabled else None
 
 
+# keys of the trainer config that are archbench's, not Lightning Trainer arguments
+NET_SWITCHES = ("compile", "channels_last")
+
+
 def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     kwargs = to_dict(cfg.trainer)
-    kwargs.pop("compile", None)  # archbench's switch, not a Trainer argument
+    for switch in NET_SWITCHES:  # archbench's switches, not Trainer arguments
+        kwargs.pop(switch, None)
     if cfg.callbacks.progress_bar == "none":
         kwargs["enable_progress_bar"] = False
     return kwargs
@@ -135,11 +140,21 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     use_threads(cfg.get("threads"))  # and settles MKL's vector math first: see archbench.threads
     stamp = ConfigStamp(run_fingerprint(cfg))  # config as given + code: what a re-run is compared to
     cfg, task, datamodule, built = build(cfg)
-    if cfg.trainer.get("compile"):
-        for net in built.nets:
-            net.compile()  # in place: state_dict keys (checkpoints, logged models) stay the same
+    apply_net_switches(cfg, built.nets)
     return _tracked_fit(cfg, task, built, datamodule, point, main,
                         parent_run_id or cfg.logger.get("parent_run_id"), stamp)
+
+
+def apply_net_switches(cfg: DictConfig, nets) -> None:
+    """archbench's switches in ``trainer`` that act on the built nets, in place (state_dict keys,
+    so checkpoints and logged models, stay the same): channels-last conv weights, torch.compile."""
+    from archbench.nets.common import use_channels_last
+
+    for net in nets:
+        if cfg.trainer.get("channels_last", "auto") in ("auto", True):
+            use_channels_last(net)
+        if cfg.trainer.get("compile"):
+            net.compile()
 
 
 def build(cfg: DictConfig):
