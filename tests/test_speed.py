@@ -114,6 +114,29 @@ def test_deterministic_training_without_nan_fill_changes_no_bit(make_cfg, model)
     assert any(not torch.equal(initial[k], weights[False][k]) for k in initial)  # it did train
 
 
+
+def test_the_nan_fill_comes_back_when_a_training_raises(make_cfg):
+    """Lightning skips callbacks' ``teardown`` on an exception: DeterministicWithoutFill restores the
+    flag in ``on_exception`` as well, so a failed run (a NaN loss) leaves later ones as they were."""
+    import torch.utils.deterministic as deterministic
+
+    from archbench.tasks.callbacks import DeterministicWithoutFill
+
+    cfg = make_cfg("data=digits", "model=mlp", "trainer.max_epochs=1")
+    _, _, datamodule, built = build(cfg)
+
+    def failing_step(batch, batch_idx):
+        assert deterministic.fill_uninitialized_memory is False  # the callback's setup ran
+        raise FloatingPointError("loss is nan")
+
+    built.module.training_step = failing_step
+    trainer = pl.Trainer(max_epochs=1, limit_val_batches=0, logger=False, deterministic=True,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[DeterministicWithoutFill()])
+    with pytest.raises(FloatingPointError):
+        trainer.fit(built.module, datamodule=datamodule)
+    assert deterministic.fill_uninitialized_memory is True
+
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw"])
 def test_fused_optimizer_takes_the_same_steps(name):
     torch.manual_seed(0)
@@ -181,6 +204,22 @@ def test_throughput_benchmark_runs_and_reports(tmp_path, monkeypatch):
         assert 0 < inside < clocked
     assert "inside `training_step`" in report
 
+
+
+@pytest.mark.slow
+def test_memory_format_benchmark_times_both_layouts(tmp_path, monkeypatch):
+    """A smoke run (no timing asserted): both layouts train on the Trainer path, and the gap between
+    their logits and gradients is rounding, not a different function."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    sys.modules.pop("memory_format", None)
+    import memory_format
+
+    [row] = memory_format.main(["--steps", "12", "--warmup", "2", "--repeats", "1", "--threads", "1",
+                                "--cases", "digits:cnn", "--out", str(tmp_path)])
+    assert row["threads"] == 1 and set(row["samples_per_s"]) == {"channels_last", "default"}
+    assert all(rate > 0 for rate in row["samples_per_s"].values())
+    assert row["relative_gap"]["logits"] < 1e-4 and row["relative_gap"]["gradients"] < 1e-4
+    assert "| digits | cnn | 1×8×8 | 64 | 1 |" in (tmp_path / "memory_format.md").read_text()
 
 def test_cold_repro_time_splits_into_setup_and_stage_kinds(monkeypatch):
     """bench/overheads.py --cold: each stage runs from its "Running stage" line to the next, the
@@ -410,3 +449,29 @@ def test_an_unknown_channels_last_value_is_refused_with_the_choices(make_cfg):
 
     with pytest.raises(ConfigError, match="unknown trainer.channels_last 'sometimes'; valid: auto, true, false"):
         validate(make_cfg("trainer.channels_last=sometimes"))
+
+
+def test_a_channels_last_net_logs_as_pt2_and_loads_with_the_same_outputs(tmp_path):
+    """MLflow's default pt2 format keeps channels-last conv weights whole: the loaded model returns
+    the same bits as the net, and torch's packager warning about them is not shown to the user."""
+    import warnings
+
+    import mlflow
+
+    from archbench.nets.cnn import ConvNet
+    from archbench.nets.common import use_channels_last
+    from archbench.tracking.mlflow_run import log_torch_model
+
+    torch.manual_seed(0)
+    net = ConvNet((3, 16, 16), 10)
+    assert use_channels_last(net)
+    x = torch.randn(4, 3, 16, 16)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("pt2")  # not the process's active one: another test's store
+    with mlflow.start_run(experiment_id=experiment), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        uri = log_torch_model(net, x[:2])
+    assert not [w for w in caught if "No complete tensor" in str(w.message)]
+    loaded = mlflow.pytorch.load_model(uri)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net.eval()(x))
