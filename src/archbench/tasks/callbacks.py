@@ -32,6 +32,11 @@ class DeterministicWithoutFill(pl.Callback):
             torch.utils.deterministic.fill_uninitialized_memory = self._previous
             self._previous = None
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """Lightning skips ``teardown`` when a run raises (a NaN loss, Ctrl-C): restore here too, or
+        every later training in the process would run without the fill it asked for."""
+        self.teardown(trainer, pl_module, "exception")
+
 
 class EpochCurves(pl.Callback):
     """One CSV row per epoch (train and validation metrics side by side) for ``dvc plots``.
