@@ -3,12 +3,13 @@
 Each case is archbench's Trainer path (bench/throughput.py's: the recipe's net, data, batch size and
 callbacks; no validation, checkpoint or logger) with the net's 2-D convolution weights in
 channels-last memory (``auto``, the default) and in PyTorch's default layout (``false``): samples/s
-over the steps after the warm-up, median of the repeats, the two layouts interleaved. Then the
+over the steps after the warm-up, median of the repeats, the two layouts interleaved, at each
+``--threads`` count (the pipeline trains at 2 threads, or seeds side by side at 1 each). Then the
 same two layouts on one batch: the largest difference between their logits and between their
 gradients (same math, different summation order). Cases whose data are not here are skipped.
 Writes reports/benchmarks/memory_format.{json,md}.
 
-    python bench/memory_format.py [--steps 60] [--warmup 10] [--repeats 3] [--cases digits:cnn ...]
+    python bench/memory_format.py [--steps 60] [--warmup 10] [--repeats 3] [--threads 2 1] [--cases digits:cnn ...]
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def gradient_gap(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict
             "gradients": float((grads_a - grads_b).abs().max() / grads_a.abs().max())}
 
 
-def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: Path) -> dict:
+def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: Path, threads: int) -> dict:
+    torch.set_num_threads(threads)
     extra = [f"data.root={SHARED_DATASETS / data}"] if data in SHARED and data != "mnist" else []
     cfg, datamodule, fresh_task = setup(data, model, tmp, extra)
     seconds: dict[str, list[float]] = {"channels_last": [], "default": []}
@@ -76,17 +78,16 @@ def markdown(rows: list[dict], command: str, skipped: list[str]) -> str:
              "repeats, interleaved. *gap*: the largest difference between the two layouts' logits, and "
              "between their gradients, on one training batch with the same weights, relative to the "
              "largest value (same math; the NHWC kernels sum in another order).", "",
-             "| data | model | input | batch | ms/step default | ms/step channels-last | speed-up | "
+             "| data | model | input | batch | threads | ms/step default | ms/step channels-last | speed-up | "
              "gap: logits · gradients |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         ms, gap = r["ms_per_step"], r["relative_gap"]
         shape = "×".join(str(d) for d in r["input_shape"])
-        lines.append(f"| {r['data']} | {r['model']} | {shape} | {r['batch']} | {ms['default']:.2f} | "
+        lines.append(f"| {r['data']} | {r['model']} | {shape} | {r['batch']} | {r['threads']} | {ms['default']:.2f} | "
                      f"{ms['channels_last']:.2f} | {r['speedup']:.2f}× | "
                      f"{gap['logits']:.1e} · {gap['gradients']:.1e} |")
-    lines += ["", f"{rows[0]['threads'] if rows else '?'} torch threads.",
-              *(f"Skipped: {reason}" for reason in skipped)]
+    lines += ["", *(f"Skipped: {reason}" for reason in skipped)]
     return "\n".join(lines) + "\n"
 
 
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, nargs="+", default=[2, 1], help="torch threads, each in turn")
     parser.add_argument("--out", type=Path, default=REPORTS)
     parser.add_argument("--cases", nargs="*", default=CASES, help="data:model pairs (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -106,8 +108,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if data in SHARED and not (SHARED_DATASETS / SHARED[data]).is_file():
                 skipped.append(f"{case}: no {SHARED_DATASETS / SHARED[data]}")
                 continue
-            rows.append(measure(data, model, args.steps, args.warmup, args.repeats, Path(tmp)))
-            print(case, f"{rows[-1]['speedup']:.2f}x", flush=True)
+            for threads in args.threads:
+                rows.append(measure(data, model, args.steps, args.warmup, args.repeats, Path(tmp), threads))
+                print(case, f"{threads} threads", f"{rows[-1]['speedup']:.2f}x", flush=True)
     write_report("memory_format", {"command": command.strip(), "rows": rows, "skipped": skipped},
                  markdown(rows, command.strip(), skipped), args.out)
     return rows

@@ -3,6 +3,7 @@ parallel: each timing is taken on a quiet machine).
 
   1. `dvc repro`                      brings the default pipeline up to date (published.py reads it)
   2. bench/throughput.py              Trainer path vs hand-written loops
+     bench/memory_format.py           channels-last conv weights vs the default layout
   3. bench/published.py               results beside the published references
   4. bench/sweep_efficiency.py        Optuna with and without pruning
   5. bench/overheads.py               --help, first step, no-op and (with --cold) cold `dvc repro`
@@ -29,6 +30,7 @@ STEPS = {
     # the sub-2-ms MLP steps get 600 steps x 11 repeats: their targets are differences of a few %
     "throughput": [sys.executable, "bench/throughput.py", "--steps", "300", "--repeats", "5", "--cases",
                    "mnist1d:mlp:600:11", "mnist1d:cnn", "mnist1d:lstm", "mnist:mlp:600:11", "mnist:cnn"],
+    "memory_format": [sys.executable, "bench/memory_format.py"],
     "published": [sys.executable, "bench/published.py"],
     "sweep_efficiency": [sys.executable, "bench/sweep_efficiency.py", "--trials", "12", "--epochs", "20"],
     "overheads": [sys.executable, "bench/overheads.py", "--repeats", "3"],
