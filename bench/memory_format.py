@@ -22,11 +22,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import REPORTS, SHARED_DATASETS, write_report
-from throughput import run_trainer, setup
+from common import REPORTS, write_report
+from throughput import missing_shared_file, run_trainer, setup
 
-# data sets in ../shared/datasets: a file that must be there (throughput.setup points mnist at its folder)
-SHARED = {"mnist": "mnist/t10k-images-idx3-ubyte.gz", "fsdd": "fsdd/recordings/0_george_0.wav"}
 VISION = ("cnn", "lenet5", "alexnet", "vgg", "inception", "resnet")
 CASES = [*(f"digits:{m}" for m in VISION), *(f"mnist:{m}" for m in VISION), "fsdd:cnn"]
 
@@ -52,8 +50,7 @@ def gradient_gap(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict
 
 def measure(data: str, model: str, steps: int, warmup: int, repeats: int, tmp: Path, threads: int) -> dict:
     torch.set_num_threads(threads)
-    extra = [f"data.root={SHARED_DATASETS / data}"] if data in SHARED and data != "mnist" else []
-    cfg, datamodule, fresh_task = setup(data, model, tmp, extra)
+    cfg, datamodule, fresh_task = setup(data, model, tmp)
     seconds: dict[str, list[float]] = {"channels_last": [], "default": []}
     for repeat in range(repeats):  # interleaved, so drift hits both layouts alike
         for layout in seconds:
@@ -105,8 +102,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
             data, model = case.split(":")
-            if data in SHARED and not (SHARED_DATASETS / SHARED[data]).is_file():
-                skipped.append(f"{case}: no {SHARED_DATASETS / SHARED[data]}")
+            if missing := missing_shared_file(data):
+                skipped.append(f"{case}: no {missing}")
                 continue
             for threads in args.threads:
                 rows.append(measure(data, model, args.steps, args.warmup, args.repeats, Path(tmp), threads))

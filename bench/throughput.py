@@ -41,7 +41,8 @@ from pathlib import Path
 import torch
 from common import REPORTS, SHARED_DATASETS, write_report
 
-MNIST_FILES = SHARED_DATASETS / "mnist"
+# data sets read from ../shared/datasets/<name> (setup points data.root there): a file each must hold
+SHARED_FILES = {"mnist": "mnist/t10k-images-idx3-ubyte.gz", "fsdd": "fsdd/recordings/0_george_0.wav"}
 CASES = [("mnist1d", "mlp"), ("mnist1d", "cnn"), ("mnist1d", "lstm"), ("mnist", "mlp"), ("mnist", "cnn")]
 SMALL_STEP_MS = 5.0  # below it (tensor loop, archbench's kernels), the small-step targets apply
 
@@ -51,7 +52,7 @@ def setup(data: str, model: str, data_dir: Path, overrides: list[str] = ()):
     from archbench.config import compose
     from archbench.train import apply_net_switches, build
 
-    extra = [f"data.root={MNIST_FILES}"] if data == "mnist" else []
+    extra = [f"data.root={SHARED_DATASETS / data}"] if data in SHARED_FILES else []
     cfg = compose([f"data={data}", f"model={model}", f"paths.data_dir={data_dir}", "data.augment_shift=0",
                    "callbacks.progress_bar=none", "callbacks.checkpoint.enabled=false",
                    "callbacks.early_stopping.enabled=false", *extra, *overrides],
@@ -67,6 +68,12 @@ def setup(data: str, model: str, data_dir: Path, overrides: list[str] = ()):
         return built.module
 
     return cfg, datamodule, fresh_task
+
+
+def missing_shared_file(data: str) -> Path | None:
+    """The file of SHARED_FILES that ``data`` needs and this machine lacks, if any."""
+    needed = SHARED_DATASETS / SHARED_FILES[data] if data in SHARED_FILES else None
+    return needed if needed and not needed.is_file() else None
 
 
 def minimal_training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -403,8 +410,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for case in args.cases:
             data, model, *own = case.split(":")
             steps, repeats = (int(own[0]), int(own[1])) if own else (args.steps, args.repeats)
-            if data == "mnist" and not (MNIST_FILES / "t10k-images-idx3-ubyte.gz").is_file():
-                skipped.append(f"{case}: no MNIST files in {MNIST_FILES}")
+            if missing := missing_shared_file(data):
+                skipped.append(f"{case}: no {missing}")
                 continue
             rows.append(measure(data, model, steps, args.warmup, repeats, Path(tmp), args.replicas))
             print(case, {k: round(v) for k, v in rows[-1]["samples_per_s"].items()}, flush=True)
