@@ -11,6 +11,7 @@ parallel: each timing is taken on a quiet machine).
   6. bench/replicas.py                3 seeds of each mnist1d/digits classifier against 1 seed
   7. bench/small_data.py              cross-validated hyperparameters on breast_cancer (not a timing),
                                       and its --linear-skip grid (--wide: by hand, 11 min)
+     bench/refit_protocol.py          early-stopped checkpoint vs refit on train + val (nested CV)
   8. bench/export.py                  latency per example, PyTorch vs onnxruntime (archbench-export's file)
 
     python bench/run_all.py [--cold] [--skip throughput published ...]
@@ -38,6 +39,7 @@ STEPS = {
     "replicas": [sys.executable, "bench/replicas.py"],
     "small_data": [sys.executable, "bench/small_data.py"],
     "small_data_linear_skip": [sys.executable, "bench/small_data.py", "--linear-skip"],
+    "refit_protocol": [sys.executable, "bench/refit_protocol.py"],
     "export": [sys.executable, "bench/export.py", "--repeats", "30"],
 }
 

@@ -309,3 +309,29 @@ def test_validation_curves_of_a_dataset_share_one_figure(tmp_path):
     out = tmp_path / "curves.png"
     assert curves_plot(rows, out, "toy") and out.stat().st_size > 5000
     assert not curves_plot([SimpleNamespace(name="x", row=SimpleNamespace(extra={"runs": []}))], out, "toy")
+
+
+def test_refit_study_never_reads_the_test_split(monkeypatch):
+    """bench/refit_protocol.py's nested folds come from the training pool only: no test example
+    is in any fold; each fold's rest is what it learns from, and in refit mode its validation
+    examples are also in training (the early-stopped run's own validation split)."""
+    import sys
+    from pathlib import Path
+
+    from archbench.data.prepare import split_pool
+    from archbench.data.sources.sklearn_tables import breast_cancer
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    sys.modules.pop("refit_protocol", None)
+    import refit_protocol
+
+    test_x = split_pool(refit_protocol.SPLIT, breast_cancer({}), 42)["test"][0]
+    rows = lambda x: {row.tobytes() for row in x}  # noqa: E731
+    early = refit_protocol.nested_source({"fold_seed": 1, "outer_fold": 2, "refit": False})
+    refit = refit_protocol.nested_source({"fold_seed": 1, "outer_fold": 2, "refit": True})
+    assert len(early.y_pool) + len(early.y_test) == 455  # the pool: train + val of the pipeline's split
+    assert not rows(test_x) & (rows(early.x_pool) | rows(early.x_test))
+    assert np.array_equal(refit.x_pool, early.x_pool) and np.array_equal(refit.x_test, early.x_test)
+    val = split_pool(refit_protocol.SPLIT, early, 42)["val"][0]  # what the early-stopped run validates on
+    assert rows(refit.x_val) == rows(val) and rows(val) <= rows(refit.x_pool)
+    assert refit_protocol._steps_per_epoch(364, 32) == 12 and refit_protocol._steps_per_epoch(353, 32) == 11
