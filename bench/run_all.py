@@ -10,7 +10,7 @@ parallel: each timing is taken on a quiet machine).
      bench/startup.py                 one small training's seconds split into phases
   6. bench/replicas.py                3 seeds of each mnist1d/digits classifier against 1 seed
   7. bench/small_data.py              cross-validated hyperparameters on breast_cancer (not a timing),
-                                      and its --linear-skip grid (--wide: by hand, 11 min)
+                                      and its --linear-skip grid (--wide, --nested: by hand, 11 and 15 min)
      bench/refit_protocol.py          early-stopped checkpoint vs refit on train + val (nested CV)
   8. bench/export.py                  latency per example, PyTorch vs onnxruntime (archbench-export's file)
 
