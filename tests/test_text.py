@@ -224,7 +224,8 @@ VARIANTS = {"lstm": {"bidirectional": True, "embed_init_std": 0.1, "embed_dropou
             "gru": {"pooling": "max"}, "rnn": {"pooling": "mean"}, "cnn": {"embed_init_std": 0.1}}
 NET_CASES = [(model, VARIANTS.get(model, {})) for model in TEXT_MODELS] + [
     ("transformer", {"pooling": "max", "head_dropout": 0.5, "embed_dropout": 0.3}), ("transformer", {"pooling": "cls"}),
-    ("transformer", {"positions": "alibi"}), ("transformer", {"layer_scale": 0.1})]
+    ("transformer", {"positions": "alibi"}), ("transformer", {"layer_scale": 0.1}),
+    ("transformer", {"pooling": "attention"})]
 
 
 @pytest.mark.parametrize(("model", "variant"), NET_CASES, ids=[f"{m}-{'-'.join(map(str, v.values())) or 'default'}"
@@ -247,6 +248,25 @@ def test_text_nets_map_ids_to_class_scores_whatever_the_padding(model, variant):
     assert scores.shape == (3, 3)
     torch.testing.assert_close(padded, scores, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(alone, scores, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_pooling_weighs_the_real_tokens_and_old_pickles_still_run():
+    """pooling=attention: with a zero score layer every real token weighs the same (= masked mean);
+    a net pickled before the option existed loads and predicts as before."""
+    import pickle
+
+    torch.manual_seed(0)
+    attention, mean = _text_transformer(pooling="attention"), _text_transformer(pooling="mean")
+    mean.load_state_dict({k: v for k, v in attention.state_dict().items() if not k.startswith("pool_score")})
+    torch.nn.init.zeros_(attention.pool_score.weight)
+    torch.nn.init.zeros_(attention.pool_score.bias)
+    ids = torch.tensor([[5, 6, 7, 0, 0], [8, 9, 0, 0, 0]])
+    attention.eval(), mean.eval()
+    torch.testing.assert_close(attention(ids), mean(ids))
+    del mean._modules["pool_score"]  # as pickled before attention pooling
+    old = pickle.loads(pickle.dumps(mean))
+    assert old.pool_score is None
+    torch.testing.assert_close(old(ids), attention(ids))
 
 
 def _text_rnn(**options):

@@ -25,7 +25,7 @@ from archbench.nets.common import (
 )
 
 POOLINGS = ("mean", "cls")
-TEXT_POOLINGS = ("mean", "max", "cls")
+TEXT_POOLINGS = ("mean", "max", "cls", "attention")
 # none: order-blind, the bag-of-words ablation; alibi: no position vectors, attention scores biased by
 # −slope·distance per head (Press et al. 2022, "Train Short, Test Long"), a locality prior
 POSITIONS = ("learned", "sinusoidal", "none", "alibi")
@@ -220,7 +220,9 @@ class TransformerClassifier(nn.Module):
 
 class TextTransformer(nn.Module):
     """Sentence classifier: token + position embeddings → encoder with a padding mask → CLS token,
-    masked mean or masked max over time → classes. Padded positions are never attended to nor pooled.
+    masked mean, masked max or attention pooling over time → classes. Padded positions are never
+    attended to nor pooled. ``attention``: a learned score per token, softmax over the real tokens,
+    the weighted sum (SeqPool, Hassani et al. 2021; Lin et al. 2017 with one head).
 
     ``embed_dropout``: dropout on the word vectors alone (training only), before positions are added
     and before the encoder's own ``dropout``, as the recurrent nets' option of that name.
@@ -245,10 +247,21 @@ class TextTransformer(nn.Module):
                                           positions=positions, pre_norm=pre_norm, layer_scale=layer_scale)
         self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, num_classes))
         self.head_drop = dropout_layer("model.text_net.head_dropout", head_dropout)
+        self.register_module("pool_score", nn.Linear(d_model, 1) if pooling == "attention" else None)
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         fill_missing_layers(self, "embed_drop", "head_drop")  # pickled before these options existed
+        self._modules.setdefault("pool_score", None)  # pickled before attention pooling existed
+
+    def pool(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(N, T, D)`` encoder states → ``(N, D)`` by the net's pooling, over the real tokens only."""
+        if self.cls is not None:
+            return h[:, 0]
+        if self.pool_score is not None:
+            weights = self.pool_score(h).squeeze(-1).masked_fill(~mask, float("-inf")).softmax(dim=1)
+            return torch.einsum("nt,ntd->nd", weights, h)
+        return masked_pool(h, mask, self.pooling)
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         """Normalised pooled vector → dropout (training only) → classes."""
@@ -261,8 +274,7 @@ class TextTransformer(nn.Module):
         if self.cls is not None:
             h = torch.cat([self.cls.expand(len(h), -1, -1), h], dim=1)
             mask = torch.cat([mask.new_ones(len(h), 1), mask], dim=1)
-        h = self.encoder(h, mask)
-        return self.classify(h[:, 0] if self.cls is not None else masked_pool(h, mask, self.pooling))
+        return self.classify(self.pool(self.encoder(h, mask), mask))
 
 
 class CharTransformer(nn.Module):
