@@ -335,3 +335,34 @@ def test_refit_study_never_reads_the_test_split(monkeypatch):
     val = split_pool(refit_protocol.SPLIT, early, 42)["val"][0]  # what the early-stopped run validates on
     assert rows(refit.x_val) == rows(val) and rows(val) <= rows(refit.x_pool)
     assert refit_protocol._steps_per_epoch(364, 32) == 12 and refit_protocol._steps_per_epoch(353, 32) == 11
+
+
+def test_nested_grid_ranks_points_by_held_out_accuracy_then_loss(tmp_path, monkeypatch):
+    """bench/small_data.py --nested: a point's score is the mean over its runs of the held-out
+    fold's accuracy (ties: lower loss first); the fold and seed overrides do not split a point."""
+    import json
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    sys.modules.pop("small_data", None)
+    import small_data
+
+    runs = [("optimizer.weight_decay=0.01", 0, 42, 0.96, 0.10), ("optimizer.weight_decay=0.01", 1, 43, 1.00, 0.06),
+            ("optimizer.weight_decay=0.1", 0, 42, 0.98, 0.07), ("optimizer.weight_decay=0.1", 1, 43, 0.98, 0.11),
+            ("optimizer.weight_decay=0.001", 0, 42, 0.97, 0.05), ("optimizer.weight_decay=0.001", 1, 43, 0.97, 0.05)]
+    for i, (point, fold, seed, acc, loss) in enumerate(runs):
+        run_dir = tmp_path / f"nested{fold}" / f"{i}_mlp"
+        (run_dir / ".hydra").mkdir(parents=True)
+        (run_dir / ".hydra/overrides.yaml").write_text(yaml.safe_dump(
+            ["data=breast_cancer", f"+data.outer_fold={fold}", f"seed={seed}", point]))
+        (run_dir / "metrics.json").write_text(json.dumps({"test/acc": acc, "test/loss": loss}))
+    rows = small_data.summarise_nested(tmp_path, {"optimizer.weight_decay=0.1": 0.95})
+    assert [r["config"] for r in rows] == ["optimizer.weight_decay=0.01", "optimizer.weight_decay=0.1",
+                                           "optimizer.weight_decay=0.001"]
+    assert [r["runs"] for r in rows] == [2, 2, 2] and rows[0]["held_out_loss"] == pytest.approx(0.08)
+    assert rows[1]["test_acc"] == 0.95 and rows[0]["test_acc"] is None
+    assert "| 2 | `optimizer.weight_decay=0.1` | 98.00 | 0.0900 | 95.00 |" in small_data.nested_markdown(
+        {"seconds": 1.0, "rows": rows})
