@@ -2,14 +2,15 @@
 Deep Learning, algorithm 7.2) beat testing the early-stopped checkpoint, for breast_cancer's MLP?
 
 Nested cross-validation of the training pool only (train + val, 455 examples; the test split is never
-read): each of 5 stratified folds is held out in turn, and the other 364 examples are split as the
-pipeline splits its pool (10 % validation, seeded). Per (fold, seed):
+read), cut into 5 stratified folds in each of ``--partitions`` ways (4): each fold is held out in turn,
+and the other 364 examples are split as the pipeline splits its pool (10 % validation, seeded). Per
+(partition, fold, seed):
   - early-stopped: the recipe as the pipeline runs it (best validation epoch E tested);
   - refit: the same recipe retrained on all 364 examples for E + 1 epochs, on the recipe's own
     learning-rate schedule (cut there, not compressed), last epoch tested.
 scikit-learn's LogisticRegression on the same folds is the reference.
 
-    python bench/refit_protocol.py     # ≈ 5 min here -> reports/benchmarks/refit_protocol.{md,json}
+    python bench/refit_protocol.py     # ≈ 4.5 min here -> reports/benchmarks/refit_protocol.{md,json}
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def nested_source(cfg: dict[str, Any]):
 
 def _train(args: list[str], store: Path, threads: int, multirun: bool = False) -> None:
     result = subprocess.run(
-        [str(BIN / "archbench-train"), *(["-m"] if multirun else []), "data=breast_cancer", f"model={MODEL}", "data.source=refit_protocol.nested_source",
-         f"threads={threads}", "callbacks.progress_bar=none", "logger.log_model=false",
+        [str(BIN / "archbench-train"), *(["-m"] if multirun else []), "data=breast_cancer", f"model={MODEL}",
+         "data.source=refit_protocol.nested_source", f"threads={threads}", "callbacks.progress_bar=none", "logger.log_model=false",
          "logger.experiment_name=archbench-refit-protocol", f"paths.data_dir={store.parent / 'prepared'}", *args],
         cwd=ROOT, capture_output=True, text=True,
         env=venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{store}", PYTHONPATH=str(Path(__file__).parent)))
