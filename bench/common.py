@@ -21,12 +21,12 @@ def venv_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
 
 
-def timed_train(args: list[str], store: Path) -> float:
-    """Seconds from command to exit of ``archbench-train ARGS`` tracked in the sqlite store ``store``;
-    a failure stops the benchmark with the command's last error lines."""
+def timed_train(args: list[str], store: Path, **env: str) -> float:
+    """Seconds from command to exit of ``archbench-train ARGS`` tracked in the sqlite store ``store``
+    (``env``: more environment variables); a failure stops the benchmark with the command's last error lines."""
     started = time.perf_counter()
     result = subprocess.run([str(BIN / "archbench-train"), *args], cwd=ROOT, capture_output=True, text=True,
-                            env=venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{store}"))
+                            env=venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{store}", **env))
     if result.returncode:
         raise SystemExit(f"archbench-train {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return time.perf_counter() - started

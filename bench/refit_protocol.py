@@ -16,21 +16,25 @@ scikit-learn's LogisticRegression on the same folds is the reference.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
-import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import BIN, ROOT, venv_env, write_report
+from common import timed_train, write_report
 
 FOLDS, SPLIT = 5, {"seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}
 MODEL = "mlp"
+# archbench-train's data and environment for these folds (bench/small_data.py --nested runs them too)
+NESTED_DATA = ["data=breast_cancer", "data.source=refit_protocol.nested_source"]
+NESTED_ENV = {"PYTHONPATH": str(Path(__file__).parent)}  # so archbench-train imports this module
 
 
+@functools.lru_cache(maxsize=8)
 def _pool_folds(fold_seed: int) -> tuple[Any, np.ndarray, np.ndarray, list]:
     """breast_cancer's source, its training pool as the pipeline carves it, and the outer folds of
     partition ``fold_seed``."""
@@ -65,14 +69,9 @@ def nested_source(cfg: dict[str, Any]):
 
 
 def _train(args: list[str], store: Path, threads: int, multirun: bool = False) -> None:
-    result = subprocess.run(
-        [str(BIN / "archbench-train"), *(["-m"] if multirun else []), "data=breast_cancer", f"model={MODEL}",
-         "data.source=refit_protocol.nested_source", f"threads={threads}", "callbacks.progress_bar=none", "logger.log_model=false",
-         "logger.experiment_name=archbench-refit-protocol", f"paths.data_dir={store.parent / 'prepared'}", *args],
-        cwd=ROOT, capture_output=True, text=True,
-        env=venv_env(MLFLOW_TRACKING_URI=f"sqlite:///{store}", PYTHONPATH=str(Path(__file__).parent)))
-    if result.returncode:
-        raise SystemExit(f"archbench-train {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    timed_train([*(["-m"] if multirun else []), *NESTED_DATA, f"model={MODEL}", f"threads={threads}",
+                 "callbacks.progress_bar=none", "logger.log_model=false", "logger.experiment_name=archbench-refit-protocol",
+                 f"paths.data_dir={store.parent / 'prepared'}", *args], store, **NESTED_ENV)
 
 
 def _steps_per_epoch(examples: int, batch_size: int) -> int:
