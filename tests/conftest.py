@@ -40,6 +40,20 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def bench_module(monkeypatch):
+    """``load(name)``: a fresh import of the script ``bench/<name>.py`` (bench/ on sys.path, as when
+    it runs, so its own imports of common and its siblings work)."""
+    import importlib
+
+    def load(name: str):
+        monkeypatch.syspath_prepend(str(REPO / "bench"))
+        sys.modules.pop(name, None)
+        return importlib.import_module(name)
+
+    return load
+
+
+@pytest.fixture
 def make_cfg(tmp_path: Path, data_root: Path):
     """Compose the real config with tiny-budget overrides and temp stores. No model is logged to
     MLflow (its export is most of a tiny run's cost) unless a test asks: ``logger.log_model=true``."""

@@ -311,19 +311,14 @@ def test_validation_curves_of_a_dataset_share_one_figure(tmp_path):
     assert not curves_plot([SimpleNamespace(name="x", row=SimpleNamespace(extra={"runs": []}))], out, "toy")
 
 
-def test_refit_study_never_reads_the_test_split(monkeypatch):
+def test_refit_study_never_reads_the_test_split(bench_module):
     """bench/refit_protocol.py's nested folds come from the training pool only: no test example
     is in any fold; each fold's rest is what it learns from, and in refit mode its validation
     examples are also in training (the early-stopped run's own validation split)."""
-    import sys
-    from pathlib import Path
-
     from archbench.data.prepare import split_pool
     from archbench.data.sources.sklearn_tables import breast_cancer
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
-    sys.modules.pop("refit_protocol", None)
-    import refit_protocol
+    refit_protocol = bench_module("refit_protocol")
 
     test_x = split_pool(refit_protocol.SPLIT, breast_cancer({}), 42)["test"][0]
     rows = lambda x: {row.tobytes() for row in x}  # noqa: E731
@@ -337,18 +332,12 @@ def test_refit_study_never_reads_the_test_split(monkeypatch):
     assert refit_protocol._steps_per_epoch(364, 32) == 12 and refit_protocol._steps_per_epoch(353, 32) == 11
 
 
-def test_nested_grid_ranks_points_by_held_out_accuracy_then_loss(tmp_path, monkeypatch):
+def test_nested_grid_ranks_points_by_held_out_accuracy_then_loss(tmp_path, bench_module):
     """bench/small_data.py --nested: a point's score is the mean over its runs of the held-out
     fold's accuracy (ties: lower loss first); the fold and seed overrides do not split a point."""
-    import json
-    import sys
-    from pathlib import Path
-
     import yaml
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
-    sys.modules.pop("small_data", None)
-    import small_data
+    small_data = bench_module("small_data")
 
     runs = [("optimizer.weight_decay=0.01", 0, 42, 0.96, 0.10), ("optimizer.weight_decay=0.01", 1, 43, 1.00, 0.06),
             ("optimizer.weight_decay=0.1", 0, 42, 0.98, 0.07), ("optimizer.weight_decay=0.1", 1, 43, 0.98, 0.11),

@@ -176,11 +176,9 @@ def test_warmup_cosine_rises_then_decays_to_min_lr():
 
 
 @pytest.mark.slow
-def test_throughput_benchmark_runs_and_reports(tmp_path, monkeypatch):
+def test_throughput_benchmark_runs_and_reports(tmp_path, bench_module):
     """A smoke run (no timing asserted): every path trains and the report has its row."""
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
-    sys.modules.pop("throughput", None)
-    import throughput
+    throughput = bench_module("throughput")
 
     # the case's own 80 steps (not --steps): past mnist1d's first epoch (63 batches), so an epoch-end
     # hand-over is timed
@@ -207,12 +205,10 @@ def test_throughput_benchmark_runs_and_reports(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_memory_format_benchmark_times_both_layouts(tmp_path, monkeypatch):
+def test_memory_format_benchmark_times_both_layouts(tmp_path, bench_module):
     """A smoke run (no timing asserted): both layouts train on the Trainer path, and the gap between
     their logits and gradients is rounding, not a different function."""
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
-    sys.modules.pop("memory_format", None)
-    import memory_format
+    memory_format = bench_module("memory_format")
 
     [row] = memory_format.main(["--steps", "12", "--warmup", "2", "--repeats", "1", "--threads", "1",
                                 "--cases", "digits:cnn", "--out", str(tmp_path)])
@@ -221,12 +217,10 @@ def test_memory_format_benchmark_times_both_layouts(tmp_path, monkeypatch):
     assert row["relative_gap"]["logits"] < 1e-4 and row["relative_gap"]["gradients"] < 1e-4
     assert "| digits | cnn | 1×8×8 | 64 | 1 |" in (tmp_path / "memory_format.md").read_text()
 
-def test_cold_repro_time_splits_into_setup_and_stage_kinds(monkeypatch):
+def test_cold_repro_time_splits_into_setup_and_stage_kinds(bench_module):
     """bench/overheads.py --cold: each stage runs from its "Running stage" line to the next, the
     last to the end; what comes before the first stage is setup; the parts add up to the total."""
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
-    sys.modules.pop("overheads", None)
-    import overheads
+    overheads = bench_module("overheads")
 
     lines = [(0.5, "python3 -m venv .venv"), (70.0, "Running stage 'prepare@digits':"),
              (72.0, "> archbench-prepare digits"), (73.0, "Running stage 'classify@digits-mlp':"),
@@ -237,12 +231,10 @@ def test_cold_repro_time_splits_into_setup_and_stage_kinds(monkeypatch):
     assert sum(spent.values()) == pytest.approx(135.0)
 
 
-def test_published_reads_seed_42_from_a_pipeline_summary_without_retraining(tmp_path, monkeypatch):
+def test_published_reads_seed_42_from_a_pipeline_summary_without_retraining(tmp_path, monkeypatch, bench_module):
     """bench/published.py: a pair whose pipeline run folder is not checked out (a DVC out) is read
     from seed 42 of the summary the pipeline commits, with its recipe's budget."""
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
-    sys.modules.pop("published", None)
-    import published
+    published = bench_module("published")
 
     summary = tmp_path / "results" / "text" / "train" / "sst2-cnn.json"
     summary.parent.mkdir(parents=True)
