@@ -21,12 +21,19 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from math import prod
 from pathlib import Path
+from typing import Any
 
-from archbench.cli.common import fail, load_torch_model, model_uri, reporting_errors, source_run_id
+from archbench.cli.common import (
+    add_model_arguments,
+    fail,
+    load_torch_model,
+    model_uri,
+    reporting_errors,
+    source_run_id,
+)
 
 PROGRAM = "archbench-predict"
 
@@ -64,82 +71,95 @@ def _load_inputs(path: Path, input_shape: list[int]):
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if (args.input is None) == (not args.text):
+        fail(PROGRAM, "give either an INPUT file or --text \"...\" (not both)"
+             if args.input is not None else "give an INPUT file (.npy, .csv, .pt, .txt) or --text \"...\"")
+    reporting_errors(PROGRAM, lambda: _predict(args))
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
     parser.add_argument("input", type=Path, nargs="?",
                         help=".npy / .csv / prepared .pt file of samples (.txt: one text per line)")
     parser.add_argument("--text", action="append", default=[],
                         help="a text to classify with a text classifier (repeatable)")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--model-uri", help="e.g. models:/archbench-mnist1d-cnn@champion or runs:/<id>/model")
-    where.add_argument("--registered", metavar="DATA-MODEL",
-                       help="shorthand for models:/archbench-DATA-MODEL@champion, e.g. mnist1d-cnn")
+    add_model_arguments(parser, "mnist1d-cnn")
     parser.add_argument("--top", type=int, default=3, help="how many classes to list per sample")
     parser.add_argument("--beam-size", type=int, default=None,
                         help="translation models: beam width (1: greedy; default: the model's decode.beam_size)")
     parser.add_argument("--limit", type=int, default=None, help="classify only the first N samples")
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
-                        help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project root")
-    args = parser.parse_args(argv)
-    if (args.input is None) == (not args.text):
-        fail(PROGRAM, "give either an INPUT file or --text \"...\" (not both)"
-             if args.input is not None else "give an INPUT file (.npy, .csv, .pt, .txt) or --text \"...\"")
+    return parser
 
-    def run() -> None:
-        import mlflow
-        import torch
-        from mlflow.exceptions import MlflowException
 
-        from archbench.paths import project_root
+def _load_with_tags(args: argparse.Namespace) -> tuple[str, Any, dict[str, str]]:
+    """The model the arguments name, its URI and its training run's tags (one line if it cannot load)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
 
-        uri = model_uri(args)
-        mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}")
-        client = mlflow.MlflowClient()
-        try:
-            run_id = source_run_id(client, uri)
-            tags = client.get_run(run_id).data.tags if run_id else {}
-            model = load_torch_model(uri)
-        except (MlflowException, OSError) as err:
-            fail(PROGRAM, f"cannot load {uri}: {str(err).splitlines()[0]}")
-        task = tags.get("task", "classification")
-        if task == "seq2seq":
-            return _translate(model, _load_texts(args.input, args.text)[: args.limit], args.beam_size)
-        if task != "classification":
-            hint = {"language_model": " (use archbench-generate for a language model)",
-                    "rating": " (use archbench-recommend for a recommender)",
-                    "ranking": " (use archbench-recommend for a recommender)"}.get(task, "")
-            fail(PROGRAM, f"{uri} is a {task} model, not a classifier: archbench-predict labels "
-                          f"classifier inputs{hint}")
-        class_names = json.loads(tags.get("class_names", "[]"))
-        texts: list[str] = []
-        if hasattr(model, "predict_waves"):
-            from archbench.data.audio import read_wav
+    from archbench.paths import project_root
 
-            if args.input is None or args.input.suffix.lower() != ".wav" or not args.input.is_file():
-                fail(PROGRAM, f"{uri} classifies recordings: give a .wav file (got {args.input or '--text'})")
-            texts = [str(args.input)]
-            probs = model.predict_waves([read_wav(args.input, model.sample_rate)])
-        elif hasattr(model, "predict_texts"):
-            texts = _load_texts(args.input, args.text)[: args.limit]
-            probs = model.predict_texts(texts)
-        elif args.text or args.input.suffix == ".txt":
-            fail(PROGRAM, f"{uri} classifies {tags.get('data', 'tensor')} inputs, not raw text: give a "
-                          f".npy, .csv or .pt file")
-        else:
-            x = _load_inputs(args.input, json.loads(tags.get("input_shape", "[]")))[: args.limit]
-            with torch.no_grad():
-                probs = model(torch.from_numpy(x))
-        if probs.dim() != 2:
-            fail(PROGRAM, f"{uri} is not a classifier (output shape {tuple(probs.shape)})")
-        top = probs.topk(min(args.top, probs.shape[1]), dim=1)
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["index", "label", "probability", "top", *(["file" if hasattr(model, "predict_waves") else "text"]
-                                                                   if texts else [])])
-        for i, (p, c) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
-            names = [class_names[j] if j < len(class_names) else str(j) for j in c]
-            ranked = " ".join(f"{n}:{q:.3f}" for n, q in zip(names, p, strict=True))
-            writer.writerow([i, names[0], f"{p[0]:.4f}", ranked, *([texts[i]] if texts else [])])
+    uri = model_uri(args)
+    mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    try:
+        run_id = source_run_id(client, uri)
+        tags = client.get_run(run_id).data.tags if run_id else {}
+        model = load_torch_model(uri)
+    except (MlflowException, OSError) as err:
+        fail(PROGRAM, f"cannot load {uri}: {str(err).splitlines()[0]}")
+    return uri, model, tags
 
-    reporting_errors(PROGRAM, run)
+
+def _predict(args: argparse.Namespace) -> None:
+    uri, model, tags = _load_with_tags(args)
+    task = tags.get("task", "classification")
+    if task == "seq2seq":
+        return _translate(model, _load_texts(args.input, args.text)[: args.limit], args.beam_size)
+    if task != "classification":
+        hint = {"language_model": " (use archbench-generate for a language model)",
+                "rating": " (use archbench-recommend for a recommender)",
+                "ranking": " (use archbench-recommend for a recommender)"}.get(task, "")
+        fail(PROGRAM, f"{uri} is a {task} model, not a classifier: archbench-predict labels "
+                      f"classifier inputs{hint}")
+    probs, column, inputs = _class_probabilities(uri, model, tags, args)
+    if probs.dim() != 2:
+        fail(PROGRAM, f"{uri} is not a classifier (output shape {tuple(probs.shape)})")
+    _print_ranked(probs, json.loads(tags.get("class_names", "[]")), args.top, column, inputs)
+
+
+def _class_probabilities(uri: str, model: Any, tags: dict[str, str],
+                         args: argparse.Namespace) -> tuple[Any, str | None, list[str]]:
+    """``(probabilities (N, classes), the input column's name or None, the inputs it shows)``: a
+    recording, raw texts, or tensors, whichever the model classifies."""
+    import torch
+
+    if hasattr(model, "predict_waves"):
+        from archbench.data.audio import read_wav
+
+        if args.input is None or args.input.suffix.lower() != ".wav" or not args.input.is_file():
+            fail(PROGRAM, f"{uri} classifies recordings: give a .wav file (got {args.input or '--text'})")
+        return model.predict_waves([read_wav(args.input, model.sample_rate)]), "file", [str(args.input)]
+    if hasattr(model, "predict_texts"):
+        texts = _load_texts(args.input, args.text)[: args.limit]
+        return model.predict_texts(texts), "text", texts
+    if args.text or args.input.suffix == ".txt":
+        fail(PROGRAM, f"{uri} classifies {tags.get('data', 'tensor')} inputs, not raw text: give a "
+                      f".npy, .csv or .pt file")
+    x = _load_inputs(args.input, json.loads(tags.get("input_shape", "[]")))[: args.limit]
+    with torch.no_grad():
+        return model(torch.from_numpy(x)), None, []
+
+
+def _print_ranked(probs: Any, class_names: list[str], top: int, column: str | None, inputs: list[str]) -> None:
+    """One CSV row per sample: index, label, its probability, the ``top`` classes (and the input)."""
+    ranked_top = probs.topk(min(top, probs.shape[1]), dim=1)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["index", "label", "probability", "top", *([column] if column else [])])
+    for i, (p, c) in enumerate(zip(ranked_top.values.tolist(), ranked_top.indices.tolist(), strict=True)):
+        names = [class_names[j] if j < len(class_names) else str(j) for j in c]
+        ranked = " ".join(f"{n}:{q:.3f}" for n, q in zip(names, p, strict=True))
+        writer.writerow([i, names[0], f"{p[0]:.4f}", ranked, *([inputs[i]] if column else [])])
 
 
 def _translate(model, texts: list[str], beam_size: int | None) -> None:
