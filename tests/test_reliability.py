@@ -72,6 +72,34 @@ def test_predict_refuses_a_language_model_in_one_line(trained, tmp_path):
     assert "is a language_model model, not a classifier" in line and "archbench-generate" in line
 
 
+@pytest.mark.parametrize(("inputs", "expected"), [
+    (["--text", "a fine film"], "classifies digits inputs, not raw text"),
+    (["in.txt"], "classifies digits inputs, not raw text"),
+    (["voice.wav"], "classifies prepared tensors (.npy, .csv, .pt), not recordings"),
+    (["x.json"], "unsupported input type '.json'; valid: .npy, .csv, .pt"),
+    (["x.npy", "--text", "a fine film"], "give either an INPUT file or --text"),
+    ([], "give an INPUT file (.npy, .csv, .pt, .txt) or --text"),
+])
+def test_predict_refuses_inputs_a_tensor_classifier_cannot_read_in_one_line(trained, tmp_path, monkeypatch,
+                                                                            capsys, inputs, expected):
+    from archbench.cli import predict
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("in.txt", "voice.wav", "x.json", "x.npy"):
+        (tmp_path / name).write_bytes(b"a fine film\n")
+    previous = mlflow.get_tracking_uri()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            predict.main([*inputs, "--model-uri", _uri(trained, "cnn"),
+                          "--tracking-uri", f"sqlite:///{trained / 'mlflow.db'}"])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and out == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith("archbench-predict: error: ") and expected in line
+
+
 def test_test_metrics_are_logged_once(trained):
     run_id = json.loads((trained / "cnn" / "run.json").read_text())["run_id"]
     client = mlflow.MlflowClient(f"sqlite:///{trained / 'mlflow.db'}")
