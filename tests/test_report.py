@@ -1,5 +1,8 @@
 import json
 
+import pytest
+
+from archbench.cli import compare
 from archbench.report.compare import write_report
 
 
@@ -103,3 +106,18 @@ def test_report_adds_reference_rows_only_for_the_data_the_runs_saw(tmp_path):
     text = (tmp_path / "reports" / "comparison.md").read_text()
     assert "| *LogisticRegression (reference)* | – | 98.2 |" in text
     assert text.count("(reference)*") == 3
+
+
+def test_compare_refuses_a_folder_without_runs_and_keeps_the_report(tmp_path, capsys):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    _run(results / "digits-cnn", "digits", "cnn", {"test/acc": 0.98, "val/acc_best": 0.99})
+    (results / "digits-mlp").mkdir()  # a run that never finished: no run.json, no metrics.json
+    reports.mkdir()
+    (reports / "comparison.md").write_text("the full report\n")
+    with pytest.raises(SystemExit) as exit_info:
+        compare.main([str(results / "digits-mlp"), str(reports)])
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and "no finished runs in" in line and "run `dvc repro` first" in line
+    assert (reports / "comparison.md").read_text() == "the full report\n"
+    compare.main([str(results), str(reports), "--data", str(tmp_path / "none")])
+    assert "| cnn | 1 | 98.0 |" in (reports / "comparison.md").read_text()

@@ -23,8 +23,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         fail("archbench-compare", f"no results directory {args.results}: run `dvc repro` first")
-    from archbench.report.compare import write_report
+    from archbench.report.compare import collect, write_report
 
+    if not any(collect(args.results).values()):  # an empty report must not replace a full one
+        fail("archbench-compare", f"no finished runs in {args.results} (none of its folders holds a run.json "
+                                  f"beside a metrics.json): run `dvc repro` first, or name the results folder, "
+                                  f"e.g. results/train; {args.reports} is left as it was")
     count = write_report(args.results, args.reports, args.data if args.data.is_dir() else None)
     print(f"compared {count} runs -> {args.reports / 'comparison.md'}")
     if args.efficiency is not None:
