@@ -187,7 +187,10 @@ def test_character_language_model_trains_samples_and_generates(make_cfg, tmp_pat
     assert [a.path for a in client.list_artifacts(run.info.run_id, "samples")] == [
         "samples/epoch_000.txt", "samples/epoch_001.txt"]
     uri = run.data.tags["model_uri"]
-    result = run_cli("archbench-generate", "--model-uri", uri, "--prompt", "def ", "--length", "20",
+    client.create_registered_model("archbench-pydoc_text-lstm")  # as a sweep registers its best run
+    version = client.create_model_version("archbench-pydoc_text-lstm", uri, run.info.run_id)
+    client.set_registered_model_alias("archbench-pydoc_text-lstm", "champion", version.version)
+    result = run_cli("archbench-generate", "--registered", "pydoc_text-lstm", "--prompt", "def ", "--length", "20",
                      "--tracking-uri", cfg.logger.tracking_uri)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("def ") and len(result.stdout.rstrip("\n")) >= 20
