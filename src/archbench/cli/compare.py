@@ -21,21 +21,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="also write reports/efficiency.md from the data-efficiency runs in DIR "
                              "(make efficiency) and the full-data runs in RESULTS")
     args = parser.parse_args(argv)
-    if not args.results.is_dir():
-        fail("archbench-compare", f"no results directory {args.results}: run `dvc repro` first")
-    from archbench.report.compare import collect, write_report
+    _require_runs(args.results, "run `dvc repro` first, or name the results folder, e.g. results/train",
+                  args.reports)
+    if args.efficiency is not None:
+        _require_runs(args.efficiency, "run `make efficiency` first (its runs go to results/efficiency)",
+                      args.reports)
+    from archbench.report.compare import write_report
 
-    if not any(collect(args.results).values()):  # an empty report must not replace a full one
-        fail("archbench-compare", f"no finished runs in {args.results} (none of its folders holds a run.json "
-                                  f"beside a metrics.json): run `dvc repro` first, or name the results folder, "
-                                  f"e.g. results/train; {args.reports} is left as it was")
     count = write_report(args.results, args.reports, args.data if args.data.is_dir() else None)
     print(f"compared {count} runs -> {args.reports / 'comparison.md'}")
     if args.efficiency is not None:
         from archbench.report.efficiency import write_efficiency
 
-        if not args.efficiency.is_dir():
-            fail("archbench-compare", f"no data-efficiency runs in {args.efficiency}: run `make efficiency`")
         shown = write_efficiency([args.efficiency, args.results], args.reports)
         print(f"data efficiency of {shown} datasets -> {args.reports / 'efficiency.md'}")
     if args.mlflow:
@@ -47,6 +44,18 @@ def main(argv: list[str] | None = None) -> None:
         uri = args.mlflow if args.mlflow != "default" else os.environ.get(
             "MLFLOW_TRACKING_URI", f"sqlite:///{project_root() / 'mlflow.db'}")
         print(f"logged to MLflow run {log_to_mlflow(args.reports, uri)} ({uri})")
+
+
+def _require_runs(folder: Path, hint: str, reports: Path) -> None:
+    """One line and exit 2, before anything is written, when ``folder`` holds no finished run: an
+    empty report must not replace a full one."""
+    from archbench.report.compare import collect
+
+    if not folder.is_dir():
+        fail("archbench-compare", f"no results directory {folder}: {hint}")
+    if not any(collect(folder).values()):
+        fail("archbench-compare", f"no finished runs in {folder} (none of its folders holds a run.json "
+                                  f"beside a metrics.json): {hint}; {reports} is left as it was")
 
 
 if __name__ == "__main__":
