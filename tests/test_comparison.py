@@ -355,3 +355,33 @@ def test_nested_grid_ranks_points_by_held_out_accuracy_then_loss(tmp_path, bench
     assert rows[1]["test_acc"] == 0.95 and rows[0]["test_acc"] is None
     assert "| 2 | `optimizer.weight_decay=0.1` | 98.00 | 0.0900 | 95.00 |" in small_data.nested_markdown(
         {"seconds": 1.0, "rows": rows})
+
+
+def _summary(path, values: dict[int, float], metric: str = "val/acc_then_loss_best"):
+    """A replica summary as replicas=seeds writes it beside its sweep dir (its own ``summarise``)."""
+    path.write_text(json.dumps(summarise({s: {metric: v, "test/acc": v} for s, v in values.items()})))
+    return path
+
+
+def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path, capsys):
+    from archbench.report.trial import arm_values, main, welch_difference
+
+    base = [_summary(tmp_path / "a.json", {42: 0.80, 43: 0.81}), _summary(tmp_path / "a2.json", {44: 0.82})]
+    trial = [_summary(tmp_path / "b.json", {42: 0.82, 43: 0.83, 44: 0.84})]
+    diff = welch_difference(arm_values(base, "val/acc_then_loss_best"), arm_values(trial, "val/acc_then_loss_best"))
+    # by hand: variances 1e-4 each, standard error sqrt(2e-4 / 3) = 0.008165, Welch df 4, t(0.975, 4) = 2.7764
+    assert diff.delta == pytest.approx(0.02)
+    assert (diff.low, diff.high) == pytest.approx((0.02 - 2.7764 * 0.008165, 0.02 + 2.7764 * 0.008165), abs=1e-5)
+    assert not diff.resolved and diff.resolution == pytest.approx(0.02267, abs=1e-5)
+    far = welch_difference([0.80, 0.81, 0.82], [0.90, 0.91, 0.92])
+    assert far.resolved and far.low > 0
+    main([str(p) for p in base] + ["--vs", str(trial[0])])
+    assert "trial − base: +2.00 [-0.27, +4.27]" in capsys.readouterr().out
+    for argv, expected in [([str(base[0]), str(base[0]), "--vs", str(trial[0])], "seed 42 is already in this arm"),
+                           ([str(base[0]), "--vs", str(trial[0]), "--metric", "nope"], "has no 'nope'; valid: test/acc"),
+                           ([str(base[1]), "--vs", str(trial[0])], "an arm needs at least 2 seeds, got 1"),
+                           ([str(tmp_path / "none.json"), "--vs", str(trial[0])], "no replica summary")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and expected in line, line

@@ -1,0 +1,107 @@
+"""Is a recipe change real? Two arms of seed replicates compared on one metric.
+
+Each arm is one or more replica summaries: the ``<sweep dir>.json`` that ``archbench-train -m
+replicas=seeds … hydra.sweep.dir=DIR`` writes beside ``DIR``. Printed: each arm's seeds, mean and
+standard deviation; the difference of the means with a 95 % Welch interval, because two configs draw
+other initial weights from the same seed and so their seeds do not pair; and that interval's
+half-width, the smallest difference these seeds can resolve.
+
+    python -m archbench.report.trial BASE.json [BASE2.json …] --vs TRIAL.json [TRIAL2.json …]
+        [--metric val/acc_then_loss_best]
+
+A validation metric is the one to decide by; a test metric read this way is a report, not a choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from archbench.errors import ConfigError
+
+PROGRAM = "python -m archbench.report.trial"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``trial − base`` of the arms' means, its 95 % Welch interval and that interval's half-width."""
+
+    base: list[float]
+    trial: list[float]
+    delta: float
+    low: float
+    high: float
+
+    @property
+    def resolution(self) -> float:
+        return (self.high - self.low) / 2
+
+    @property
+    def resolved(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def arm_values(summaries: list[Path], metric: str) -> list[float]:
+    """The metric of every seed of the summaries (one arm); a seed in two of them is an error."""
+    values: dict[str, float] = {}
+    for path in summaries:
+        if not path.is_file():
+            raise ConfigError(f"no replica summary {path}: give the .json written beside a replicas=seeds sweep dir")
+        seeds = json.loads(path.read_text()).get("seeds") or {}
+        for seed, metrics in seeds.items():
+            if metric not in metrics:
+                raise ConfigError(f"{path}: seed {seed} has no {metric!r}; valid: {', '.join(sorted(metrics))}")
+            if seed in values:
+                raise ConfigError(f"{path}: seed {seed} is already in this arm (an arm's seeds must differ)")
+            values[seed] = float(metrics[metric])
+    if len(values) < 2:
+        raise ConfigError(f"{metric}: an arm needs at least 2 seeds, got {len(values)} in {', '.join(map(str, summaries))}")
+    return list(values.values())
+
+
+def welch_difference(base: list[float], trial: list[float], confidence: float = 0.95) -> Difference:
+    """``mean(trial) − mean(base)`` with scipy's Welch interval (unequal variances)."""
+    from scipy import stats
+
+    result = stats.ttest_ind(trial, base, equal_var=False)
+    interval = result.confidence_interval(confidence)
+    delta = sum(trial) / len(trial) - sum(base) / len(base)
+    return Difference(base, trial, delta, float(interval.low), float(interval.high))
+
+
+def describe(diff: Difference, metric: str, scale: float = 1.0) -> str:
+    """A few lines: each arm, then the difference, its interval and whether it is resolved."""
+    from statistics import mean, stdev
+
+    def arm(name: str, values: list[float]) -> str:
+        shown = ", ".join(f"{v * scale:.2f}" for v in values)
+        return f"{name}: {mean(values) * scale:.2f} ± {stdev(values) * scale:.2f} over {len(values)} seeds ({shown})"
+
+    verdict = ("resolved: the interval excludes 0" if diff.resolved else
+               f"not resolved: the interval spans 0; these seeds resolve about ±{diff.resolution * scale:.2f}")
+    return "\n".join([f"{metric}", arm("base ", diff.base), arm("trial", diff.trial),
+                      f"trial − base: {diff.delta * scale:+.2f} [{diff.low * scale:+.2f}, {diff.high * scale:+.2f}] "
+                      f"(95 % Welch interval): {verdict}"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    from archbench.cli.common import fail
+
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base", type=Path, nargs="+", help="the base arm's replica summaries")
+    parser.add_argument("--vs", type=Path, nargs="+", required=True, help="the trial arm's replica summaries")
+    parser.add_argument("--metric", default="val/acc_then_loss_best", help="default: val/acc_then_loss_best")
+    parser.add_argument("--scale", type=float, default=100.0, help="printed values × this (default 100: %%)")
+    args = parser.parse_args(argv)
+    try:
+        diff = welch_difference(arm_values(args.base, args.metric), arm_values(args.vs, args.metric))
+    except ConfigError as err:
+        fail(PROGRAM, str(err))
+    print(describe(diff, args.metric, args.scale))
+
+
+if __name__ == "__main__":
+    main()
