@@ -364,7 +364,8 @@ def _summary(path, values: dict[int, float], metric: str = "val/acc_then_loss_be
 
 
 def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path, capsys):
-    from archbench.report.trial import arm_values, main, welch_difference
+    from archbench.cli.trial import main
+    from archbench.report.trial import arm_values, welch_difference
 
     base = [_summary(tmp_path / "a.json", {42: 0.80, 43: 0.81}), _summary(tmp_path / "a2.json", {44: 0.82})]
     trial = [_summary(tmp_path / "b.json", {42: 0.82, 43: 0.83, 44: 0.84})]

@@ -22,7 +22,7 @@ PROGRAMS = {"archbench-train": "archbench.cli.train", "archbench-prepare": "arch
             "archbench-compare": "archbench.cli.compare", "archbench-generate": "archbench.cli.generate",
             "archbench-predict": "archbench.cli.predict", "archbench-stylize": "archbench.cli.stylize",
             "archbench-transcribe": "archbench.cli.transcribe", "archbench-recommend": "archbench.cli.recommend",
-            "archbench-export": "archbench.cli.export",
+            "archbench-export": "archbench.cli.export", "archbench-trial": "archbench.cli.trial",
             "archbench-sbatch": "archbench.cli.sbatch"}
 
 
@@ -70,4 +70,5 @@ stylize = _script("archbench-stylize")
 transcribe = _script("archbench-transcribe")
 recommend = _script("archbench-recommend")
 export = _script("archbench-export")
+trial = _script("archbench-trial")
 sbatch = _script("archbench-sbatch")

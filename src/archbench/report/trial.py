@@ -6,22 +6,16 @@ standard deviation; the difference of the means with a 95 % Welch interval, beca
 other initial weights from the same seed and so their seeds do not pair; and that interval's
 half-width, the smallest difference these seeds can resolve.
 
-    python -m archbench.report.trial BASE.json [BASE2.json …] --vs TRIAL.json [TRIAL2.json …]
-        [--metric val/acc_then_loss_best]
-
-A validation metric is the one to decide by; a test metric read this way is a report, not a choice.
+Its command line is ``archbench-trial`` (archbench.cli.trial).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from archbench.errors import ConfigError
-
-PROGRAM = "python -m archbench.report.trial"
 
 
 @dataclass(frozen=True)
@@ -84,24 +78,3 @@ def describe(diff: Difference, metric: str, scale: float = 1.0) -> str:
     return "\n".join([f"{metric}", arm("base ", diff.base), arm("trial", diff.trial),
                       f"trial − base: {diff.delta * scale:+.2f} [{diff.low * scale:+.2f}, {diff.high * scale:+.2f}] "
                       f"(95 % Welch interval): {verdict}"])
-
-
-def main(argv: list[str] | None = None) -> None:
-    from archbench.cli.common import fail
-
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("base", type=Path, nargs="+", help="the base arm's replica summaries")
-    parser.add_argument("--vs", type=Path, nargs="+", required=True, help="the trial arm's replica summaries")
-    parser.add_argument("--metric", default="val/acc_then_loss_best", help="default: val/acc_then_loss_best")
-    parser.add_argument("--scale", type=float, default=100.0, help="printed values × this (default 100: %%)")
-    args = parser.parse_args(argv)
-    try:
-        diff = welch_difference(arm_values(args.base, args.metric), arm_values(args.vs, args.metric))
-    except ConfigError as err:
-        fail(PROGRAM, str(err))
-    print(describe(diff, args.metric, args.scale))
-
-
-if __name__ == "__main__":
-    main()

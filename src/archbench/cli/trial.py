@@ -1,0 +1,39 @@
+"""``archbench-trial BASE.json [MORE.json …] --vs TRIAL.json […] [--metric M]``: is a recipe change real?
+
+Each arm is one or more replica summaries, the ``<sweep dir>.json`` that ``archbench-train -m
+replicas=seeds … hydra.sweep.dir=DIR`` writes beside ``DIR``. Prints each arm's mean ± std over its
+seeds, the difference of the means with a 95 % Welch interval (a changed config draws other initial
+weights from the same seed, so seeds do not pair) and the smallest difference those seeds resolve.
+Decide by a validation metric (the default); a test metric read this way is a report, not a choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from archbench.cli.common import reporting_errors
+
+PROGRAM = "archbench-trial"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base", type=Path, nargs="+", help="the base arm's replica summaries")
+    parser.add_argument("--vs", type=Path, nargs="+", required=True, help="the trial arm's replica summaries")
+    parser.add_argument("--metric", default="val/acc_then_loss_best", help="default: val/acc_then_loss_best")
+    parser.add_argument("--scale", type=float, default=100.0, help="printed values × this (default 100: %%)")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        from archbench.report.trial import arm_values, describe, welch_difference
+
+        diff = welch_difference(arm_values(args.base, args.metric), arm_values(args.vs, args.metric))
+        print(describe(diff, args.metric, args.scale))
+
+    reporting_errors(PROGRAM, run)
+
+
+if __name__ == "__main__":
+    main()
