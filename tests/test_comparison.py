@@ -367,6 +367,8 @@ def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path, capsys):
     from archbench.cli.trial import main
     from archbench.report.trial import arm_values, welch_difference
 
+    (tmp_path / "in.txt").write_text("not json")
+
     base = [_summary(tmp_path / "a.json", {42: 0.80, 43: 0.81}), _summary(tmp_path / "a2.json", {44: 0.82})]
     trial = [_summary(tmp_path / "b.json", {42: 0.82, 43: 0.83, 44: 0.84})]
     diff = welch_difference(arm_values(base, "val/acc_then_loss_best"), arm_values(trial, "val/acc_then_loss_best"))
@@ -381,7 +383,10 @@ def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path, capsys):
     for argv, expected in [([str(base[0]), str(base[0]), "--vs", str(trial[0])], "seed 42 is already in this arm"),
                            ([str(base[0]), "--vs", str(trial[0]), "--metric", "nope"], "has no 'nope'; valid: test/acc"),
                            ([str(base[1]), "--vs", str(trial[0])], "an arm needs at least 2 seeds, got 1"),
-                           ([str(tmp_path / "none.json"), "--vs", str(trial[0])], "no replica summary")]:
+                           ([str(tmp_path / "none.json"), "--vs", str(trial[0])], "no replica summary"),
+                           ([str(_summary(tmp_path / "nan.json", {1: None, 2: 0.8})), "--vs", str(trial[0])],
+                            "seed 1's val/acc_then_loss_best is None, not a finite number"),
+                           ([str(trial[0]), "--vs", str(tmp_path / "in.txt")], "is not a replica summary")]:
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         [line] = capsys.readouterr().err.strip().splitlines()

@@ -12,6 +12,7 @@ Its command line is ``archbench-trial`` (archbench.cli.trial).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,13 +44,19 @@ def arm_values(summaries: list[Path], metric: str) -> list[float]:
     for path in summaries:
         if not path.is_file():
             raise ConfigError(f"no replica summary {path}: give the .json written beside a replicas=seeds sweep dir")
-        seeds = json.loads(path.read_text()).get("seeds") or {}
+        try:
+            seeds = json.loads(path.read_text()).get("seeds") or {}
+        except (json.JSONDecodeError, AttributeError):
+            raise ConfigError(f"{path} is not a replica summary (a JSON object with per-seed metrics)") from None
         for seed, metrics in seeds.items():
             if metric not in metrics:
                 raise ConfigError(f"{path}: seed {seed} has no {metric!r}; valid: {', '.join(sorted(metrics))}")
             if seed in values:
                 raise ConfigError(f"{path}: seed {seed} is already in this arm (an arm's seeds must differ)")
-            values[seed] = float(metrics[metric])
+            value = metrics[metric]
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{path}: seed {seed}'s {metric} is {value!r}, not a finite number (a failed run?)")
+            values[seed] = float(value)
     if len(values) < 2:
         raise ConfigError(f"{metric}: an arm needs at least 2 seeds, got {len(values)} in {', '.join(map(str, summaries))}")
     return list(values.values())
