@@ -29,7 +29,7 @@ from common import timed_train, write_report
 
 FOLDS, SPLIT = 5, {"seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}
 MODEL = "mlp"
-# archbench-train's data and environment for these folds (bench/small_data.py --nested runs them too)
+# archbench-train's data and environment for these folds
 NESTED_DATA = ["data=breast_cancer", "data.source=refit_protocol.nested_source"]
 NESTED_ENV = {"PYTHONPATH": str(Path(__file__).parent)}  # so archbench-train imports this module
 
@@ -68,10 +68,13 @@ def nested_source(cfg: dict[str, Any]):
     return replace(nested, x_val=val_x, y_val=val_y)
 
 
-def _train(args: list[str], store: Path, threads: int, multirun: bool = False) -> None:
-    timed_train([*(["-m"] if multirun else []), *NESTED_DATA, f"model={MODEL}", f"threads={threads}",
-                 "callbacks.progress_bar=none", "logger.log_model=false", "logger.experiment_name=archbench-refit-protocol",
-                 f"paths.data_dir={store.parent / 'prepared'}", *args], store, **NESTED_ENV)
+def train_nested(args: list[str], store: Path, threads: int, multirun: bool = False, model: str = MODEL,
+                 experiment: str = "archbench-refit-protocol") -> float:
+    """``archbench-train`` on these folds (``data.source`` this module), tracked in ``store``, its
+    prepared data beside it; seconds to exit (bench/small_data.py --nested trains through it too)."""
+    return timed_train([*(["-m"] if multirun else []), *NESTED_DATA, f"model={model}", f"threads={threads}",
+                        "callbacks.progress_bar=none", "logger.log_model=false", f"logger.experiment_name={experiment}",
+                        f"paths.data_dir={store.parent / 'prepared'}", *args], store, **NESTED_ENV)
 
 
 def _steps_per_epoch(examples: int, batch_size: int) -> int:
@@ -85,7 +88,7 @@ def run(seeds: list[int], partitions: list[int], scratch: Path) -> list[dict]:
     import yaml
 
     store = scratch / "mlflow.db"
-    _train([f"+data.fold_seed={','.join(map(str, partitions))}", f"+data.outer_fold={','.join(map(str, range(FOLDS)))}",
+    train_nested([f"+data.fold_seed={','.join(map(str, partitions))}", f"+data.outer_fold={','.join(map(str, range(FOLDS)))}",
             "+data.refit=false", f"seed={','.join(map(str, seeds))}", f"hydra.sweep.dir={scratch / 'early'}"],
            store, threads=2, multirun=True)
     rows = []
@@ -102,7 +105,7 @@ def run(seeds: list[int], partitions: list[int], scratch: Path) -> list[dict]:
         out = scratch / f"refit/{row['partition']}-{row['fold']}-{row['seed']}"
         learn_from = len(_pool_folds(row["partition"])[3][row["fold"]][0])  # the fold's rest: train + val
         steps = (row["best_epoch"] + 1) * _steps_per_epoch(learn_from, row["batch_size"])
-        _train([f"+data.fold_seed={row['partition']}", f"+data.outer_fold={row['fold']}", "+data.refit=true",
+        train_nested([f"+data.fold_seed={row['partition']}", f"+data.outer_fold={row['fold']}", "+data.refit=true",
                 f"seed={row['seed']}", "callbacks.early_stopping.enabled=false", "callbacks.checkpoint.select=last",
                 f"+trainer.max_steps={steps}", f"hydra.run.dir={out}"], store, threads=1)
         return json.loads((out / "metrics.json").read_text())["test/acc"]
@@ -127,18 +130,12 @@ def logistic_reference(partitions: list[int]) -> dict[int, list[float]]:
     return scores
 
 
-def paired_interval(differences: list[float], draws: int = 10_000) -> tuple[float, float]:
-    """95 % bootstrap interval of the mean paired difference (runs resampled)."""
-    rng = np.random.default_rng(0)
-    values = np.asarray(differences)
-    means = values[rng.integers(0, len(values), (draws, len(values)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def markdown(rows: list[dict], reference: dict[int, list[float]], seconds: float) -> str:
+    from archbench.report.stats import seed_ci
+
     early = statistics.mean(r["early_stopped_acc"] for r in rows)
     refit = statistics.mean(r["refit_acc"] for r in rows)
-    low, high = paired_interval([r["refit_acc"] - r["early_stopped_acc"] for r in rows])
+    low, high = seed_ci([r["refit_acc"] - r["early_stopped_acc"] for r in rows])  # runs resampled
     wins = sum(r["refit_acc"] > r["early_stopped_acc"] for r in rows)
     losses = sum(r["refit_acc"] < r["early_stopped_acc"] for r in rows)
     logistic = statistics.mean(v for scores in reference.values() for v in scores)

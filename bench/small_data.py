@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 from common import REPORTS, timed_train, write_report
-from refit_protocol import FOLDS, NESTED_DATA, NESTED_ENV
+from refit_protocol import FOLDS, train_nested
 
 GRIDS = {
     "mlp": ["model.net.hidden=[32],[128]", "model.net.dropout=0.2,0.5", "optimizer.weight_decay=1e-3,1e-2"],
@@ -60,12 +60,10 @@ def run_nested(model: str, scratch: Path, grid: list[str], partitions: int = 2) 
     folds = ",".join(map(str, range(FOLDS)))
 
     def one(partition: int) -> float:
-        return timed_train(["-m", *NESTED_DATA, f"model={model}", f"+data.fold_seed={partition}",
-                            f"+data.outer_fold={folds}", "+data.refit=false", "seed=42,43,44", "threads=1", *grid,
-                            "callbacks.progress_bar=none", "logger.log_model=false",
-                            "logger.experiment_name=archbench-small-data",
-                            f"hydra.sweep.dir={scratch / f'nested{partition}'}",
-                            f"paths.data_dir={scratch / 'prepared'}"], scratch / f"mlflow{partition}.db", **NESTED_ENV)
+        return train_nested([f"+data.fold_seed={partition}", f"+data.outer_fold={folds}", "+data.refit=false",
+                             "seed=42,43,44", *grid, f"hydra.sweep.dir={scratch / f'nested{partition}'}"],
+                            scratch / f"mlflow{partition}.db", threads=1, multirun=True, model=model,
+                            experiment="archbench-small-data")
 
     with ThreadPoolExecutor(partitions) as workers:  # 2 processes of 1 thread on 2 cores
         return max(workers.map(one, range(partitions)))
