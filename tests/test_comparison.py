@@ -363,12 +363,10 @@ def _summary(path, values: dict[int, float], metric: str = "val/acc_then_loss_be
     return path
 
 
-def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path, capsys):
-    from archbench.cli.trial import main
+def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path):
     from archbench.report.trial import arm_values, welch_difference
 
     (tmp_path / "in.txt").write_text("not json")
-
     base = [_summary(tmp_path / "a.json", {42: 0.80, 43: 0.81}), _summary(tmp_path / "a2.json", {44: 0.82})]
     trial = [_summary(tmp_path / "b.json", {42: 0.82, 43: 0.83, 44: 0.84})]
     diff = welch_difference(arm_values(base, "val/acc_then_loss_best"), arm_values(trial, "val/acc_then_loss_best"))
@@ -378,8 +376,8 @@ def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path, capsys):
     assert not diff.resolved and diff.resolution == pytest.approx(0.02267, abs=1e-5)
     far = welch_difference([0.80, 0.81, 0.82], [0.90, 0.91, 0.92])
     assert far.resolved and far.low > 0
-    main([str(p) for p in base] + ["--vs", str(trial[0])])
-    assert "trial − base: +2.00 [-0.27, +4.27]" in capsys.readouterr().out
+    shown = call_cli("archbench-trial", *map(str, base), "--vs", str(trial[0]))
+    assert shown.returncode == 0 and "trial − base: +2.00 [-0.27, +4.27]" in shown.stdout
     for argv, expected in [([str(base[0]), str(base[0]), "--vs", str(trial[0])], "seed 42 is already in this arm"),
                            ([str(base[0]), "--vs", str(trial[0]), "--metric", "nope"], "has no 'nope'; valid: test/acc"),
                            ([str(base[1]), "--vs", str(trial[0])], "an arm needs at least 2 seeds, got 1"),
@@ -387,7 +385,6 @@ def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path, capsys):
                            ([str(_summary(tmp_path / "nan.json", {1: None, 2: 0.8})), "--vs", str(trial[0])],
                             "seed 1's val/acc_then_loss_best is None, not a finite number"),
                            ([str(trial[0]), "--vs", str(tmp_path / "in.txt")], "is not a replica summary")]:
-        with pytest.raises(SystemExit) as exit_info:
-            main(argv)
-        [line] = capsys.readouterr().err.strip().splitlines()
-        assert exit_info.value.code == 2 and expected in line, line
+        refused = call_cli("archbench-trial", *argv)
+        [line] = refused.stderr.strip().splitlines()
+        assert refused.returncode == 2 and refused.stdout == "" and expected in line, line

@@ -81,22 +81,13 @@ def test_predict_refuses_a_language_model_in_one_line(trained, tmp_path):
     ([], "give an INPUT file (.npy, .csv, .pt, .txt) or --text"),
 ])
 def test_predict_refuses_inputs_a_tensor_classifier_cannot_read_in_one_line(trained, tmp_path, monkeypatch,
-                                                                            capsys, inputs, expected):
-    from archbench.cli import predict
-
+                                                                            inputs, expected):
     monkeypatch.chdir(tmp_path)
     for name in ("in.txt", "voice.wav", "x.json", "x.npy"):
         (tmp_path / name).write_bytes(b"a fine film\n")
-    previous = mlflow.get_tracking_uri()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            predict.main([*inputs, "--model-uri", _uri(trained, "cnn"),
-                          "--tracking-uri", f"sqlite:///{trained / 'mlflow.db'}"])
-    finally:
-        mlflow.set_tracking_uri(previous)
-    out, err = capsys.readouterr()
-    assert exit_info.value.code == 2 and out == ""
-    [line] = err.strip().splitlines()
+    result = _predict(trained, *inputs, "--model-uri", _uri(trained, "cnn"))
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
     assert line.startswith("archbench-predict: error: ") and expected in line
 
 

@@ -1,8 +1,7 @@
 import json
 
-import pytest
+from conftest import call_cli
 
-from archbench.cli import compare
 from archbench.report.compare import write_report
 
 
@@ -108,23 +107,22 @@ def test_report_adds_reference_rows_only_for_the_data_the_runs_saw(tmp_path):
     assert text.count("(reference)*") == 3
 
 
-def test_compare_refuses_folders_without_runs_and_keeps_the_reports(tmp_path, capsys):
+def test_compare_refuses_folders_without_runs_and_keeps_the_reports(tmp_path):
     results, reports = tmp_path / "results", tmp_path / "reports"
     _run(results / "digits-cnn", "digits", "cnn", {"test/acc": 0.98, "val/acc_best": 0.99})
     (results / "digits-mlp").mkdir()  # a run that never finished: no run.json, no metrics.json
     reports.mkdir()
     (reports / "comparison.md").write_text("the full report\n")
-    with pytest.raises(SystemExit) as exit_info:
-        compare.main([str(results / "digits-mlp"), str(reports)])
-    [line] = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and "no finished runs in" in line and "run `dvc repro` first" in line
+    refused = call_cli("archbench-compare", str(results / "digits-mlp"), str(reports))
+    [line] = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and "no finished runs in" in line and "run `dvc repro` first" in line
     assert (reports / "comparison.md").read_text() == "the full report\n"
     (reports / "efficiency.md").write_text("the full efficiency report\n")
-    with pytest.raises(SystemExit) as exit_info:  # runs to compare, but no data-efficiency runs
-        compare.main([str(results), str(reports), "--efficiency", str(results / "digits-mlp")])
-    [line] = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and "no finished runs in" in line and "make efficiency" in line
+    # runs to compare, but no data-efficiency runs
+    refused = call_cli("archbench-compare", str(results), str(reports), "--efficiency", str(results / "digits-mlp"))
+    [line] = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and "no finished runs in" in line and "make efficiency" in line
     assert (reports / "comparison.md").read_text() == "the full report\n"  # nothing written at all
     assert (reports / "efficiency.md").read_text() == "the full efficiency report\n"
-    compare.main([str(results), str(reports), "--data", str(tmp_path / "none")])
-    assert "| cnn | 1 | 98.0 |" in (reports / "comparison.md").read_text()
+    done = call_cli("archbench-compare", str(results), str(reports), "--data", str(tmp_path / "none"))
+    assert done.returncode == 0 and "| cnn | 1 | 98.0 |" in (reports / "comparison.md").read_text()
