@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> None:
 def _require_runs(folder: Path, hint: str, reports: Path) -> None:
     """One line and exit 2, before anything is written, when ``folder`` holds no finished run: an
     empty report must not replace a full one."""
-    from archbench.report.compare import collect
+    from archbench.report.compare import finished_runs
 
     if not folder.is_dir():
         fail("archbench-compare", f"no results directory {folder}: {hint}")
-    if not any(collect(folder).values()):
+    if next(finished_runs(folder), None) is None:
         fail("archbench-compare", f"no finished runs in {folder} (none of its folders holds a run.json "
                                   f"beside a metrics.json): {hint}; {reports} is left as it was")
 

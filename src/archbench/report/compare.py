@@ -7,18 +7,25 @@ its own section (``Task.report_section``), so a new task brings its report with 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from archbench.tasks.base import RunResult
 
 
+def finished_runs(results_dir: Path) -> Iterator[Path]:
+    """The ``run.json`` of every finished run below ``results_dir`` (one beside a ``metrics.json``),
+    in path order: ``<pair>/`` or ``<pair>/seed<N>/``."""
+    for run_file in sorted(Path(results_dir).rglob("run.json")):
+        if run_file.with_name("metrics.json").is_file():
+            yield run_file
+
+
 def collect(results_dir: Path) -> dict[str, list[RunResult]]:
     """Finished runs grouped by task name."""
     runs: dict[str, list[RunResult]] = {}
-    for run_file in sorted(Path(results_dir).rglob("run.json")):  # <pair>/ or <pair>/seed<N>/
+    for run_file in finished_runs(results_dir):
         metrics_file = run_file.with_name("metrics.json")
-        if not metrics_file.is_file():
-            continue
         run = json.loads(run_file.read_text())
         result = RunResult(run_file.parent, run, json.loads(metrics_file.read_text()))
         runs.setdefault(str(run.get("task", "classification")), []).append(result)
