@@ -29,7 +29,7 @@ from typing import Any
 from archbench.cli.common import (
     add_model_arguments,
     fail,
-    load_torch_model,
+    load_logged_model,
     model_uri,
     reporting_errors,
     source_run_id,
@@ -97,16 +97,13 @@ def _load_with_tags(args: argparse.Namespace) -> tuple[str, Any, dict[str, str]]
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from archbench.paths import project_root
-
+    model = load_logged_model(PROGRAM, args, "forward", "a torch model")
     uri = model_uri(args)
-    mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     try:
         run_id = source_run_id(client, uri)
         tags = client.get_run(run_id).data.tags if run_id else {}
-        model = load_torch_model(uri)
-    except (MlflowException, OSError) as err:
+    except MlflowException as err:
         fail(PROGRAM, f"cannot load {uri}: {str(err).splitlines()[0]}")
     return uri, model, tags
 
