@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,17 +69,16 @@ def welch_difference(base: list[float], trial: list[float], confidence: float = 
 
     result = stats.ttest_ind(trial, base, equal_var=False)
     interval = result.confidence_interval(confidence)
-    delta = sum(trial) / len(trial) - sum(base) / len(base)
+    delta = statistics.fmean(trial) - statistics.fmean(base)
     return Difference(base, trial, delta, float(interval.low), float(interval.high))
 
 
 def describe(diff: Difference, metric: str, scale: float = 1.0) -> str:
     """A few lines: each arm, then the difference, its interval and whether it is resolved."""
-    from statistics import mean, stdev
-
     def arm(name: str, values: list[float]) -> str:
         shown = ", ".join(f"{v * scale:.2f}" for v in values)
-        return f"{name}: {mean(values) * scale:.2f} ± {stdev(values) * scale:.2f} over {len(values)} seeds ({shown})"
+        return (f"{name}: {statistics.fmean(values) * scale:.2f} ± {statistics.stdev(values) * scale:.2f} "
+                f"over {len(values)} seeds ({shown})")
 
     verdict = ("resolved: the interval excludes 0" if diff.resolved else
                f"not resolved: the interval spans 0; these seeds resolve about ±{diff.resolution * scale:.2f}")
