@@ -16,7 +16,7 @@ from archbench.errors import ConfigError
 if TYPE_CHECKING:
     from archbench.tasks.base import Task
 
-NOT_TASKS = {"base", "callbacks", "epoch_metrics", "module", "optim", "quality"}
+NOT_TASKS = {"base", "callbacks", "distill", "epoch_metrics", "module", "optim", "quality"}
 
 
 @cache

@@ -94,6 +94,7 @@ class Task:
     data_tasks: tuple[str, ...] = ()  # the prepared data's own task must be one of these (if set)
     summary: str = ""  # one line for the report section's heading text
     report_with: str | None = None  # another task whose report section also shows this task's runs
+    distills: bool = False  # learns from a teacher run when distill.teacher is set (tasks.distill)
     model_format: str | None = None  # MLflow format of the exported model unless logger.model_format sets
     # one (None: MLflow's default; "pickle" for models whose Python control flow export can't trace)
 
@@ -115,6 +116,9 @@ class Task:
             raise IncompatibleError(
                 f"model {cfg.model.name} runs task {self.name}; {meta.name} is {meta.task} data "
                 f"(set data.task, or pick a model for {meta.task})")
+        if not self.distills and (cfg.get("distill") or {}).get("teacher"):
+            raise IncompatibleError(f"distill.teacher is set, but task {self.name} (model {cfg.model.name}) "
+                                    f"does not learn from a teacher; only classification does")
 
     def datamodule(self, cfg: DictConfig, data_dir: Path, meta: Meta):
         from archbench.data.datamodule import TensorDataModule

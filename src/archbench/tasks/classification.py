@@ -19,6 +19,7 @@ from archbench.data.augment import Augmentation
 from archbench.errors import ConfigError
 from archbench.nets.common import dropout_rate
 from archbench.tasks.base import Built, RunResult, Task
+from archbench.tasks.distill import Distillation, distillation_loss, load_teacher
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite
 from archbench.tasks.module import TaskModule
 from archbench.tasks.optim import lightning_optimizers
@@ -162,6 +163,8 @@ class ClassificationTask(TaskModule):
         augment: dict[str, Any] | None = None,
         word_dropout: float = 0.0,
         label_smoothing: float = 0.0,
+        teacher: nn.Module | None = None,
+        distill: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -170,8 +173,11 @@ class ClassificationTask(TaskModule):
             raise ConfigError(f"model.label_smoothing={label_smoothing}: needs 0 ≤ value < 1 and "
                               f"loss=cross_entropy (loss is {loss})")
         # plain values only, so checkpoints load with torch.load(weights_only=True)
-        self.save_hyperparameters(ignore=["net"])
+        self.save_hyperparameters(ignore=["net", "teacher"])
         self.net = net
+        # frozen and outside the module's parameters and state (not trained, not checkpointed)
+        object.__setattr__(self, "teacher", teacher)
+        self.distill = Distillation(**(distill or {}))
         self.loss_name = loss
         self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
@@ -211,12 +217,22 @@ class ClassificationTask(TaskModule):
             x = drop_words(x, self.word_dropout)
         scores = self.net(x)
         loss = classification_loss(self.loss_name, scores, y, self.label_smoothing)
+        if self.teacher is not None:
+            with torch.no_grad():
+                taught = self.teacher(x)
+            mix = self.distill.weight
+            loss = (1 - mix) * loss + mix * distillation_loss(scores, taught, self.distill.temperature,
+                                                              self.distill.hard)
         if self.l1 > 0:
             loss = loss + self.l1 * sum(p.abs().sum() for n, p in self.net.named_parameters() if "weight" in n)
         self.train_metrics.update_mean("loss", check_finite(self, loss), len(y))
         self.train_metrics.update_hits_from_scores("acc", scores, y, predicted_classes)
         self.train_metrics.log_if_epoch_ends(self)
         return loss
+
+    def on_fit_start(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, probs, y = self._step(batch)
@@ -315,6 +331,7 @@ class Classification(Task):
     data_kinds = ("image", "sequence", "tabular", "tokens", "audio")
     data_tasks = ("classification",)
     monitor = ("val/acc_then_loss", "max")  # accuracy, ties broken by loss (see on_validation_epoch_end)
+    distills = True
 
     def build(self, cfg, meta, datamodule) -> Built:
         from archbench.config import to_dict
@@ -327,13 +344,19 @@ class Classification(Task):
                           f"{meta.name} shuffles the positions (generate.shuffle_seq=true): the shift has "
                           f"no meaning there; set data.augment_shift=0", UserWarning, stacklevel=1)
         net = self._net(cfg, datamodule.input_shape, meta)
+        distill = Distillation.from_config(cfg)
+        teacher = None
+        if distill.enabled:
+            teacher = load_teacher(distill.teacher, meta.checksum,
+                                   lambda teacher_cfg: self._net(teacher_cfg, datamodule.input_shape, meta))
         module = ClassificationTask(
             net, num_classes=meta.num_classes, loss=cfg.model.get("loss", "cross_entropy"),
             optimizer=to_dict(cfg.optimizer), scheduler=to_dict(cfg.scheduler),
             l1=float(cfg.model.get("l1", 0.0)),
             label_smoothing=float(cfg.model.get("label_smoothing", 0.0)),
             augment=Augmentation.from_data_config(cfg.data, meta.kind, meta.extra.get("audio")).as_dict(),
-            word_dropout=float(cfg.data.get("word_dropout", 0.0)))
+            word_dropout=float(cfg.data.get("word_dropout", 0.0)),
+            teacher=teacher, distill=vars(distill) if distill.enabled else None)
         return Built(module, [net])
 
     def _net(self, cfg, input_shape: list[int], meta) -> nn.Module:
