@@ -23,7 +23,7 @@ from archbench.cli.common import (
 PROGRAM = "archbench-export"
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
     add_model_arguments(parser, "digits-mlp")
     parser.add_argument("--format", default="auto", choices=["auto", "onnx", "torchscript"],
@@ -34,53 +34,66 @@ def main(argv: list[str] | None = None) -> None:
                         help="inputs of the test split to compare on (default: the run's data.eval_batch_size)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest absolute difference allowed")
     parser.add_argument("--no-log", action="store_true", help="do not log the file to the model's MLflow run")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _exportable_run(client, uri: str) -> str:
+    """The training run behind ``uri``; refused in one line unless its task has an exportable forward."""
+    from archbench.export import EXPORTABLE_TASKS
+
+    run_id = source_run_id(client, uri)
+    if run_id is None:
+        fail(PROGRAM, f"{uri}: no training run behind it (give runs:/<id>/model or a registered model)")
+    task = client.get_run(run_id).data.tags.get("task", "classification")
+    if task not in EXPORTABLE_TASKS:
+        fail(PROGRAM, f"{uri} is a {task} model; archbench-export writes the forward of "
+                      f"{', '.join(EXPORTABLE_TASKS)} models")
+    return run_id
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Write the file, compare it with PyTorch on test inputs, log and print; 1 if over tolerance."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+    from omegaconf import OmegaConf
+
+    from archbench.export import export_with_parity, first_test_batch
+    from archbench.paths import project_root
+
+    model = load_logged_model(PROGRAM, args, "forward", "a torch model")
+    uri = model_uri(args)
+    client = mlflow.MlflowClient()
+    run_id = _exportable_run(client, uri)
+    cfg = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
+    batch = first_test_batch(cfg, args.batch_size)
+    out_dir = args.output or project_root() / "outputs" / "export" / run_id
+    path, parity, reason = export_with_parity(model, batch, args.format, out_dir)
+    figures = {**parity.as_dict(), "model_uri": uri, "tolerance": args.tolerance,
+               "onnx_failure": reason, "file": path.name}
+    if not args.no_log:
+        client.log_artifact(run_id, str(path), "export")
+        client.log_dict(run_id, figures, f"export/{parity.format}.json")
+        client.log_metric(run_id, f"export/{parity.format}_max_abs_diff", parity.max_abs_diff)
+    if reason:
+        print(f"{PROGRAM}: ONNX cannot express this model ({reason}); wrote TorchScript")
+    print(f"{PROGRAM}: {path} ({parity.format}); on {parity.batch_size} test inputs the largest "
+          f"difference from PyTorch is {parity.max_abs_diff:.2e}, top class agrees on "
+          f"{parity.same_argmax:.1%}" + ("" if args.no_log else f"; logged to run {run_id} (export/)"))
+    print(json.dumps(figures))
+    if parity.max_abs_diff > args.tolerance:
+        print(f"{PROGRAM}: error: outputs differ by {parity.max_abs_diff:.2e} > --tolerance "
+              f"{args.tolerance:g}", flush=True)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     if args.batch_size is not None and args.batch_size < 2:
         fail(PROGRAM, f"--batch-size must be ≥ 2 (the batch axis stays dynamic), got {args.batch_size}")
-
-    def run() -> int:
-        import os
-
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        import mlflow
-        from omegaconf import OmegaConf
-
-        from archbench.export import EXPORTABLE_TASKS, export_with_parity, first_test_batch
-        from archbench.paths import project_root
-
-        model = load_logged_model(PROGRAM, args, "forward", "a torch model")
-        uri = model_uri(args)
-        client = mlflow.MlflowClient()
-        run_id = source_run_id(client, uri)
-        if run_id is None:
-            fail(PROGRAM, f"{uri}: no training run behind it (give runs:/<id>/model or a registered model)")
-        task = client.get_run(run_id).data.tags.get("task", "classification")
-        if task not in EXPORTABLE_TASKS:
-            fail(PROGRAM, f"{uri} is a {task} model; archbench-export writes the forward of "
-                          f"{', '.join(EXPORTABLE_TASKS)} models")
-        cfg = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
-        batch = first_test_batch(cfg, args.batch_size)
-        out_dir = args.output or project_root() / "outputs" / "export" / run_id
-        path, parity, reason = export_with_parity(model, batch, args.format, out_dir)
-        figures = {**parity.as_dict(), "model_uri": uri, "tolerance": args.tolerance,
-                   "onnx_failure": reason, "file": path.name}
-        if not args.no_log:
-            client.log_artifact(run_id, str(path), "export")
-            client.log_dict(run_id, figures, f"export/{parity.format}.json")
-            client.log_metric(run_id, f"export/{parity.format}_max_abs_diff", parity.max_abs_diff)
-        if reason:
-            print(f"{PROGRAM}: ONNX cannot express this model ({reason}); wrote TorchScript")
-        print(f"{PROGRAM}: {path} ({parity.format}); on {parity.batch_size} test inputs the largest "
-              f"difference from PyTorch is {parity.max_abs_diff:.2e}, top class agrees on "
-              f"{parity.same_argmax:.1%}" + ("" if args.no_log else f"; logged to run {run_id} (export/)"))
-        print(json.dumps(figures))
-        if parity.max_abs_diff > args.tolerance:
-            print(f"{PROGRAM}: error: outputs differ by {parity.max_abs_diff:.2e} > --tolerance "
-                  f"{args.tolerance:g}", flush=True)
-            return 1
-        return 0
-
-    code = reporting_errors(PROGRAM, run)
+    code = reporting_errors(PROGRAM, lambda: _export(args))
     if code:
         raise SystemExit(code)
 
