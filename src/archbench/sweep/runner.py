@@ -142,16 +142,7 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
     base = _base_overrides(list(arguments), space)
     tracking = Tracking(_select(cfg, "logger.tracking_uri"), _select(cfg, "logger.experiment_name"))
 
-    with studies.budget_lock(url):  # the first worker creates the storage's tables, alone
-        storage = studies.open_storage(url, conf.get("heartbeat_interval"), conf.get("grace_period"))
-        study = optuna.create_study(storage=storage, study_name=name, direction=direction,
-                                    sampler=studies.make_sampler(sampler_cfg),
-                                    pruner=studies.make_pruner(dict(conf.get("pruner") or {})),
-                                    load_if_exists=True)
-        optuna.storages.fail_stale_trials(study)  # a no-op for storages without heartbeats
-        parent = tracking.parent_run(study, {"optuna.study": name, "archbench.sweep": "parent",
-                                             "data": data, "model": model})
-    tracking.fail_orphans(study)
+    storage, study, parent = _open_study(url, name, direction, conf, tracking, data, model)
     study_id = storage.get_study_id_from_name(name)
     print(f"archbench-sweep: study {name!r} in {url}: {len(study.trials)} of {n_trials} trials "
           f"exist; objective {direction} {monitor}_best", flush=True)
@@ -186,6 +177,23 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
                   f"workers, the last to finish closes the study", flush=True)
             return results
         return _finish(study, conf, cfg, tracking, parent, monitor, mode, data, model, results)
+
+
+def _open_study(url: str, name: str, direction: str, conf: dict[str, Any], tracking: Tracking,
+                data: str, model: str) -> tuple[Any, optuna.Study, str]:
+    """(storage, study, MLflow parent run id), created by the first worker or joined by the others;
+    trials of dead workers are failed in Optuna and in MLflow."""
+    with studies.budget_lock(url):  # the first worker creates the storage's tables, alone
+        storage = studies.open_storage(url, conf.get("heartbeat_interval"), conf.get("grace_period"))
+        study = optuna.create_study(storage=storage, study_name=name, direction=direction,
+                                    sampler=studies.make_sampler(dict(conf.get("sampler") or {})),
+                                    pruner=studies.make_pruner(dict(conf.get("pruner") or {})),
+                                    load_if_exists=True)
+        optuna.storages.fail_stale_trials(study)  # a no-op for storages without heartbeats
+        parent = tracking.parent_run(study, {"optuna.study": name, "archbench.sweep": "parent",
+                                             "data": data, "model": model})
+    tracking.fail_orphans(study)
+    return storage, study, parent
 
 
 def _parallel_jobs(cfg: DictConfig) -> int:
