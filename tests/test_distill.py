@@ -81,6 +81,11 @@ def test_a_teacher_on_other_data_or_no_teacher_is_refused_in_one_line(make_cfg, 
         train(make_cfg("data=breast_cancer", "model=logistic", f"distill.teacher={tmp_path / 'teacher'}"))
     with pytest.raises(DataError, match="missing config.yaml, run.json, checkpoints/best.ckpt"):
         train(make_cfg("data=digits", "model=logistic", f"distill.teacher={tmp_path / 'nowhere'}"))
+    replicas = tmp_path / "replicas"
+    (replicas / "seed7").mkdir(parents=True)
+    (replicas / "seed7" / "run.json").write_text("{}")
+    with pytest.raises(DataError, match="holds seed replicates: name one, e.g. .*seed7"):
+        train(make_cfg("data=digits", "model=logistic", f"distill.teacher={replicas}"))
     run = json.loads((tmp_path / "teacher" / "run.json").read_text())
     (tmp_path / "teacher" / "run.json").write_text(json.dumps({**run, "status": "failed"}))
     with pytest.raises(ConfigError, match="not finished"):

@@ -71,8 +71,11 @@ def load_teacher(folder: str | Path, data_checksum: str, build_net: Callable[[An
     files = [folder / "config.yaml", folder / "run.json", folder / "checkpoints" / "best.ckpt"]
     missing = [str(p.relative_to(folder)) for p in files if not p.is_file()]
     if missing:
+        seeds = sorted(p.name for p in folder.glob("seed*") if (p / "run.json").is_file())
+        hint = (f"; it holds seed replicates: name one, e.g. {folder / seeds[0]} (or {folder}/seed${{seed}})"
+                if seeds else "; train the teacher first")
         raise DataError(f"distill.teacher={folder}: not a finished archbench-train run folder "
-                               f"(missing {', '.join(missing)}); train the teacher first")
+                        f"(missing {', '.join(missing)}){hint}")
     run = json.loads(files[1].read_text())
     if run.get("status") != "finished":
         raise ConfigError(f"distill.teacher={folder}: that run's status is {run.get('status')!r}, not finished")
