@@ -75,26 +75,15 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
     With ``data_root`` (the prepared data, e.g. ``data/prepared``), classification and regression
     tables gain scikit-learn reference rows fitted on the same splits (``report/baselines.py``).
     """
-    from archbench.report.baselines import reference_runs
     from archbench.report.replicates import aggregated
     from archbench.report.speech import audio_section
     from archbench.tasks import load_task, task_names
 
     reports_dir.mkdir(parents=True, exist_ok=True)
-    runs = collect(results_dir)
-    count = sum(len(r) for r in runs.values())
-    if data_root is not None:
-        for task, references in reference_runs(runs, data_root).items():
-            runs[task] = runs[task] + references
-    for task, tuned in tuned_runs(Path(results_dir).parent / "tune").items():
-        runs[task] = runs.get(task, []) + tuned
+    runs, count = _runs_by_section(Path(results_dir), data_root)
     lines = ["# archbench comparison", "",
              "Every trained (dataset, model) pair, scored on its held-out test split; models were",
              "selected on the validation split only. Regenerate with `dvc repro` (stage `compare`).", ""]
-    for name in list(runs):  # a task reported within another's section (autoencoders beside GANs)
-        host = load_task(name).report_with if name in task_names() else None
-        if host:
-            runs[host] = runs.get(host, []) + runs.pop(name)
     order = ["classification"] + [n for n in task_names() if n != "classification"]
     for name in order:
         if runs.get(name):
@@ -104,6 +93,34 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
             lines += load_task(name).report_section(given, reports_dir)
     lines += audio_section(runs.get("classification", []), reports_dir)
     lines += sweep_markdown(Path(results_dir).parent / "sweep")
+    lines += _linked_reports(reports_dir)
+    (reports_dir / "comparison.md").write_text("\n".join(lines))
+    return count
+
+
+def _runs_by_section(results_dir: Path, data_root: Path | None) -> tuple[dict[str, list[RunResult]], int]:
+    """Finished runs by the task whose section shows them, with reference and tuned rows added;
+    and how many trained runs there are."""
+    from archbench.report.baselines import reference_runs
+    from archbench.tasks import load_task, task_names
+
+    runs = collect(results_dir)
+    count = sum(len(r) for r in runs.values())
+    if data_root is not None:
+        for task, references in reference_runs(runs, data_root).items():
+            runs[task] = runs[task] + references
+    for task, tuned in tuned_runs(results_dir.parent / "tune").items():
+        runs[task] = runs.get(task, []) + tuned
+    for name in list(runs):  # a task reported within another's section (autoencoders beside GANs)
+        host = load_task(name).report_with if name in task_names() else None
+        if host:
+            runs[host] = runs.get(host, []) + runs.pop(name)
+    return runs, count
+
+
+def _linked_reports(reports_dir: Path) -> list[str]:
+    """Sections that link the side pipelines' and benchmarks' reports that exist."""
+    lines: list[str] = []
     if (reports_dir / "text" / "comparison.md").is_file():
         lines += ["## Text classification", "", "SST-2 sentiment by bag of embeddings, Kim CNN, "
                   "bidirectional LSTM and Transformer: [text/comparison.md](text/comparison.md) "
@@ -116,8 +133,7 @@ def write_report(results_dir: Path, reports_dir: Path, data_root: Path | None = 
     if (reports_dir / "efficiency.md").is_file():
         lines += ["## Data efficiency", "", "Accuracy against training-set share per architecture: "
                   "[efficiency.md](efficiency.md) (`make efficiency`, not part of `dvc repro`).", ""]
-    (reports_dir / "comparison.md").write_text("\n".join(lines))
-    return count
+    return lines
 
 
 def log_to_mlflow(reports_dir: Path, tracking_uri: str, experiment: str = "archbench-comparison") -> str:
