@@ -77,9 +77,9 @@ def test_a_student_learns_what_its_teacher_says_not_only_the_labels(make_cfg, tm
 
 def test_a_teacher_on_other_data_or_no_teacher_is_refused_in_one_line(make_cfg, tmp_path):
     train(make_cfg("data=digits", "model=logistic", "trainer.max_epochs=1", output="teacher"))
-    with pytest.raises(ConfigError, match="same prepared data"):
+    with pytest.raises(ConfigError, match="trained on other prepared data"):
         train(make_cfg("data=breast_cancer", "model=logistic", f"distill.teacher={tmp_path / 'teacher'}"))
-    with pytest.raises(DataError, match="missing config.yaml, run.json, checkpoints/best.ckpt"):
+    with pytest.raises(DataError, match="not a finished archbench-train run folder"):
         train(make_cfg("data=digits", "model=logistic", f"distill.teacher={tmp_path / 'nowhere'}"))
     replicas = tmp_path / "replicas"
     (replicas / "seed7").mkdir(parents=True)
@@ -88,7 +88,7 @@ def test_a_teacher_on_other_data_or_no_teacher_is_refused_in_one_line(make_cfg, 
         train(make_cfg("data=digits", "model=logistic", f"distill.teacher={replicas}"))
     run = json.loads((tmp_path / "teacher" / "run.json").read_text())
     (tmp_path / "teacher" / "run.json").write_text(json.dumps({**run, "status": "failed"}))
-    with pytest.raises(ConfigError, match="not finished"):
+    with pytest.raises(ConfigError, match="has not finished"):
         train(make_cfg("data=digits", "model=logistic", f"distill.teacher={tmp_path / 'teacher'}"))
     with pytest.raises(IncompatibleError, match="only classification"):
         train(make_cfg("data=digits", "model=autoencoder", f"distill.teacher={tmp_path / 'teacher'}"))

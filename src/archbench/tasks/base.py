@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archbench.errors import ArchbenchError, IncompatibleError
+from archbench.errors import ArchbenchError, ConfigError, DataError, IncompatibleError
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -82,6 +82,38 @@ def instantiate_net(net_cfg: Any, model_name: str, **sizes: Any):
         if isinstance(cause, ValueError):
             raise ConfigError(f"model {model_name}: {cause}") from None
         raise
+
+
+def finished_run(run_dir: str | Path, data_checksum: str, setting: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(config, run.json, the net's weights at the checkpoint it tested) of a finished
+    ``archbench-train`` run folder trained on exactly this prepared data: the frozen nets other runs
+    read (a GAN's scoring classifier, a distillation teacher). Anything else is refused in one line
+    that names ``setting``, the config key that pointed here."""
+    import torch
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir)
+    run_file, config_file = run_dir / "run.json", run_dir / "config.yaml"
+    if not run_file.is_file() or not config_file.is_file():
+        seeds = sorted(p.name for p in run_dir.glob("seed*") if (p / "run.json").is_file())
+        hint = (f"it holds seed replicates: name one, e.g. {run_dir / seeds[0]}" if seeds
+                else "train one with archbench-train on the same data first")
+        raise DataError(f"{setting}={run_dir}: not a finished archbench-train run folder (no run.json "
+                        f"and config.yaml); {hint}")
+    run = json.loads(run_file.read_text())
+    if run.get("status") != "finished" or not run.get("best_checkpoint"):
+        raise ConfigError(f"{setting}={run_dir}: that run has not finished (status {run.get('status')!r})")
+    if run.get("data_checksum") != data_checksum:
+        raise ConfigError(f"{setting}={run_dir} was trained on other prepared data "
+                          f"({str(run.get('data_checksum', '?'))[:19]}… vs this run's {data_checksum[:19]}…)")
+    checkpoint = Path(run["best_checkpoint"])
+    if not checkpoint.is_file():  # the run directory was moved or cloned elsewhere
+        checkpoint = run_dir / "checkpoints" / checkpoint.name
+    if not checkpoint.is_file():
+        raise DataError(f"{setting}={run_dir}: its tested checkpoint checkpoints/{checkpoint.name} is missing")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    return (OmegaConf.load(config_file), run,
+            {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
 
 
 class Task:

@@ -5,7 +5,6 @@ locality prior on small data)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.errors import ConfigError, DataError
+from archbench.errors import ConfigError
+from archbench.tasks.base import finished_run
 
 
 @dataclass(frozen=True)
@@ -63,27 +63,9 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
 
 
 def load_teacher(folder: str | Path, data_checksum: str, build_net: Callable[[Any], nn.Module]) -> nn.Module:
-    """The frozen net of a finished ``archbench-train`` run folder (its config.yaml, run.json and
-    checkpoints/best.ckpt), refused in one line unless it was trained on the same prepared data."""
-    from omegaconf import OmegaConf
-
-    folder = Path(folder)
-    files = [folder / "config.yaml", folder / "run.json", folder / "checkpoints" / "best.ckpt"]
-    missing = [str(p.relative_to(folder)) for p in files if not p.is_file()]
-    if missing:
-        seeds = sorted(p.name for p in folder.glob("seed*") if (p / "run.json").is_file())
-        hint = (f"; it holds seed replicates: name one, e.g. {folder / seeds[0]} (or {folder}/seed${{seed}})"
-                if seeds else "; train the teacher first")
-        raise DataError(f"distill.teacher={folder}: not a finished archbench-train run folder "
-                        f"(missing {', '.join(missing)}){hint}")
-    run = json.loads(files[1].read_text())
-    if run.get("status") != "finished":
-        raise ConfigError(f"distill.teacher={folder}: that run's status is {run.get('status')!r}, not finished")
-    if run.get("data_checksum") != data_checksum:
-        raise ConfigError(f"distill.teacher={folder}: trained on {run.get('data')} prepared as "
-                          f"{str(run.get('data_checksum'))[:19]}…, not this run's {data_checksum[:19]}…; "
-                          f"a teacher must have seen the same prepared data")
-    net = build_net(OmegaConf.load(files[0]))
-    state = torch.load(files[2], map_location="cpu", weights_only=True)["state_dict"]
-    net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    """The frozen net of a finished ``archbench-train`` run folder at the checkpoint it tested,
+    rebuilt by ``build_net`` from the run's config; it must have seen exactly this prepared data."""
+    cfg, _, weights = finished_run(folder, data_checksum, "distill.teacher")
+    net = build_net(cfg)
+    net.load_state_dict(weights)
     return net.eval().requires_grad_(False)

@@ -6,14 +6,13 @@ it) and class coverage (how many classes the classifier finds among generated sa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from archbench.errors import ConfigError, IncompatibleError
-from archbench.tasks.base import Task
+from archbench.tasks.base import Task, finished_run, instantiate_net
 
 
 def penultimate_layers(net: nn.Module) -> nn.Sequential:
@@ -102,36 +101,12 @@ def class_coverage(extractor: FrozenClassifier, fake: torch.Tensor, num_classes:
 
 
 def load_classifier_run(run_dir: str | Path, data_checksum: str) -> nn.Module:
-    """The best checkpoint of a finished archbench classification run directory, as a plain net.
-
-    The net is rebuilt from the run's ``config.yaml`` and its weights loaded with
-    ``weights_only=True``; the run must have been trained on exactly this prepared data.
-    """
-    from omegaconf import OmegaConf
-
-    from archbench.tasks.base import instantiate_net
-
-    run_dir = Path(run_dir)
-    run_file, config_file = run_dir / "run.json", run_dir / "config.yaml"
-    if not run_file.is_file() or not config_file.is_file():
-        raise ConfigError(f"model.quality.classifier={run_dir}: not a finished archbench run directory "
-                          f"(run.json and config.yaml missing); train one with "
-                          f"`archbench-train model=cnn data=<same data>` or use classifier=auto")
-    run = json.loads(run_file.read_text())
-    if run.get("status") != "finished" or not run.get("best_checkpoint"):
-        raise ConfigError(f"model.quality.classifier={run_dir}: that run has not finished")
-    if run.get("data_checksum") != data_checksum:
-        raise ConfigError(f"model.quality.classifier={run_dir} was trained on different data "
-                          f"({run.get('data_checksum', '?')[:19]}… vs {data_checksum[:19]}…)")
-    cfg = OmegaConf.load(config_file)
-    checkpoint = Path(run["best_checkpoint"])
-    if not checkpoint.is_file():  # the run directory was moved or cloned elsewhere
-        checkpoint = run_dir / "checkpoints" / checkpoint.name
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    """The tested checkpoint of a finished archbench classification run directory, as a plain net,
+    rebuilt from the run's ``config.yaml``; the run must have been trained on exactly this data."""
+    cfg, run, weights = finished_run(run_dir, data_checksum, "model.quality.classifier")
     net = instantiate_net(cfg.model.net, str(cfg.model.name), input_shape=list(run["input_shape"]),
                           num_classes=int(run["num_classes"]))
-    net.load_state_dict(net_state)
+    net.load_state_dict(weights)
     return net.eval()
 
 
