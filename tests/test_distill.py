@@ -92,3 +92,19 @@ def test_a_teacher_on_other_data_or_no_teacher_is_refused_in_one_line(make_cfg, 
         train(make_cfg("data=digits", "model=logistic", f"distill.teacher={tmp_path / 'teacher'}"))
     with pytest.raises(IncompatibleError, match="only classification"):
         train(make_cfg("data=digits", "model=autoencoder", f"distill.teacher={tmp_path / 'teacher'}"))
+
+
+def test_the_teacher_is_the_checkpoint_its_run_tested(make_cfg, tmp_path):
+    """The averaged perceptron tests its last checkpoint (select=last): that is what a reader gets."""
+    from archbench.tasks.base import finished_run
+
+    train(make_cfg("data=digits", "model=perceptron", "trainer.max_epochs=2", output="perceptron"))
+    folder = tmp_path / "perceptron"
+    run = json.loads((folder / "run.json").read_text())
+    assert run["best_checkpoint"].endswith("last.ckpt")
+    _, _, weights = finished_run(folder, run["data_checksum"], "distill.teacher")
+    last = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert weights and all(torch.equal(value, last[f"net.{key}"]) for key, value in weights.items())
+    (folder / "checkpoints" / "last.ckpt").rename(folder / "checkpoints" / "moved.ckpt")
+    with pytest.raises(DataError, match="its tested checkpoint checkpoints/last.ckpt is missing"):
+        finished_run(folder, run["data_checksum"], "distill.teacher")
