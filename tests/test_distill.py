@@ -108,3 +108,16 @@ def test_the_teacher_is_the_checkpoint_its_run_tested(make_cfg, tmp_path):
     (folder / "checkpoints" / "last.ckpt").rename(folder / "checkpoints" / "moved.ckpt")
     with pytest.raises(DataError, match="its tested checkpoint checkpoints/last.ckpt is missing"):
         finished_run(folder, run["data_checksum"], "distill.teacher")
+
+
+def test_a_teacher_can_be_named_by_its_mlflow_run(make_cfg, tmp_path):
+    common = ("data=digits", "model=logistic", "trainer.max_epochs=1")
+    train(make_cfg(*common, output="teacher"))
+    run_id = json.loads((tmp_path / "teacher" / "run.json").read_text())["run_id"]
+    student = make_cfg(*common, f"distill.teacher=runs:/{run_id}", "distill.weight=1.0", "distill.hard=true",
+                       output="student")
+    assert train(student)["test/acc"] > 0.3  # taught by a 1-epoch logistic teacher alone; chance is 0.1
+    with pytest.raises(DataError, match="distill.teacher=runs:/0123abc: not found in sqlite"):
+        train(make_cfg(*common, "distill.teacher=runs:/0123abc"))
+    with pytest.raises(ConfigError, match="models:/<name>@<alias>"):
+        train(make_cfg(*common, "distill.teacher=models:/archbench-digits-logistic"))

@@ -211,29 +211,14 @@ def _vgg19(pool: str) -> nn.Module:
 
 def _run_net(uri: str, tracking_uri: str) -> nn.Module:
     """The net of an archbench classification run (``runs:/<id>/…``, or a registered version's run
-    for ``models:/<name>@<alias>``), rebuilt from its run directory's config and best checkpoint —
+    for ``models:/<name>@<alias>``), rebuilt from its run directory's config and tested checkpoint —
     the logged model may be an exported graph with no layers left to name."""
     import json
 
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     from archbench.tasks.quality import load_classifier_run
+    from archbench.tracking.registry import run_folder
 
-    client = mlflow.MlflowClient(tracking_uri)
-    try:
-        if uri.startswith("runs:/"):
-            run_id = uri.removeprefix("runs:/").strip("/").split("/")[0]
-        else:
-            name, _, alias = uri.removeprefix("models:/").partition("@")
-            run_id = client.get_model_version_by_alias(name, alias).run_id
-        run = client.get_run(run_id)
-    except MlflowException as err:
-        raise DataError(f"cannot find {uri} in {tracking_uri}: {str(err).splitlines()[0]}") from None
-    run_dir = Path(run.data.tags.get("output_dir", ""))
-    if not (run_dir / "run.json").is_file():
-        raise DataError(f"{uri}: its run directory {run_dir} is not on this machine (style transfer "
-                        f"rebuilds the net from the run's config.yaml and best checkpoint there)")
+    run_dir = run_folder(uri, tracking_uri, "features")
     checksum = json.loads((run_dir / "run.json").read_text()).get("data_checksum", "")
     return load_classifier_run(run_dir, checksum)
 

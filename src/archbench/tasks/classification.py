@@ -347,7 +347,10 @@ class Classification(Task):
         distill = Distillation.from_config(cfg)
         teacher = None
         if distill.enabled:
-            teacher = load_teacher(distill.teacher, meta.checksum,
+            from archbench.tracking.registry import run_folder
+
+            folder = run_folder(str(distill.teacher), str(cfg.logger.tracking_uri), "distill.teacher")
+            teacher = load_teacher(folder, meta.checksum,
                                    lambda teacher_cfg: self._net(teacher_cfg, datamodule.input_shape, meta))
         module = ClassificationTask(
             net, num_classes=meta.num_classes, loss=cfg.model.get("loss", "cross_entropy"),

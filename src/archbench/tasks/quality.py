@@ -111,21 +111,14 @@ def load_classifier_run(run_dir: str | Path, data_checksum: str) -> nn.Module:
 
 
 def classifier_run_dir(spec: str, tracking_uri: str) -> Path:
-    """``model.quality.classifier`` as a run directory: a path, or ``runs:/<MLflow run id>``."""
+    """``model.quality.classifier`` as a run directory: a path, ``runs:/<id>`` or ``models:/<name>@<alias>``."""
+    from archbench.tracking.registry import run_folder
+
     if spec == "auto":
         raise ConfigError("model.quality.classifier=auto is resolved by archbench-train before "
                           "training (archbench.provision.scoring_classifier); pass a finished "
                           "classification run directory or runs:/<id> here")
-    if not spec.startswith("runs:/"):
-        return Path(spec)
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri)
-    try:
-        run = client.get_run(spec.removeprefix("runs:/").strip("/").split("/")[0])
-    except mlflow.exceptions.MlflowException as err:
-        raise ConfigError(f"model.quality.classifier={spec}: no such MLflow run") from err
-    return Path(run.data.tags.get("output_dir", ""))
+    return run_folder(spec, tracking_uri, "model.quality.classifier")
 
 
 class ImageGeneration(Task):
