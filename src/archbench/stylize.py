@@ -212,15 +212,12 @@ def _vgg19(pool: str) -> nn.Module:
 def _run_net(uri: str, tracking_uri: str) -> nn.Module:
     """The net of an archbench classification run (``runs:/<id>/…``, or a registered version's run
     for ``models:/<name>@<alias>``), rebuilt from its run directory's config and tested checkpoint —
-    the logged model may be an exported graph with no layers left to name."""
-    import json
-
+    the logged model may be an exported graph with no layers left to name. Any data will do: the
+    net only lends its filters."""
     from archbench.tasks.quality import load_classifier_run
-    from archbench.tracking.registry import run_folder
+    from archbench.tracking.runs import run_folder
 
-    run_dir = run_folder(uri, tracking_uri, "features")
-    checksum = json.loads((run_dir / "run.json").read_text()).get("data_checksum", "")
-    return load_classifier_run(run_dir, checksum)
+    return load_classifier_run(run_folder(uri, tracking_uri, "features"), None, "features")
 
 
 def save_image(image: torch.Tensor, path: Path) -> Path:

@@ -120,18 +120,3 @@ def load_logged_model(program: str, args, needs: str, what: str):
     if not hasattr(model, needs):
         fail(program, f"{uri} is not {what}")
     return model
-
-
-def source_run_id(client, uri: str) -> str | None:
-    """The training run behind a model URI (registered alias/version, or runs:/)."""
-    if uri.startswith("runs:/"):
-        return uri.removeprefix("runs:/").split("/")[0]
-    if uri.startswith("models:/"):
-        name, _, ref = uri.removeprefix("models:/").partition("@")
-        if ref:
-            return client.get_model_version_by_alias(name, ref).run_id
-        name, _, version = uri.removeprefix("models:/").partition("/")
-        if name.startswith("m-") and not version:  # an MLflow 3 logged-model id
-            return client.get_logged_model(name).source_run_id
-        return client.get_model_version(name, version).run_id if version.isdigit() else None
-    return None

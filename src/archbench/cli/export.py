@@ -17,8 +17,8 @@ from archbench.cli.common import (
     load_logged_model,
     model_uri,
     reporting_errors,
-    source_run_id,
 )
+from archbench.tracking.runs import source_run_id
 
 PROGRAM = "archbench-export"
 

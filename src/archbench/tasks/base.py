@@ -84,11 +84,12 @@ def instantiate_net(net_cfg: Any, model_name: str, **sizes: Any):
         raise
 
 
-def finished_run(run_dir: str | Path, data_checksum: str, setting: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def finished_run(run_dir: str | Path, data_checksum: str | None, setting: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """(config, run.json, the net's weights at the checkpoint it tested) of a finished
-    ``archbench-train`` run folder trained on exactly this prepared data: the frozen nets other runs
-    read (a GAN's scoring classifier, a distillation teacher). Anything else is refused in one line
-    that names ``setting``, the config key that pointed here."""
+    ``archbench-train`` run folder trained on exactly the prepared data of ``data_checksum`` (None:
+    any data): the frozen nets other runs read (a GAN's scoring classifier, a distillation teacher,
+    style transfer's features). Anything else is refused in one line that names ``setting``, the
+    config key that pointed here."""
     import torch
     from omegaconf import OmegaConf
 
@@ -103,7 +104,7 @@ def finished_run(run_dir: str | Path, data_checksum: str, setting: str) -> tuple
     run = json.loads(run_file.read_text())
     if run.get("status") != "finished" or not run.get("best_checkpoint"):
         raise ConfigError(f"{setting}={run_dir}: that run has not finished (status {run.get('status')!r})")
-    if run.get("data_checksum") != data_checksum:
+    if data_checksum is not None and run.get("data_checksum") != data_checksum:
         raise ConfigError(f"{setting}={run_dir} was trained on other prepared data "
                           f"({str(run.get('data_checksum', '?'))[:19]}… vs this run's {data_checksum[:19]}…)")
     checkpoint = Path(run["best_checkpoint"])

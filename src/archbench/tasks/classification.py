@@ -347,7 +347,7 @@ class Classification(Task):
         distill = Distillation.from_config(cfg)
         teacher = None
         if distill.enabled:
-            from archbench.tracking.registry import run_folder
+            from archbench.tracking.runs import run_folder
 
             folder = run_folder(str(distill.teacher), str(cfg.logger.tracking_uri), "distill.teacher")
             teacher = load_teacher(folder, meta.checksum,

@@ -100,10 +100,12 @@ def class_coverage(extractor: FrozenClassifier, fake: torch.Tensor, num_classes:
     return int((shares >= min_share_of_uniform / num_classes).sum()), shares
 
 
-def load_classifier_run(run_dir: str | Path, data_checksum: str) -> nn.Module:
+def load_classifier_run(run_dir: str | Path, data_checksum: str | None,
+                        setting: str = "model.quality.classifier") -> nn.Module:
     """The tested checkpoint of a finished archbench classification run directory, as a plain net,
-    rebuilt from the run's ``config.yaml``; the run must have been trained on exactly this data."""
-    cfg, run, weights = finished_run(run_dir, data_checksum, "model.quality.classifier")
+    rebuilt from the run's ``config.yaml``; the run must have been trained on exactly the data of
+    ``data_checksum`` (None: any)."""
+    cfg, run, weights = finished_run(run_dir, data_checksum, setting)
     net = instantiate_net(cfg.model.net, str(cfg.model.name), input_shape=list(run["input_shape"]),
                           num_classes=int(run["num_classes"]))
     net.load_state_dict(weights)
@@ -112,7 +114,7 @@ def load_classifier_run(run_dir: str | Path, data_checksum: str) -> nn.Module:
 
 def classifier_run_dir(spec: str, tracking_uri: str) -> Path:
     """``model.quality.classifier`` as a run directory: a path, ``runs:/<id>`` or ``models:/<name>@<alias>``."""
-    from archbench.tracking.registry import run_folder
+    from archbench.tracking.runs import run_folder
 
     if spec == "auto":
         raise ConfigError("model.quality.classifier=auto is resolved by archbench-train before "

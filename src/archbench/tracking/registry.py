@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -48,30 +47,3 @@ def register_and_promote(model_uri: str, name: str, run_id: str, metric: str, mo
     client.set_model_version_tag(name, version.version, metric, str(score))
     return Promotion(name, str(version.version), better, score, previous)
 
-
-def run_folder(spec: str, tracking_uri: str, setting: str) -> Path:
-    """The output folder of the ``archbench-train`` run that ``spec`` names: a path as given, or
-    ``runs:/<id>[/…]`` or ``models:/<name>@<alias>`` (the registered version's run) looked up in
-    MLflow, whose ``output_dir`` tag records the folder. Refusals name ``setting``, the key given."""
-    from archbench.errors import ConfigError, DataError
-
-    if not spec.startswith(("runs:/", "models:/")):
-        return Path(spec)
-    client = MlflowClient(tracking_uri)
-    try:
-        if spec.startswith("runs:/"):
-            run_id = spec.removeprefix("runs:/").strip("/").split("/")[0]
-        else:
-            name, _, alias = spec.removeprefix("models:/").partition("@")
-            if not alias:
-                raise ConfigError(f"{setting}={spec}: name a registered model by alias, "
-                                  f"models:/<name>@<alias> (e.g. @{CHAMPION})")
-            run_id = client.get_model_version_by_alias(name, alias).run_id
-        run = client.get_run(run_id)
-    except MlflowException as err:
-        raise DataError(f"{setting}={spec}: not found in {tracking_uri}: {str(err).splitlines()[0]}") from None
-    folder = Path(run.data.tags.get("output_dir", ""))
-    if not (folder / "run.json").is_file():
-        raise DataError(f"{setting}={spec}: its run folder {folder} is not on this machine (the net is "
-                        f"rebuilt from the run's config.yaml and checkpoint there)")
-    return folder
