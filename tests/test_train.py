@@ -135,6 +135,49 @@ def test_incompatible_model_fails_before_any_run(make_cfg):
     assert _runs(cfg) == []
 
 
+@pytest.mark.parametrize("override, message", [
+    ("trainer.accelerator=tpu_v9", "invalid accelerator name: `accelerator='tpu_v9'`. Available names are: "),
+    ("trainer.precision=17", "Precision 17 is invalid"),
+    ("trainer.devices=0", "`Trainer(devices=0)` value is not a valid input"),
+    ("+trainer.no_such_argument=1", "unexpected keyword argument 'no_such_argument'"),
+    pytest.param("trainer=gpu", "No supported gpu backend found!", marks=pytest.mark.skipif(
+        torch.cuda.is_available() or torch.backends.mps.is_available(), reason="a GPU is here")),
+])
+def test_bad_trainer_settings_fail_in_one_line_before_anything_is_written(make_cfg, tmp_path, override, message):
+    """Lightning's own check, made before the run folder, the MLflow run and the data are touched:
+    an earlier run's checkpoints in the same folder survive too."""
+    from archbench.errors import ConfigError
+
+    cfg = make_cfg("data=digits", "model=mlp", override)
+    kept = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("an earlier run's")
+    with pytest.raises(ConfigError) as caught:
+        train(cfg)
+    line = str(caught.value)
+    assert line.startswith("trainer: ") and message in line and "\n" not in line
+    assert line.endswith("(trainer= takes auto, cpu, ddp, ddp_cpu, gpu)")
+    assert kept.read_text() == "an earlier run's"
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "run" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model=mlp model.net.hidden=[64,0]", "model mlp: layer sizes must be ≥ 1, got hidden=[64, 0]"),
+    ("model=mlp model.net.hidden=[-3]", "model mlp: layer sizes must be ≥ 1, got hidden=[-3]"),
+    ("model=cnn model.net.channels=[0,8]", "model.net.channels must be ≥ 1 each, got [0, 8]"),
+    ("model=transformer data.layout=rows model.net.d_model=0", "model transformer: layer sizes must be ≥ 1, got d_model=0"),
+])
+def test_a_layer_of_size_zero_or_less_is_refused_by_name(make_cfg, tmp_path, override, message):
+    """Before, hidden=[0] trained a bias-only net without a word and hidden=[-3] raised a traceback."""
+    from archbench.errors import ConfigError
+
+    cfg = make_cfg("data=digits", *override.split())
+    with pytest.raises(ConfigError) as caught:
+        train(cfg)
+    assert str(caught.value) == message
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_register_moves_champion_only_on_improvement(make_cfg):
     good = make_cfg("data=digits", "model=logistic", "logger.log_model=true", "trainer.max_epochs=3", "optimizer.lr=0.01",
                     "register=true", output="good")

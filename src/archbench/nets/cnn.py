@@ -48,6 +48,8 @@ class ConvNet(nn.Module):
                       "images (C, H, W) or sequences (C, L); use mlp, logistic or perceptron for tables")
         if pool not in POOLS:
             raise ConfigError(f"unknown pool {pool!r}; valid: {', '.join(POOLS)}")
+        if any(int(size) < 1 for size in channels):
+            raise ConfigError(f"model.net.channels must be ≥ 1 each, got {list(channels)}")
         if padding == "same" and stride != 1:
             raise ConfigError("padding='same' needs stride 1; give an integer padding instead")
         conv, pools, norm = _conv_layers(len(input_shape) - 1)

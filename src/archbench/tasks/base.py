@@ -10,6 +10,8 @@ names a task.
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,7 +74,9 @@ def instantiate_net(net_cfg: Any, model_name: str, **sizes: Any):
             raise ConfigError(f"model {model_name}: unknown net argument(s) {unknown} for "
                               f"{target.__name__}; valid: {', '.join(valid)}")
     try:
-        return instantiate(net_cfg, **sizes, _convert_="all")
+        with warnings.catch_warnings():  # a size of 0 is refused below, in one line
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            net = instantiate(net_cfg, **sizes, _convert_="all")
     except Exception as err:  # Hydra wraps constructor errors; surface ours unchanged
         cause = err
         while cause.__cause__ is not None and not isinstance(cause, ArchbenchError):
@@ -81,7 +85,22 @@ def instantiate_net(net_cfg: Any, model_name: str, **sizes: Any):
             raise cause from None
         if isinstance(cause, ValueError):
             raise ConfigError(f"model {model_name}: {cause}") from None
+        if isinstance(cause, RuntimeError) and "negative dimension" in str(cause):
+            raise _empty_layer(model_name, args) from None
         raise
+    if any(parameter.numel() == 0 for parameter in net.parameters()):
+        raise _empty_layer(model_name, args)
+    return net
+
+
+def _empty_layer(model_name: str, args: dict[str, Any]):
+    """The error for a net built with a layer of size 0 or less, naming the arguments that can be."""
+    def below_one(value: Any) -> bool:
+        values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        return any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values)
+
+    culprits = ", ".join(f"{key}={value}" for key, value in args.items() if below_one(value))
+    return ConfigError(f"model {model_name}: layer sizes must be ≥ 1, got {culprits or 'a layer of size 0'}")
 
 
 def finished_run(run_dir: str | Path, data_checksum: str | None, setting: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
