@@ -1,7 +1,7 @@
 """Entry points as a user runs them: exit codes and one-line errors."""
 
 import pytest
-from conftest import run_cli
+from conftest import call_cli, run_cli
 
 from archbench.config import config_groups
 
@@ -63,6 +63,38 @@ def test_bad_values_get_one_clear_line(train_cli, tmp_path, override, message):
     assert message in _one_line_error(train_cli(*override.split()))
     assert not list((tmp_path / "outputs").rglob("metrics.json"))
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_multirun_with_a_bad_value_in_one_job_starts_none(tmp_path, isolated):
+    """Every job's config is composed and checked before the first starts; before, the good seed
+    trained, then the bad one raised a traceback, exit 1."""
+    result = call_cli("archbench-train", "-m", "replicas=seeds", "data=digits", "model=logistic", "seed=1,a",
+                      f"paths.data_dir={tmp_path / 'prepared'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                      env=isolated)
+    assert _one_line_error(result) == "archbench-train: error: seed must be an integer ≥ 0, got 'a'"
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "prepared").exists()
+
+
+def test_a_multirun_job_that_fails_on_its_data_lets_the_others_finish_and_exits_2(tmp_path, isolated):
+    """Hydra re-raises a failed job's error once all have run: exit 2, each failure said in its own
+    line, no traceback (before: a traceback and exit 1)."""
+    sweep = tmp_path / "sweep"
+    result = call_cli("archbench-train", "-m", "data=digits,mnist", "model=logistic", "trainer.max_epochs=1",
+                      f"paths.root={tmp_path}", f"paths.data_dir={tmp_path / 'prepared'}",
+                      f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${data.name}", env=isolated)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "archbench-train: error: job 1: MNIST files not found in " in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (sweep / "digits" / "metrics.json").is_file()  # the good job finished
+
+
+def test_a_multirun_with_a_bad_sweeper_value_is_one_line(tmp_path, isolated):
+    result = call_cli("archbench-train", "-m", "hparams_search=lr_wd", "data=digits", "model=logistic",
+                      "hydra.sweeper.n_trials=abc", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}", env=isolated)
+    line = _one_line_error(result)
+    assert line.startswith("archbench-train: error: Error merging override hydra.sweeper.n_trials=abc")
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "sweep").exists()
 
 
 def test_prepare_cli_rejects_unknown_dataset():

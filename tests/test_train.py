@@ -109,6 +109,30 @@ def test_an_unknown_checkpoint_selection_lists_the_valid_ones(make_cfg):
         validate(make_cfg("callbacks.checkpoint.select=first"))
 
 
+@pytest.mark.parametrize("threads", ["-2", "0", "abc"])
+def test_threads_must_be_a_positive_count_or_null(make_cfg, threads):
+    from archbench.config import validate
+    from archbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"threads must be an integer ≥ 1, got {threads if threads != 'abc' else repr(threads)}"):
+        validate(make_cfg(f"threads={threads}"))
+    validate(make_cfg("threads=null"))
+
+
+def test_a_multiruns_job_configs_are_every_combination_of_its_swept_values(data_root):
+    """What archbench-train checks before a multirun starts: swept plain keys set on the first job's
+    config, a swept group composed per job; a single run is its own config."""
+    from archbench.cli.train import _job_configs
+
+    where = f"paths.data_dir={data_root}"
+    seeds = _job_configs(["data=digits", "model=mlp", "seed=range(1,3)", "optimizer.lr=0.1,0.2", where], True)
+    assert [(c.seed, c.optimizer.lr) for c in seeds] == [(1, 0.1), (1, 0.2), (2, 0.1), (2, 0.2)]
+    models = _job_configs(["data=digits", "model=mlp,logistic", where], True)
+    assert [(c.model.name, c.recipe_applied.file) for c in models] == [
+        ("mlp", "conf/recipe/digits_mlp.yaml"), ("logistic", "conf/recipe/digits_logistic.yaml")]
+    assert [c.seed for c in _job_configs(["data=digits", "seed=5", where], False)] == [5]
+
+
 def test_same_seed_same_metrics(make_cfg):
     overrides = ("data=digits", "model=mlp", "trainer.max_epochs=2", "logger.log_model=false")
     first = train(make_cfg(*overrides, output="a"))

@@ -167,6 +167,7 @@ def validate(cfg: DictConfig) -> None:
     _int_at_least(cfg, "data.batch_size", 1)
     _int_at_least(cfg, "data.eval_batch_size", 1)
     _int_at_least(cfg, "seed", 0)
+    _int_at_least(cfg, "threads", 1)  # null: torch's default
     validate_split_fractions(to_dict(cfg.data))
     validate_optimizer(to_dict(cfg.optimizer))
     validate_scheduler(to_dict(cfg.scheduler))
