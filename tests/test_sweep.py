@@ -49,6 +49,16 @@ def _runs(tmp_path) -> list:
     return client.search_runs([client.get_experiment_by_name("archbench").experiment_id])
 
 
+def test_a_sweep_of_no_trials_is_refused_before_its_study_exists(tmp_path):
+    """Before, n_trials=0 created the study, an MLflow parent run and an empty plot, exit 0."""
+    args, env = _sweep_args(tmp_path, trials=0)
+    result = call_cli(*args, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("archbench-train: error: hydra.sweeper.n_trials must be ≥ 1 "
+                                     "(the study's whole budget), got 0")
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
 @pytest.mark.slow
 def test_sweep_runs_n_trials_nests_runs_registers_and_continues(tmp_path):
     args, env = _sweep_args(tmp_path, "hydra.sweeper.pruner.name=none")

@@ -133,6 +133,8 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
 
     quiet_dependencies(bool(OmegaConf.select(cfg, "hydra.verbose", default=False)))
     n_trials = int(conf["n_trials"])
+    if n_trials < 1:
+        raise ConfigError(f"hydra.sweeper.n_trials must be ≥ 1 (the study's whole budget), got {n_trials}")
     monitor, mode = _monitor(cfg)
     direction = conf.get("direction") or ("maximize" if mode == "max" else "minimize")
     data, model = _select(cfg, "data.name"), _select(cfg, "model.name")
