@@ -102,6 +102,25 @@ def test_prepare_cli_rejects_unknown_dataset():
     assert "valid: " + ", ".join(config_groups()["data"]) in line
 
 
+@pytest.mark.parametrize("args, message", [
+    (["digits", "--bogus"], "archbench-prepare: error: unrecognized arguments: --bogus"),
+    (["digits", "data.nope=1"], "archbench-prepare: error: Could not override 'data.nope'. To append to your config "
+                                "use +data.nope=1 (Key 'nope' is not in struct"),
+])
+def test_prepare_cli_refuses_bad_overrides_in_one_line(tmp_path, args, message):
+    """Both were Hydra tracebacks, exit 1 (an unknown option gets argparse's usage line first)."""
+    result = call_cli("archbench-prepare", *args, f"paths.data_dir={tmp_path}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
+    assert not list(tmp_path.iterdir())
+
+
+def test_prepare_cli_takes_a_comma_list_as_names(tmp_path):
+    result = call_cli("archbench-prepare", "digits,breast_cancer", f"paths.data_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["breast_cancer", "digits"]
+
+
 def test_help_lists_config_groups():
     result = run_cli("archbench-train", "--help")
     assert result.returncode == 0

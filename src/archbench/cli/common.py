@@ -20,13 +20,31 @@ def fail(program: str, message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 def reporting_errors(program: str, body: Callable[[], T]) -> T:
-    """Run ``body``; user errors become one stderr line and exit 2, a diverged run exit 3."""
+    """Run ``body``; user errors (archbench's, and Hydra's and OmegaConf's on overrides and config
+    files) become one stderr line and exit 2, a diverged run exit 3."""
     try:
         return body()
     except ArchbenchError as err:
         fail(program, str(err), EXIT_BAD_INPUT)
     except NonFiniteLossError as err:
         fail(program, f"training stopped: {err} (run marked FAILED in MLflow)", EXIT_DIVERGED)
+    except Exception as err:
+        line = config_error_line(err)
+        if line is None:
+            raise
+        fail(program, line, EXIT_BAD_INPUT)
+
+
+def config_error_line(err: BaseException) -> str | None:
+    """Hydra's or OmegaConf's error about an override or a config file as one line (with the
+    OmegaConf error Hydra wraps, as Hydra prints it); None for any other error."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not isinstance(err, (HydraException, OmegaConfBaseException)):
+        return None
+    cause = f" ({err.__cause__})" if isinstance(err.__cause__, OmegaConfBaseException) else ""
+    return " ".join(f"{err}{cause}".split())
 
 
 def check_group_choices(argv: list[str], groups: dict[str, list[str]]) -> str | None:

@@ -20,7 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("datasets", nargs="+", help="dataset names (conf/data/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.root=DIR")
     args, extra = parser.parse_known_args(argv)
-    names = [d for d in args.datasets if "=" not in d]
+    unknown = [a for a in extra if a.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    names = [name for d in args.datasets if "=" not in d for name in d.split(",")]  # a,b as a b
     overrides = [d for d in args.datasets if "=" in d] + args.overrides + extra
     choices = config_groups()["data"]
     for name in names:

@@ -27,17 +27,13 @@ def _precheck(argv: list[str]) -> None:
     overrides = [a for a in argv if not a.startswith("-") and "=" in a and not a.startswith("hydra")]
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv) or not overrides:
         return
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     from archbench.config import validate
-    from archbench.errors import ArchbenchError
 
-    try:
+    def check() -> None:
         for cfg in _job_configs(overrides, multirun):
             validate(cfg)
-    except (HydraException, OmegaConfBaseException, ArchbenchError) as err:
-        fail(PROGRAM, " ".join(str(err).split()))
+
+    reporting_errors(PROGRAM, check)
 
 
 def _job_configs(overrides: list[str], multirun: bool):
@@ -158,10 +154,7 @@ def _multirun() -> None:
     composition errors are one line, exit 2. ``HYDRA_FULL_ERROR`` set by the user keeps Hydra's way."""
     import os
 
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from archbench.cli.common import EXIT_BAD_INPUT, EXIT_DIVERGED
+    from archbench.cli.common import EXIT_BAD_INPUT, EXIT_DIVERGED, config_error_line
     from archbench.errors import ArchbenchError, NonFiniteLossError
 
     if os.environ.get("HYDRA_FULL_ERROR"):
@@ -174,9 +167,11 @@ def _multirun() -> None:
         raise SystemExit(EXIT_BAD_INPUT) from None
     except NonFiniteLossError:
         raise SystemExit(EXIT_DIVERGED) from None
-    except (HydraException, OmegaConfBaseException) as err:
-        cause = f" ({err.__cause__})" if isinstance(err.__cause__, OmegaConfBaseException) else ""
-        fail(PROGRAM, " ".join(f"{err}{cause}".split()))
+    except Exception as err:
+        line = config_error_line(err)
+        if line is None:
+            raise
+        fail(PROGRAM, line)
     finally:
         del os.environ["HYDRA_FULL_ERROR"]
 
