@@ -91,6 +91,33 @@ def test_predict_refuses_inputs_a_tensor_classifier_cannot_read_in_one_line(trai
     assert line.startswith("archbench-predict: error: ") and expected in line
 
 
+def _nan_sample(path):
+    x = np.zeros((3, 1, 8, 8), dtype=np.float32)
+    x[2, 0, 1, 1] = np.inf
+    np.save(path, x)
+
+
+@pytest.mark.parametrize(("name", "write", "expected"), [
+    ("junk.npy", lambda p: p.write_text("junk"), "not a NumPy .npy file (no NumPy header)"),
+    ("objects.npy", lambda p: np.save(p, np.array([{}], dtype=object), allow_pickle=True),
+     "cannot read it as .npy: Object arrays cannot be loaded when allow_pickle=False"),
+    ("junk.pt", lambda p: p.write_text("junk"), "cannot read it as .pt: "),
+    ("header.csv", lambda p: p.write_text("a,b\n1,2\n"), "could not convert string 'a' to float64 at row 0, "
+     "column 1. (numbers only, one flattened sample a row, no header)"),
+    ("empty.csv", lambda p: p.write_text(""), "empty.csv: no samples in it"),
+    ("empty.npy", lambda p: np.save(p, np.zeros((0, 1, 8, 8), dtype=np.float32)), "empty.npy: no samples in it"),
+    ("inf.npy", _nan_sample, "inf.npy: NaN or infinite values (sample 2); the model reads finite numbers"),
+])
+def test_predict_refuses_unreadable_empty_and_non_finite_inputs_in_one_line(trained, tmp_path, name, write, expected):
+    """Before: tracebacks (header.csv, junk.npy, junk.pt), a header-only answer and exit 0 (empty.npy),
+    nan probabilities and exit 0 (a NaN input)."""
+    write(tmp_path / name)
+    result = _predict(trained, str(tmp_path / name), "--model-uri", _uri(trained, "cnn"))
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("archbench-predict: error: ") and expected in line
+
+
 def test_test_metrics_are_logged_once(trained):
     run_id = json.loads((trained / "cnn" / "run.json").read_text())["run_id"]
     client = mlflow.MlflowClient(f"sqlite:///{trained / 'mlflow.db'}")

@@ -38,24 +38,43 @@ from archbench.tracking.runs import source_run_id
 PROGRAM = "archbench-predict"
 
 
-def _load_inputs(path: Path, input_shape: list[int]):
+def _read_array(path: Path):
+    """The samples in a .npy, .csv or prepared .pt file as float32; one line, exit 2, for a missing,
+    unreadable, empty or non-numeric file and for NaN or infinite values."""
+    import warnings
+
     import numpy as np
     import torch
 
     if not path.is_file():
         fail(PROGRAM, f"no input file {path}")
-    if path.suffix == ".npy":
-        x = np.load(path, allow_pickle=False)
-    elif path.suffix == ".csv":
-        x = np.loadtxt(path, delimiter=",", ndmin=2)
-    elif path.suffix == ".pt":
-        x = torch.load(path, map_location="cpu", weights_only=True)["x"].numpy()
-    elif path.suffix.lower() == ".wav":
+    if path.suffix.lower() == ".wav":
         fail(PROGRAM, f"{path}: this model classifies prepared tensors (.npy, .csv, .pt), not recordings; a "
                       f"WAV needs an audio classifier logged with its features (data=fsdd, fsdd_speaker, audio_folder)")
-    else:
+    readers = {".npy": lambda: np.load(path, allow_pickle=False),
+               ".csv": lambda: np.loadtxt(path, delimiter=",", ndmin=2),
+               ".pt": lambda: torch.load(path, map_location="cpu", weights_only=True)["x"].numpy()}
+    if path.suffix not in readers:
         fail(PROGRAM, f"{path}: unsupported input type {path.suffix!r}; valid: .npy, .csv, .pt")
-    x = np.asarray(x, dtype=np.float32)
+    if path.suffix == ".npy" and path.open("rb").read(6) != b"\x93NUMPY":
+        fail(PROGRAM, f"{path}: not a NumPy .npy file (no NumPy header)")
+    try:
+        with warnings.catch_warnings():  # an empty .csv: refused below
+            warnings.simplefilter("ignore", UserWarning)
+            x = np.asarray(readers[path.suffix](), dtype=np.float32)
+    except Exception as err:  # noqa: BLE001 - whatever a reader raises, the user's file is at fault
+        hint = " (numbers only, one flattened sample a row, no header)" if path.suffix == ".csv" else ""
+        fail(PROGRAM, f"{path}: cannot read it as {path.suffix}: {' '.join(str(err).split())}{hint}")
+    if x.size == 0:
+        fail(PROGRAM, f"{path}: no samples in it")
+    if not np.isfinite(x).all():
+        rows = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)) if x.ndim > 1 else [0]
+        fail(PROGRAM, f"{path}: NaN or infinite values (sample {int(rows[0])}); the model reads finite numbers")
+    return x
+
+
+def _load_inputs(path: Path, input_shape: list[int]):
+    x = _read_array(path)
     if not input_shape:
         return x
     if path.suffix == ".csv" and x.shape[1] == prod(input_shape):
