@@ -121,6 +121,26 @@ def test_prepare_cli_takes_a_comma_list_as_names(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["breast_cancer", "digits"]
 
 
+@pytest.mark.parametrize("args, message", [
+    (["archbench-predict", "x.npy", "--top", "0"], "--top must be ≥ 1, got 0"),
+    (["archbench-predict", "x.npy", "--limit", "-1"], "--limit must be ≥ 1, got -1"),
+    (["archbench-predict", "x.npy", "--beam-size", "0"], "--beam-size must be ≥ 1, got 0"),
+    (["archbench-generate", "--length", "0"], "--length must be ≥ 1, got 0"),
+    (["archbench-generate", "--top-k", "-3"], "--top-k must be ≥ 1, got -3"),
+    (["archbench-generate", "--temperature", "0"], "--temperature must be > 0, got 0"),
+    (["archbench-export", "--tolerance", "-1"], "--tolerance must be ≥ 0, got -1"),
+    (["archbench-recommend", "1", "--top", "0"], "--top must be ≥ 1, got 0"),
+    (["archbench-transcribe", "a.wav", "--beam-size", "0"], "--beam-size must be ≥ 1 (1: greedy), got 0"),
+    (["archbench-sbatch", "--nodes", "2", "--gpus-per-node", "1", "--hours", "0"], "--hours must be > 0, got 0"),
+    (["archbench-sbatch", "--nodes", "2", "--gpus-per-node", "0"], "--gpus-per-node must be ≥ 1, got 0"),
+])
+def test_numeric_options_out_of_range_are_one_line_before_any_model_loads(args, message):
+    """Before, predict's --top 0 and generate's --top-k -3 were tracebacks, predict's --limit -1 and
+    export's negative --tolerance ran with a meaningless value."""
+    model = [] if args[0] == "archbench-sbatch" else ["--model-uri", "runs:/0123456789abcdef/model"]
+    assert _one_line_error(call_cli(*args, *model)) == f"{args[0]}: error: {message}"
+
+
 def test_help_lists_config_groups():
     result = run_cli("archbench-train", "--help")
     assert result.returncode == 0

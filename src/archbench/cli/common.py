@@ -35,6 +35,18 @@ def reporting_errors(program: str, body: Callable[[], T]) -> T:
         fail(program, line, EXIT_BAD_INPUT)
 
 
+def at_least(program: str, option: str, value: float | None, low: float, note: str = "") -> None:
+    """One line, exit 2, when an option's ``value`` (None: not given) is below ``low``."""
+    if value is not None and value < low:
+        fail(program, f"{option} must be ≥ {low:g}{note}, got {value:g}")
+
+
+def above(program: str, option: str, value: float | None, low: float) -> None:
+    """One line, exit 2, when an option's ``value`` (None: not given) is not above ``low``."""
+    if value is not None and not value > low:
+        fail(program, f"{option} must be > {low:g}, got {value:g}")
+
+
 def config_error_line(err: BaseException) -> str | None:
     """Hydra's or OmegaConf's error about an override or a config file as one line (with the
     OmegaConf error Hydra wraps, as Hydra prints it); None for any other error."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from archbench.cli.common import (
     add_model_arguments,
+    at_least,
     fail,
     load_logged_model,
     model_uri,
@@ -91,8 +92,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    if args.batch_size is not None and args.batch_size < 2:
-        fail(PROGRAM, f"--batch-size must be ≥ 2 (the batch axis stays dynamic), got {args.batch_size}")
+    at_least(PROGRAM, "--batch-size", args.batch_size, 2, " (the batch axis stays dynamic)")
+    at_least(PROGRAM, "--tolerance", args.tolerance, 0)
     code = reporting_errors(PROGRAM, lambda: _export(args))
     if code:
         raise SystemExit(code)

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import argparse
 
-from archbench.cli.common import add_model_arguments, load_logged_model, reporting_errors
+from archbench.cli.common import (
+    above,
+    add_model_arguments,
+    at_least,
+    load_logged_model,
+    reporting_errors,
+)
 
 PROGRAM = "archbench-generate"
 
@@ -20,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    at_least(PROGRAM, "--length", args.length, 1)
+    at_least(PROGRAM, "--top-k", args.top_k, 1)
+    above(PROGRAM, "--temperature", args.temperature, 0)
 
     def run() -> None:
         model = load_logged_model(PROGRAM, args, "generate", "a language model (trained on a text dataset)")

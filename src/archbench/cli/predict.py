@@ -28,6 +28,7 @@ from typing import Any
 
 from archbench.cli.common import (
     add_model_arguments,
+    at_least,
     fail,
     load_logged_model,
     model_uri,
@@ -91,6 +92,8 @@ def _load_inputs(path: Path, input_shape: list[int]):
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    for option, value in (("--top", args.top), ("--limit", args.limit), ("--beam-size", args.beam_size)):
+        at_least(PROGRAM, option, value, 1)
     if (args.input is None) == (not args.text):
         fail(PROGRAM, "give either an INPUT file or --text \"...\" (not both)"
              if args.input is not None else "give an INPUT file (.npy, .csv, .pt, .txt) or --text \"...\"")

@@ -11,7 +11,12 @@ import argparse
 import csv
 import sys
 
-from archbench.cli.common import add_model_arguments, fail, load_logged_model, reporting_errors
+from archbench.cli.common import (
+    add_model_arguments,
+    at_least,
+    load_logged_model,
+    reporting_errors,
+)
 
 PROGRAM = "archbench-recommend"
 
@@ -24,8 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--include-seen", action="store_true", help="also list items rated in training")
     add_model_arguments(parser, "movielens-mf")
     args = parser.parse_args(argv)
-    if args.top < 1:
-        fail(PROGRAM, f"--top must be ≥ 1, got {args.top}")
+    at_least(PROGRAM, "--top", args.top, 1)
 
     def run() -> None:
         import torch

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from archbench.cli.common import fail
+from archbench.cli.common import above, at_least, fail
 
 PROGRAM = "archbench-sbatch"
 
@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tracking-uri", default=None, help="exported as MLFLOW_TRACKING_URI in the job")
     parser.add_argument("overrides", nargs="*", help="archbench-train overrides (after --)")
     args = parser.parse_args(argv)
-    if args.nodes < 1 or args.gpus_per_node < 1:
-        fail(PROGRAM, f"--nodes and --gpus-per-node must be ≥ 1, got {args.nodes} and {args.gpus_per_node}")
+    for option, value in (("--nodes", args.nodes), ("--gpus-per-node", args.gpus_per_node),
+                          ("--cpus-per-gpu", args.cpus_per_gpu), ("--port", args.port)):
+        at_least(PROGRAM, option, value, 1)
+    above(PROGRAM, "--hours", args.hours, 0)
     from archbench.cli.common import check_group_choices
     from archbench.config import compose, config_groups
 

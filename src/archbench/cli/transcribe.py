@@ -11,7 +11,13 @@ import csv
 import sys
 from pathlib import Path
 
-from archbench.cli.common import add_model_arguments, fail, load_logged_model, reporting_errors
+from archbench.cli.common import (
+    add_model_arguments,
+    at_least,
+    fail,
+    load_logged_model,
+    reporting_errors,
+)
 
 PROGRAM = "archbench-transcribe"
 
@@ -23,8 +29,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="prefix beam width (1: greedy; default: the model's decode.beam_size)")
     add_model_arguments(parser, "fsdd_strings-deepspeech")
     args = parser.parse_args(argv)
-    if args.beam_size is not None and args.beam_size < 1:
-        fail(PROGRAM, f"--beam-size must be ≥ 1 (1: greedy), got {args.beam_size}")
+    at_least(PROGRAM, "--beam-size", args.beam_size, 1, " (1: greedy)")
     missing = next((f for f in args.files if not f.is_file()), None)
     if missing is not None:
         fail(PROGRAM, f"no input file {missing}")
