@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from archbench.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where optimizers are built: validating a config needs none
+    import torch
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 SCHEDULERS = ("none", "cosine", "warmup_cosine", "step", "multistep", "exponential", "onecycle")
@@ -70,6 +71,8 @@ def _fused_or_default(cls: type[torch.optim.Optimizer], params: list[torch.nn.Pa
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -> torch.optim.Optimizer:
     """``optimizer.fused`` (default true) picks torch's fused kernels where they exist (sgd,
     momentum, adam, adamw); the update rule is the same."""
+    import torch
+
     validate_optimizer(cfg)
     name = cfg["name"]
     lr = _positive_float(cfg, "lr")
@@ -97,6 +100,8 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], max_epochs: int,
                     total_steps: int) -> dict[str, Any] | None:
     """A Lightning ``lr_scheduler`` dict, or None for a constant learning rate."""
+    import torch
+
     validate_scheduler(cfg or {})
     name = (cfg or {}).get("name", "none")
     if name == "none":
