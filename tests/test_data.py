@@ -162,6 +162,21 @@ def test_missing_text_file_says_where_to_put_it(tmp_path):
         prepare("tinyshakespeare", {"path": str(tmp_path / "input.txt")}, tmp_path / "t")
 
 
+@pytest.mark.parametrize("dataset, key, name", [
+    ("tinyshakespeare", "path", "input.txt"),
+    ("parallel_text", "tsv", "pairs.tsv"),
+    ("text_files", "path", "reviews.csv"),
+])
+def test_a_text_file_not_in_utf8_is_named_in_one_line(tmp_path, dataset, key, name):
+    """Latin-1 text (café); tinyshakespeare's and parallel_text's readers raised Python's
+    UnicodeDecodeError, which names neither the file nor the fix."""
+    path = tmp_path / name
+    path.write_bytes("text,label\ncaf\xe9\tcoffee,a\n".encode("latin-1"))
+    with pytest.raises(DataError, match=rf"{name}.* (is not UTF-8 text \(byte 14: invalid continuation byte\); "
+                                        rf"save it as UTF-8|UnicodeDecodeError)"):
+        prepare(dataset, {key: str(path)}, tmp_path / "t")
+
+
 @pytest.mark.skipif(not (SHARED_MNIST.parent / "tinyshakespeare/input.txt").is_file(),
                     reason="../shared/datasets/tinyshakespeare not present")
 def test_tinyshakespeare_from_a_local_file(tmp_path):

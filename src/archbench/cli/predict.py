@@ -193,12 +193,15 @@ def _translate(model, texts: list[str], beam_size: int | None) -> None:
 
 def _load_texts(path: Path | None, texts: list[str]) -> list[str]:
     """``--text`` values, or the lines of a UTF-8 ``.txt`` file (an empty line is an error)."""
+    from archbench.data.sources import utf8
+
     if path is not None:
         if path.suffix != ".txt":
             fail(PROGRAM, f"{path}: a text model reads a .txt file (one text per line) or --text")
         if not path.is_file():
             fail(PROGRAM, f"no input file {path}")
-        texts = path.read_text(encoding="utf-8").splitlines()
+        with utf8(path):
+            texts = path.read_text(encoding="utf-8").splitlines()
         while texts and not texts[-1].strip():
             texts.pop()  # a trailing newline is not an example
     for number, text in enumerate(texts, start=1):

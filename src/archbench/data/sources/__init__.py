@@ -8,10 +8,24 @@ prepare engine's job (``archbench.data.prepare``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from archbench.errors import DataError
+
+
+@contextmanager
+def utf8(path) -> Iterator[None]:
+    """Around reading ``path`` as UTF-8: a file in another encoding is one ``DataError`` naming it
+    and the first bad byte (Python's own error names neither the file nor a fix)."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, download
+from archbench.data.sources import Source, download, utf8
 from archbench.errors import DataError
 
 
@@ -40,5 +40,7 @@ def text_file(cfg: dict[str, Any]) -> Source:
         else:
             raise DataError(f"text file not found: {path.resolve()}; put the corpus there, set "
                             f"data.path=FILE, or data.download=true to fetch {cfg.get('url')}")
-    return characters(path.read_text(encoding="utf-8"), {"origin": str(path.resolve())},
+    with utf8(path):
+        text = path.read_text(encoding="utf-8")
+    return characters(text, {"origin": str(path.resolve())},
                       int(cfg.get("block_size", 64)))
