@@ -93,6 +93,9 @@ def test_a_non_wav_file_is_refused_in_one_line(tmp_path):
     with pytest.raises(DataError, match="not a PCM WAV file") as err:
         read_wav(fake, RATE)
     assert "\n" not in str(err.value)
+    fake.write_bytes(b"junk\n")  # shorter than a header: EOFError, which carries no message
+    with pytest.raises(DataError, match=r"x.wav: not a PCM WAV file \(the file ends before its header does\)$"):
+        read_wav(fake, RATE)
 
 
 # --- features ---------------------------------------------------------------------------------

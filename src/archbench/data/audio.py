@@ -32,7 +32,8 @@ def read_wav(path: str | Path, sample_rate: int, resample: bool = True) -> np.nd
             channels, width, rate = handle.getnchannels(), handle.getsampwidth(), handle.getframerate()
             raw = handle.readframes(handle.getnframes())
     except (wave.Error, EOFError) as err:
-        raise DataError(f"{path}: not a PCM WAV file ({err})") from None
+        reason = str(err) or "the file ends before its header does"  # EOFError carries no message
+        raise DataError(f"{path}: not a PCM WAV file ({reason})") from None
     except OSError as err:
         raise DataError(f"{path}: unreadable ({err.strerror or err})") from None
     if width not in (1, 2, 4):
