@@ -264,6 +264,26 @@ def test_explicit_groups_and_keys_win_over_the_recipe():
         "mnist1d_mlp.yaml")
 
 
+def test_a_recipe_key_the_config_lacks_is_refused_with_the_closest_keys():
+    """Applied with force_add, a typo (data.batch_sise) used to be added and never read."""
+    from omegaconf import OmegaConf, open_dict
+
+    from archbench.config import apply_recipe
+
+    def applying(preset: dict):
+        cfg = compose(["data=digits", "model=mlp", "recipe=null"])
+        with open_dict(cfg):
+            cfg.recipe_preset = OmegaConf.create(preset)
+        return apply_recipe(cfg, ["data=digits", "model=mlp"])
+
+    with pytest.raises(ConfigError, match=r"^conf/recipe/digits_mlp.yaml sets data.batch_sise, a key the config "
+                                          r"does not have; did you mean data.batch_size, "):
+        applying({"data": {"batch_sise": 3}})
+    with pytest.raises(ConfigError, match=r"sets nosuch, a key the config does not have$"):
+        applying({"nosuch": 3})
+    assert "sets data.batch_size, optimizer.rho" in applying({"data": {"batch_size": 3}, "optimizer": {"rho": 0.9}})
+
+
 @pytest.mark.slow
 def test_cfg_job_shows_the_effective_config_and_the_recipe_line():
     result = run_cli("archbench-train", "data=mnist1d", "model=transformer", "optimizer=sgd", "--cfg", "job")

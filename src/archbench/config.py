@@ -113,6 +113,7 @@ def apply_recipe(cfg: DictConfig, overrides: list[str]) -> str | None:
         return any(key == e or key.startswith(e + ".") or e.startswith(key + ".") for e in explicit)
 
     leaves = dotted_leaves(OmegaConf.to_container(preset, resolve=False))
+    _refuse_unknown_recipe_keys(cfg, leaves, f"conf/recipe/{name}.yaml")
     applied = {k: v for k, v in leaves.items() if not chosen(k)}
     with open_dict(cfg):
         del cfg["recipe_preset"]
@@ -123,6 +124,28 @@ def apply_recipe(cfg: DictConfig, overrides: list[str]) -> str | None:
         cfg.recipe_applied = {"file": f"conf/recipe/{name}.yaml", "keys": sorted(applied), "kept": kept}
     line = f"archbench: recipe conf/recipe/{name}.yaml sets {', '.join(sorted(applied)) or 'nothing'}"
     return line + (f" (your choice kept: {', '.join(kept)})" if kept else "")
+
+
+# recipe keys that may be new to the composed config: each group's own check names its valid keys
+# (validate_optimizer, validate_scheduler, the net's constructor arguments)
+OPEN_RECIPE_GROUPS = ("optimizer", "scheduler", "model")
+
+
+def _refuse_unknown_recipe_keys(cfg: DictConfig, leaves: dict[str, Any], file: str) -> None:
+    """A recipe key the config does not have (``data.batch_sise``) would be added unread: refused,
+    naming the file and the closest existing keys."""
+    from difflib import get_close_matches
+
+    missing = object()
+    for key in leaves:
+        if key.split(".")[0] in OPEN_RECIPE_GROUPS or OmegaConf.select(cfg, key, default=missing) is not missing:
+            continue
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        siblings = OmegaConf.select(cfg, parent) if parent else cfg
+        names = [f"{parent}.{k}" if parent else str(k) for k in (siblings or {})] if isinstance(siblings, DictConfig) else []
+        close = get_close_matches(key, names, n=2, cutoff=0.8)
+        raise ConfigError(f"{file} sets {key}, a key the config does not have"
+                          + (f"; did you mean {', '.join(close)}?" if close else ""))
 
 
 def _switch_groups(cfg: DictConfig, applied: dict[str, Any], chosen) -> None:
