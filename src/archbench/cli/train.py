@@ -143,6 +143,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             raise  # the sweeper records it (e.g. PRUNED); not an error
         except (ArchbenchError, NonFiniteLossError) as err:
             print(f"{PROGRAM}: error: job {HydraConfig.get().job.num}: {err}", file=sys.stderr)
+            err.reported = True  # said once; kept through joblib's pickling (the instance's __dict__)
             raise
     return reporting_errors(PROGRAM, lambda: run_from_hydra(cfg))
 
@@ -163,10 +164,10 @@ def _multirun() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises here instead of printing and exiting 1
     try:
         _hydra_main()
-    except ArchbenchError:
-        raise SystemExit(EXIT_BAD_INPUT) from None
-    except NonFiniteLossError:
-        raise SystemExit(EXIT_DIVERGED) from None
+    except (ArchbenchError, NonFiniteLossError) as err:  # a job's, or a callback's (said here)
+        if not getattr(err, "reported", False):
+            print(f"{PROGRAM}: error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT if isinstance(err, ArchbenchError) else EXIT_DIVERGED) from None
     except Exception as err:
         line = config_error_line(err)
         if line is None:
