@@ -161,7 +161,8 @@ def _switch_groups(cfg: DictConfig, applied: dict[str, Any], chosen) -> None:
         cfg[group] = OmegaConf.merge(OmegaConf.load(path), mine)
 
 
-def _int_at_least(cfg: DictConfig, key: str, minimum: int) -> None:
+def int_at_least(cfg: DictConfig, key: str, minimum: int) -> None:
+    """``key`` (if set) is an integer ≥ ``minimum``, or one ConfigError line naming it."""
     value = OmegaConf.select(cfg, key)
     if value is None:
         return
@@ -186,11 +187,11 @@ def validate(cfg: DictConfig) -> None:
     """Reject values that cannot work before anything is written."""
     from archbench.tasks.optim import validate_optimizer, validate_scheduler
 
-    _int_at_least(cfg, "trainer.max_epochs", 1)
-    _int_at_least(cfg, "data.batch_size", 1)
-    _int_at_least(cfg, "data.eval_batch_size", 1)
-    _int_at_least(cfg, "seed", 0)
-    _int_at_least(cfg, "threads", 1)  # null: torch's default
+    int_at_least(cfg, "trainer.max_epochs", 1)
+    int_at_least(cfg, "data.batch_size", 1)
+    int_at_least(cfg, "data.eval_batch_size", 1)
+    int_at_least(cfg, "seed", 0)
+    int_at_least(cfg, "threads", 1)  # null: torch's default
     validate_split_fractions(to_dict(cfg.data))
     validate_optimizer(to_dict(cfg.optimizer))
     validate_scheduler(to_dict(cfg.scheduler))
