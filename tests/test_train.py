@@ -1,6 +1,7 @@
 """``train(cfg)`` in-process on tiny budgets, tracked in a temp sqlite MLflow store."""
 
 import json
+import re
 
 import mlflow
 import numpy as np
@@ -131,6 +132,35 @@ def test_a_multiruns_job_configs_are_every_combination_of_its_swept_values(data_
     assert [(c.model.name, c.recipe_applied.file) for c in models] == [
         ("mlp", "conf/recipe/digits_mlp.yaml"), ("logistic", "conf/recipe/digits_logistic.yaml")]
     assert [c.seed for c in _job_configs(["data=digits", "seed=5", where], False)] == [5]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("logger.tracking_uri=/some/folder", "logger.tracking_uri must be a database or server URI"),
+    ("logger.tracking_uri=bogus://x", "got 'bogus://x'"),
+    ("register=maybe", "register must be true or false, got 'maybe'"),
+    ("callbacks.progress_bar=fancy", "unknown callbacks.progress_bar 'fancy'; valid: rich, tqdm, none"),
+    ("callbacks.early_stopping.patience=-1", "callbacks.early_stopping.patience must be an integer ≥ 0, got -1"),
+])
+def test_tracking_and_callback_settings_that_cannot_work_are_refused(make_cfg, override, message):
+    """Before: a plain folder or an unknown scheme failed in MLflow with a traceback; register=maybe
+    registered, progress_bar=fancy and a negative patience were accepted without a word."""
+    from archbench.config import validate
+    from archbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(make_cfg(override))
+    validate(make_cfg("logger.tracking_uri=postgresql+psycopg2://u@127.0.0.1/x"))
+
+
+def test_a_monitor_no_metric_answers_is_one_line_listing_the_logged_ones(make_cfg):
+    """Lightning finds it after the first validated epoch; it was a RuntimeError traceback."""
+    from archbench.errors import ConfigError
+
+    for early_stopping in ("true", "false"):
+        cfg = make_cfg("data=digits", "model=logistic", "callbacks.monitor=val/nope",
+                       f"callbacks.early_stopping.enabled={early_stopping}", output=f"run-{early_stopping}")
+        with pytest.raises(ConfigError, match=r"^callbacks.monitor=val/nope is not a metric this run logs: .*val/acc"):
+            train(cfg)
 
 
 def test_same_seed_same_metrics(make_cfg):

@@ -201,9 +201,29 @@ def validate(cfg: DictConfig) -> None:
     select = OmegaConf.select(cfg, "callbacks.checkpoint.select", default="best")
     if select not in CHECKPOINT_SELECTIONS:
         raise ConfigError(f"unknown callbacks.checkpoint.select {select!r}; valid: {', '.join(CHECKPOINT_SELECTIONS)}")
+    _validate_tracking_and_callbacks(cfg)
     channels_last = OmegaConf.select(cfg, "trainer.channels_last", default="auto")
     if not (channels_last == "auto" or isinstance(channels_last, bool)):
         raise ConfigError(f"unknown trainer.channels_last {channels_last!r}; valid: auto, true, false")
+
+
+# where runs can be tracked: a database or a server (MLflow's file store is in maintenance mode)
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+PROGRESS_BARS = ("rich", "tqdm", "none")
+
+
+def _validate_tracking_and_callbacks(cfg: DictConfig) -> None:
+    uri = str(OmegaConf.select(cfg, "logger.tracking_uri", default="") or "")
+    if uri.split(":", 1)[0].split("+", 1)[0] not in TRACKING_SCHEMES:
+        raise ConfigError(f"logger.tracking_uri must be a database or server URI (sqlite:///PATH, "
+                          f"postgresql://…, http://HOST:PORT; MLFLOW_TRACKING_URI sets it), got {uri!r}")
+    register = OmegaConf.select(cfg, "register", default=False)
+    if not isinstance(register, bool):
+        raise ConfigError(f"register must be true or false, got {register!r}")
+    bar = OmegaConf.select(cfg, "callbacks.progress_bar", default="none")
+    if bar not in PROGRESS_BARS:
+        raise ConfigError(f"unknown callbacks.progress_bar {bar!r}; valid: {', '.join(PROGRESS_BARS)}")
+    int_at_least(cfg, "callbacks.early_stopping.patience", 0)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -258,8 +259,9 @@ def _fit_and_test(cfg, task, built, datamodule, point, run_id, stamp) -> tuple[d
                          default_root_dir=str(out_dir))
     settle()  # the training loop collects its garbage as usual (archbench.gc_policy)
     started = time.perf_counter()
-    trainer.fit(built.module, datamodule=datamodule,
-                ckpt_path=str(point.checkpoint) if point.checkpoint else None)
+    with _monitor_must_exist(monitor):
+        trainer.fit(built.module, datamodule=datamodule,
+                    ckpt_path=str(point.checkpoint) if point.checkpoint else None)
     train_seconds = prior_seconds + time.perf_counter() - started  # a resumed run counts it all
     epochs = _epochs_trained(trainer, out_dir)
     for callback in callbacks:
@@ -271,6 +273,23 @@ def _fit_and_test(cfg, task, built, datamodule, point, run_id, stamp) -> tuple[d
     results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     return {**results, f"{monitor}_best": score, "epochs": float(epochs),
             "train_seconds": round(train_seconds, 3)}, best_path
+
+
+@contextmanager
+def _monitor_must_exist(monitor: str):
+    """Lightning finds an unknown ``callbacks.monitor`` only once the first epoch is validated; its
+    error (which lists the logged metrics) becomes one ConfigError line (the run is marked FAILED)."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    from archbench.errors import ConfigError
+
+    try:
+        yield
+    except (RuntimeError, MisconfigurationException) as err:
+        text = " ".join(str(err).split())
+        if f"`{monitor}` which is not available" not in text and f"monitor='{monitor}'" not in text:
+            raise
+        raise ConfigError(f"callbacks.monitor={monitor} is not a metric this run logs: {text}") from None
 
 
 def _test_from(module, callbacks: list, path: str) -> str | None:
