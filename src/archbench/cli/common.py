@@ -35,16 +35,12 @@ def reporting_errors(program: str, body: Callable[[], T]) -> T:
         fail(program, line, EXIT_BAD_INPUT)
 
 
-def at_least(program: str, option: str, value: float | None, low: float, note: str = "") -> None:
-    """One line, exit 2, when an option's ``value`` (None: not given) is below ``low``."""
-    if value is not None and value < low:
-        fail(program, f"{option} must be ≥ {low:g}{note}, got {value:g}")
-
-
-def above(program: str, option: str, value: float | None, low: float) -> None:
-    """One line, exit 2, when an option's ``value`` (None: not given) is not above ``low``."""
-    if value is not None and not value > low:
-        fail(program, f"{option} must be > {low:g}, got {value:g}")
+def at_least(program: str, option: str, value: float | None, low: float, note: str = "",
+             exclusive: bool = False) -> None:
+    """One line, exit 2, when an option's ``value`` (None: not given) is below ``low`` (or equal
+    to it, with ``exclusive``)."""
+    if value is not None and not (value > low if exclusive else value >= low):  # NaN too
+        fail(program, f"{option} must be {'>' if exclusive else '≥'} {low:g}{note}, got {value:g}")
 
 
 def config_error_line(err: BaseException) -> str | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 
 from archbench.cli.common import (
-    above,
     add_model_arguments,
     at_least,
     load_logged_model,
@@ -28,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     at_least(PROGRAM, "--length", args.length, 1)
     at_least(PROGRAM, "--top-k", args.top_k, 1)
-    above(PROGRAM, "--temperature", args.temperature, 0)
+    at_least(PROGRAM, "--temperature", args.temperature, 0, exclusive=True)
 
     def run() -> None:
         model = load_logged_model(PROGRAM, args, "generate", "a language model (trained on a text dataset)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from archbench.cli.common import above, at_least, fail
+from archbench.cli.common import at_least, fail
 
 PROGRAM = "archbench-sbatch"
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     for option, value in (("--nodes", args.nodes), ("--gpus-per-node", args.gpus_per_node),
                           ("--cpus-per-gpu", args.cpus_per_gpu), ("--port", args.port)):
         at_least(PROGRAM, option, value, 1)
-    above(PROGRAM, "--hours", args.hours, 0)
+    at_least(PROGRAM, "--hours", args.hours, 0, exclusive=True)
     from archbench.cli.common import check_group_choices
     from archbench.config import compose, config_groups
 
