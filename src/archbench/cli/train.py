@@ -150,29 +150,30 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def _multirun() -> None:
     """A multirun ends as a single run does. Hydra runs every job, then re-raises the first failed
-    job's error, which that job already reported in one line ("job N: ..."): the exit status is
-    that error's (2 bad input, 3 diverged) instead of Hydra's traceback and 1. Hydra's own
-    composition errors are one line, exit 2. ``HYDRA_FULL_ERROR`` set by the user keeps Hydra's way."""
+    job's error: one the job already reported in one line ("job N: ...") only sets the exit status
+    (2 bad input, 3 diverged); any other (a callback's, Hydra's own) goes through
+    ``reporting_errors``, instead of Hydra's traceback and 1. ``HYDRA_FULL_ERROR`` set by the user
+    keeps Hydra's way."""
     import os
 
-    from archbench.cli.common import EXIT_BAD_INPUT, EXIT_DIVERGED, config_error_line
+    from archbench.cli.common import EXIT_BAD_INPUT, EXIT_DIVERGED
     from archbench.errors import ArchbenchError, NonFiniteLossError
 
     if os.environ.get("HYDRA_FULL_ERROR"):
         _hydra_main()
         return
+
+    def body() -> None:
+        try:
+            _hydra_main()
+        except (ArchbenchError, NonFiniteLossError) as err:
+            if not getattr(err, "reported", False):
+                raise
+            raise SystemExit(EXIT_BAD_INPUT if isinstance(err, ArchbenchError) else EXIT_DIVERGED) from None
+
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises here instead of printing and exiting 1
     try:
-        _hydra_main()
-    except (ArchbenchError, NonFiniteLossError) as err:  # a job's, or a callback's (said here)
-        if not getattr(err, "reported", False):
-            print(f"{PROGRAM}: error: {err}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_INPUT if isinstance(err, ArchbenchError) else EXIT_DIVERGED) from None
-    except Exception as err:
-        line = config_error_line(err)
-        if line is None:
-            raise
-        fail(PROGRAM, line)
+        reporting_errors(PROGRAM, body)
     finally:
         del os.environ["HYDRA_FULL_ERROR"]
 
