@@ -57,8 +57,10 @@ def _read_array(path: Path):
                ".pt": lambda: torch.load(path, map_location="cpu", weights_only=True)["x"].numpy()}
     if path.suffix not in readers:
         fail(PROGRAM, f"{path}: unsupported input type {path.suffix!r}; valid: .npy, .csv, .pt")
-    if path.suffix == ".npy" and path.open("rb").read(6) != b"\x93NUMPY":
-        fail(PROGRAM, f"{path}: not a NumPy .npy file (no NumPy header)")
+    if path.suffix == ".npy":
+        with path.open("rb") as handle:
+            if handle.read(6) != b"\x93NUMPY":
+                fail(PROGRAM, f"{path}: not a NumPy .npy file (no NumPy header)")
     try:
         with warnings.catch_warnings():  # an empty .csv: refused below
             warnings.simplefilter("ignore", UserWarning)
