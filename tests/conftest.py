@@ -153,6 +153,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on: a tracking server or database that is down."""
+    return free_port()
+
+
 @contextlib.contextmanager
 def http_server(command: list[str], probe: str, env: dict | None = None, seconds: float = 120):
     """Start ``command`` (a server on loopback) in its own process group, wait until ``probe`` (a

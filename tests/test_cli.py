@@ -88,6 +88,40 @@ def test_a_multirun_job_that_fails_on_its_data_lets_the_others_finish_and_exits_
     assert (sweep / "digits" / "metrics.json").is_file()  # the good job finished
 
 
+@pytest.mark.parametrize("mode", ["-m", "hydra.mode=MULTIRUN"])
+def test_a_multirun_by_either_spelling_is_checked_before_its_first_job(tmp_path, isolated, mode):
+    """Hydra's ``hydra.mode=MULTIRUN`` is ``-m``; before, it skipped the precheck: the good seed
+    trained, then the bad one raised a traceback, exit 1."""
+    result = call_cli("archbench-train", mode, "data=digits", "model=logistic", "seed=1,a",
+                      f"paths.data_dir={tmp_path / 'prepared'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                      env=isolated)
+    assert _one_line_error(result) == "archbench-train: error: seed must be an integer ≥ 0, got 'a'"
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "prepared").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("hydra.nope=1", "Could not override 'hydra.nope'. To append to your config use +hydra.nope=1"),
+    ("hydra.mode=multirun", "Error merging override hydra.mode=multirun (Invalid value 'multirun', "
+                            "expected one of [RUN, MULTIRUN]"),
+])
+def test_a_bad_hydra_setting_in_a_single_run_is_one_line(tmp_path, isolated, override, message):
+    """Before, Hydra printed its own error over several lines and exited 1 (multiruns already said it in one)."""
+    result = call_cli("archbench-train", "data=digits", "model=logistic", override,
+                      f"hydra.run.dir={tmp_path / 'run'}", env=isolated)
+    assert _one_line_error(result).startswith(f"archbench-train: error: {message}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_tracking_server_that_does_not_answer_is_one_line_for_a_logged_model(closed_port):
+    """Before, archbench-predict retried the server for minutes, then said it could not load the model."""
+    result = call_cli("archbench-predict", "--registered", "digits-mlp", "--text", "hello",
+                      "--tracking-uri", f"http://127.0.0.1:{closed_port}")
+    assert _one_line_error(result) == (
+        f"archbench-predict: error: --tracking-uri: no server answers at http://127.0.0.1:{closed_port} "
+        f"(Connection refused); start it (mlflow server --host HOST --port PORT) or point --tracking-uri "
+        f"at one that runs")
+
+
 def test_a_multirun_with_a_bad_sweeper_value_is_one_line(tmp_path, isolated):
     result = call_cli("archbench-train", "-m", "hparams_search=lr_wd", "data=digits", "model=logistic",
                       "hydra.sweeper.n_trials=abc", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",

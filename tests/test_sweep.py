@@ -59,6 +59,28 @@ def test_a_sweep_of_no_trials_is_refused_before_its_study_exists(tmp_path):
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.parametrize("override, message", [
+    pytest.param("trainer=gpu", "trainer: No supported gpu backend found!", marks=pytest.mark.skipif(
+        torch.cuda.is_available() or torch.backends.mps.is_available(), reason="a GPU is here")),
+    ("hydra.sweeper.storage=postgresql+psycopg2://optuna@127.0.0.1:{port}/optuna",
+     "hydra.sweeper.storage: cannot connect to postgresql+psycopg2://optuna@127.0.0.1:{port}/optuna "
+     '(connection to server at "127.0.0.1", port {port} failed: Connection refused'),
+    ("logger.tracking_uri=http://127.0.0.1:{port}", "logger.tracking_uri: no server answers at "
+                                                    "http://127.0.0.1:{port} (Connection refused)"),
+])
+def test_a_sweep_that_no_trial_could_run_is_refused_before_its_study_exists(tmp_path, closed_port, override,
+                                                                             message):
+    """Before, trainer=gpu on a machine without one created the study and its MLflow parent run, then
+    failed every trial (exit 4); a closed database port was a traceback, a closed tracking server
+    one after minutes of MLflow's retries."""
+    args, env = _sweep_args(tmp_path, override.format(port=closed_port))
+    result = call_cli(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"archbench-train: error: {message.format(port=closed_port)}")
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
 @pytest.mark.slow
 def test_sweep_runs_n_trials_nests_runs_registers_and_continues(tmp_path):
     args, env = _sweep_args(tmp_path, "hydra.sweeper.pruner.name=none")

@@ -1,5 +1,6 @@
 """``train(cfg)`` in-process on tiny budgets, tracked in a temp sqlite MLflow store."""
 
+import importlib.util
 import json
 import re
 
@@ -213,6 +214,35 @@ def test_bad_trainer_settings_fail_in_one_line_before_anything_is_written(make_c
     assert line.endswith("(trainer= takes auto, cpu, ddp, ddp_cpu, gpu)")
     assert kept.read_text() == "an earlier run's"
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "run" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("http://127.0.0.1:{port}", "no server answers at http://127.0.0.1:{port} (Connection refused); start it"),
+    ("postgresql+psycopg2://archbench:secret@127.0.0.1:{port}/mlflow",
+     'cannot connect to postgresql+psycopg2://archbench:***@127.0.0.1:{port}/mlflow (connection to server at '
+     '"127.0.0.1", port {port} failed: Connection refused'),
+    pytest.param("postgresql://archbench@127.0.0.1:{port}/mlflow",
+                 "postgresql://archbench@127.0.0.1:{port}/mlflow needs the database driver 'psycopg', which is "
+                 "not installed (No module named 'psycopg') (archbench's postgres extra installs psycopg2: "
+                 "write postgresql+psycopg2://…)",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("psycopg") is not None, reason="psycopg here")),
+])
+def test_a_tracking_store_that_does_not_answer_is_one_line_before_anything_is_written(
+        make_cfg, tmp_path, closed_port, uri, message):
+    """Before, MLflow retried a closed server port for 4 minutes (a closed PostgreSQL one for 1 min
+    45 s) and raised a traceback, after the run folder's earlier checkpoints had been cleared."""
+    from archbench.errors import ConfigError
+
+    cfg = make_cfg("data=digits", "model=logistic", f"logger.tracking_uri={uri.format(port=closed_port)}")
+    kept = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("an earlier run's")
+    with pytest.raises(ConfigError) as caught:
+        train(cfg)
+    line = str(caught.value)
+    assert line.startswith(f"logger.tracking_uri: {message.format(port=closed_port)}") and "\n" not in line
+    assert "secret" not in line
+    assert kept.read_text() == "an earlier run's" and not (tmp_path / "run" / "config.yaml").exists()
 
 
 @pytest.mark.parametrize("override, message", [

@@ -216,7 +216,7 @@ def _validate_tracking_and_callbacks(cfg: DictConfig) -> None:
     uri = str(OmegaConf.select(cfg, "logger.tracking_uri", default="") or "")
     if uri.split(":", 1)[0].split("+", 1)[0] not in TRACKING_SCHEMES:
         raise ConfigError(f"logger.tracking_uri must be a database or server URI (sqlite:///PATH, "
-                          f"postgresql://…, http://HOST:PORT; MLFLOW_TRACKING_URI sets it), got {uri!r}")
+                          f"postgresql+psycopg2://…, http://HOST:PORT; MLFLOW_TRACKING_URI sets it), got {uri!r}")
     register = OmegaConf.select(cfg, "register", default=False)
     if not isinstance(register, bool):
         raise ConfigError(f"register must be true or false, got {register!r}")

@@ -148,8 +148,11 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     Under a multi-process launcher every rank runs this; only rank 0 opens the MLflow run and
     writes files (Lightning's loggers and checkpoints are rank-0-only themselves).
     """
+    from archbench.stores import check_store
+
     validate(cfg)
     check_trainer(cfg)
+    check_store(cfg.logger.tracking_uri, "logger.tracking_uri")
     import pytorch_lightning as pl
 
     from archbench.resume import find_resume_point, run_fingerprint, start_fresh

@@ -23,7 +23,7 @@ def _precheck(argv: list[str]) -> None:
     problem = check_group_choices(argv, config_groups())
     if problem:
         fail(PROGRAM, problem)
-    multirun = any(a in ("-m", "--multirun") for a in argv)
+    multirun = _multirun_asked(argv)
     overrides = [a for a in argv if not a.startswith("-") and "=" in a and not a.startswith("hydra")]
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv) or not overrides:
         return
@@ -34,6 +34,11 @@ def _precheck(argv: list[str]) -> None:
             validate(cfg)
 
     reporting_errors(PROGRAM, check)
+
+
+def _multirun_asked(argv: list[str]) -> bool:
+    """``-m``, ``--multirun``, or Hydra's other spelling of it, ``hydra.mode=MULTIRUN``."""
+    return any(a in ("-m", "--multirun", "hydra.mode=MULTIRUN") for a in argv)
 
 
 def _job_configs(overrides: list[str], multirun: bool):
@@ -89,7 +94,7 @@ def _resume_in_place(argv: list[str]) -> list[str]:
     values = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
     if not values or values[-1] in ("auto", "false", "False", "true", "True", "null", ""):
         return argv
-    if any(a in ("-m", "--multirun") or a.startswith("hydra.run.dir=") for a in argv):
+    if _multirun_asked(argv) or any(a.startswith("hydra.run.dir=") for a in argv):
         return argv
     return [*argv, f"hydra.run.dir={values[-1]}"]
 
@@ -148,12 +153,12 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return reporting_errors(PROGRAM, lambda: run_from_hydra(cfg))
 
 
-def _multirun() -> None:
-    """A multirun ends as a single run does. Hydra runs every job, then re-raises the first failed
-    job's error: one the job already reported in one line ("job N: ...") only sets the exit status
-    (2 bad input, 3 diverged); any other (a callback's, Hydra's own) goes through
-    ``reporting_errors``, instead of Hydra's traceback and 1. ``HYDRA_FULL_ERROR`` set by the user
-    keeps Hydra's way."""
+def _run_reporting() -> None:
+    """Hydra's own errors (an override of ``hydra.*``, a launcher's) end as archbench's do: one line
+    and exit 2 through ``reporting_errors``, instead of Hydra's traceback and 1. A multirun ends as a
+    single run does: Hydra runs every job, then re-raises the first failed job's error; one the job
+    already reported in one line ("job N: ...") only sets the exit status (2 bad input, 3
+    diverged). ``HYDRA_FULL_ERROR`` set by the user keeps Hydra's way."""
     import os
 
     from archbench.cli.common import EXIT_BAD_INPUT, EXIT_DIVERGED
@@ -188,10 +193,7 @@ def main() -> None:
     _precheck(sys.argv[1:])
     if _print_config(sys.argv[1:]):
         return
-    if any(a in ("-m", "--multirun") for a in sys.argv[1:]):
-        _multirun()
-    else:
-        _hydra_main()
+    _run_reporting()
 
 
 if __name__ == "__main__":

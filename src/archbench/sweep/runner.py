@@ -19,8 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from archbench.errors import ConfigError, RunStopped
+from archbench.stores import check_store
 from archbench.sweep import study as studies
 from archbench.sweep.space import suggest, validate_space
+from archbench.train import check_trainer
 
 EXIT_SWEEP_BROKEN = 4
 
@@ -136,9 +138,12 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
     if n_trials < 1:
         raise ConfigError(f"hydra.sweeper.n_trials must be ≥ 1 (the study's whole budget), got {n_trials}")
     monitor, mode = _monitor(cfg)
+    check_trainer(cfg)  # each trial would fail on its own, after the study and its parent run exist
+    url = conf.get("storage") or f"sqlite:///{_select(cfg, 'paths.root')}/optuna.db"
+    check_store(url, "hydra.sweeper.storage")
+    check_store(_select(cfg, "logger.tracking_uri"), "logger.tracking_uri")
     direction = conf.get("direction") or ("maximize" if mode == "max" else "minimize")
     data, model = _select(cfg, "data.name"), _select(cfg, "model.name")
-    url = conf.get("storage") or f"sqlite:///{_select(cfg, 'paths.root')}/optuna.db"
     name = conf.get("study_name") or studies.study_name(data, model, space)
     sampler_cfg = dict(conf.get("sampler") or {})
     base = _base_overrides(list(arguments), space)
