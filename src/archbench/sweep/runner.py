@@ -126,22 +126,27 @@ class Tracking:
                 self.client.set_terminated(run_id, "FAILED")
 
 
+def _check_before_study(cfg: DictConfig, space: dict[str, Any], n_trials: int, url: str) -> None:
+    """What would fail every trial, refused before the study and its MLflow parent run exist."""
+    validate_space(space)
+    if n_trials < 1:
+        raise ConfigError(f"hydra.sweeper.n_trials must be ≥ 1 (the study's whole budget), got {n_trials}")
+    check_trainer(cfg)
+    check_store(url, "hydra.sweeper.storage")
+    check_store(_select(cfg, "logger.tracking_uri"), "logger.tracking_uri")
+
+
 def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
     conf: dict[str, Any] = sweeper.conf
     cfg: DictConfig = sweeper.config
     space = dict(conf.get("params") or {})
-    validate_space(space)
     from archbench.console import quiet_dependencies
 
     quiet_dependencies(bool(OmegaConf.select(cfg, "hydra.verbose", default=False)))
     n_trials = int(conf["n_trials"])
-    if n_trials < 1:
-        raise ConfigError(f"hydra.sweeper.n_trials must be ≥ 1 (the study's whole budget), got {n_trials}")
-    monitor, mode = _monitor(cfg)
-    check_trainer(cfg)  # each trial would fail on its own, after the study and its parent run exist
     url = conf.get("storage") or f"sqlite:///{_select(cfg, 'paths.root')}/optuna.db"
-    check_store(url, "hydra.sweeper.storage")
-    check_store(_select(cfg, "logger.tracking_uri"), "logger.tracking_uri")
+    _check_before_study(cfg, space, n_trials, url)
+    monitor, mode = _monitor(cfg)
     direction = conf.get("direction") or ("maximize" if mode == "max" else "minimize")
     data, model = _select(cfg, "data.name"), _select(cfg, "model.name")
     name = conf.get("study_name") or studies.study_name(data, model, space)
