@@ -245,6 +245,28 @@ def test_a_tracking_store_that_does_not_answer_is_one_line_before_anything_is_wr
     assert kept.read_text() == "an earlier run's" and not (tmp_path / "run" / "config.yaml").exists()
 
 
+def test_a_web_server_that_is_not_mlflows_is_refused_as_a_tracking_uri(make_cfg, tmp_path):
+    """Before, MLflow's 404 from another web server (Python's own, here) was a traceback, after the
+    run folder had been cleared and the data prepared."""
+    import sys
+
+    from conftest import free_port, http_server
+
+    from archbench.errors import ConfigError
+
+    port = free_port()
+    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    with http_server(command, f"http://127.0.0.1:{port}/"):
+        cfg = make_cfg("data=digits", "model=logistic", f"logger.tracking_uri=http://127.0.0.1:{port}")
+        with pytest.raises(ConfigError) as caught:
+            train(cfg)
+    assert str(caught.value).startswith(
+        f"logger.tracking_uri: http://127.0.0.1:{port} answers, but not as an MLflow tracking server that "
+        f"takes this client (API request to endpoint /api/2.0/mlflow/experiments/search failed with error code ")
+    assert "<" not in str(caught.value)  # the HTML page is not repeated
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("override, message", [
     ("model=mlp model.net.hidden=[64,0]", "model mlp: layer sizes must be ≥ 1, got hidden=[64, 0]"),
     ("model=mlp model.net.hidden=[-3]", "model mlp: layer sizes must be ≥ 1, got hidden=[-3]"),

@@ -25,9 +25,13 @@ def check_store(uri: str, setting: str) -> None:
 
 
 def _check_server(uri: str, setting: str) -> None:
-    """Any HTTP answer counts (MLflow's server answers ``/health``); only no answer is refused. TLS
-    problems are left to MLflow, whose own settings (MLFLOW_TRACKING_INSECURE_TLS, …) may allow them."""
+    """A server must answer at all (a plain GET, so MLflow's minutes of retries are not paid), then
+    answer MLflow's REST API (one experiment search: a server that is not MLflow's, or that refuses
+    the credentials, says so here). TLS problems are left to MLflow, whose own settings
+    (MLFLOW_TRACKING_INSECURE_TLS, …) may allow them."""
     import requests
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     try:
         requests.get(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S)
@@ -36,6 +40,12 @@ def _check_server(uri: str, setting: str) -> None:
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
         raise ConfigError(f"{setting}: no server answers at {uri} ({_reason(err)}); start it "
                           f"(mlflow server --host HOST --port PORT) or point {setting} at one that runs") from None
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except MlflowException as err:
+        said = " ".join(str(err).split(". Response body")[0].split())
+        raise ConfigError(f"{setting}: {uri} answers, but not as an MLflow tracking server that takes "
+                          f"this client ({said})") from None
 
 
 def _check_database(uri: str, setting: str) -> None:
