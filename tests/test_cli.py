@@ -112,6 +112,36 @@ def test_a_bad_hydra_setting_in_a_single_run_is_one_line(tmp_path, isolated, ove
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("setting", ["paths.output_root={file}", "hydra.run.dir={file}/run",
+                                     "paths.data_dir={file}", "logger.tracking_uri=sqlite:///{file}/mlflow.db"])
+def test_a_file_where_a_folder_must_be_is_one_line(tmp_path, isolated, setting):
+    """Before, Python's NotADirectoryError or FileExistsError as a traceback, exit 1."""
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("not a folder")
+    result = call_cli("archbench-train", "data=digits", "model=logistic", setting.format(file=in_the_way),
+                      f"paths.output_root={tmp_path / 'outputs'}" if "output_root" not in setting else "seed=1",
+                      env=isolated)
+    line = _one_line_error(result)
+    assert line.startswith(f"archbench-train: error: cannot use {in_the_way}")
+    assert line.endswith("(a file stands where a folder is needed: check paths.*, hydra.run.dir and the tracking URI)")
+    assert in_the_way.read_text() == "not a folder"
+
+
+def test_only_path_errors_a_user_can_fix_become_one_line():
+    import errno
+
+    from archbench.cli.common import path_error_line
+
+    refused = PermissionError(errno.EACCES, "Permission denied", "/srv/runs")
+    assert path_error_line(refused) == ("cannot use /srv/runs: Permission denied (this user may not write "
+                                        "there: point paths.* (or hydra.run.dir) at a folder it owns)")
+    assert path_error_line(OSError(errno.ENOSPC, "No space left on device", "/srv/runs/x.ckpt")).endswith(
+        "(the disk is full)")
+    assert path_error_line(FileNotFoundError(errno.ENOENT, "No such file", "/srv/x")) is None  # sources name it
+    assert path_error_line(PermissionError(errno.EACCES, "Permission denied")) is None  # no path to name
+    assert path_error_line(ValueError("bug")) is None
+
+
 def test_a_tracking_server_that_does_not_answer_is_one_line_for_a_logged_model(closed_port):
     """Before, archbench-predict retried the server for minutes, then said it could not load the model."""
     result = call_cli("archbench-predict", "--registered", "digits-mlp", "--text", "hello",

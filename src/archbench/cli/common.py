@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
@@ -29,7 +30,7 @@ def reporting_errors(program: str, body: Callable[[], T]) -> T:
     except NonFiniteLossError as err:
         fail(program, f"training stopped: {err} (run marked FAILED in MLflow)", EXIT_DIVERGED)
     except Exception as err:
-        line = config_error_line(err)
+        line = config_error_line(err) or path_error_line(err)
         if line is None:
             raise
         fail(program, line, EXIT_BAD_INPUT)
@@ -53,6 +54,28 @@ def config_error_line(err: BaseException) -> str | None:
         return None
     cause = f" ({err.__cause__})" if isinstance(err.__cause__, OmegaConfBaseException) else ""
     return " ".join(f"{err}{cause}".split())
+
+
+# errors of a path the user chose (a folder setting that names a file, a folder this user cannot
+# write, a read-only or full disk), and what to do about each
+PATH_PROBLEMS = {
+    errno.ENOTDIR: "a file stands where a folder is needed: check paths.*, hydra.run.dir and the tracking URI",
+    errno.EEXIST: "a file stands where a folder is needed: check paths.*, hydra.run.dir and the tracking URI",
+    errno.EISDIR: "a folder stands where a file is needed",
+    errno.EACCES: "this user may not write there: point paths.* (or hydra.run.dir) at a folder it owns",
+    errno.EPERM: "this user may not write there: point paths.* (or hydra.run.dir) at a folder it owns",
+    errno.EROFS: "a read-only file system: point paths.* (or hydra.run.dir) at a writable one",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+}
+
+
+def path_error_line(err: BaseException) -> str | None:
+    """An OSError on a path the user can fix, as one line naming the path; None for any other error
+    (a missing file is not among them: the data sources name what to put where themselves)."""
+    if not isinstance(err, OSError) or err.errno not in PATH_PROBLEMS or not err.filename:
+        return None
+    return f"cannot use {err.filename}: {err.strerror} ({PATH_PROBLEMS[err.errno]})"
 
 
 def check_group_choices(argv: list[str], groups: dict[str, list[str]]) -> str | None:
