@@ -123,7 +123,7 @@ def test_a_file_where_a_folder_must_be_is_one_line(tmp_path, isolated, setting):
                       env=isolated)
     line = _one_line_error(result)
     assert line.startswith(f"archbench-train: error: cannot use {in_the_way}")
-    assert line.endswith("(a file stands where a folder is needed: check paths.*, hydra.run.dir and the tracking URI)")
+    assert line.endswith("(a file stands where a folder is needed)")
     assert in_the_way.read_text() == "not a folder"
 
 
@@ -134,7 +134,7 @@ def test_only_path_errors_a_user_can_fix_become_one_line():
 
     refused = PermissionError(errno.EACCES, "Permission denied", "/srv/runs")
     assert path_error_line(refused) == ("cannot use /srv/runs: Permission denied (this user may not write "
-                                        "there: point paths.* (or hydra.run.dir) at a folder it owns)")
+                                        "there: choose a folder it owns)")
     assert path_error_line(OSError(errno.ENOSPC, "No space left on device", "/srv/runs/x.ckpt")).endswith(
         "(the disk is full)")
     assert path_error_line(FileNotFoundError(errno.ENOENT, "No such file", "/srv/x")) is None  # sources name it

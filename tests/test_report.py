@@ -107,7 +107,7 @@ def test_report_adds_reference_rows_only_for_the_data_the_runs_saw(tmp_path):
     assert text.count("(reference)*") == 3
 
 
-def test_compare_refuses_folders_without_runs_and_keeps_the_reports(tmp_path):
+def test_compare_refuses_folders_without_runs_and_keeps_the_reports(tmp_path, closed_port):
     results, reports = tmp_path / "results", tmp_path / "reports"
     _run(results / "digits-cnn", "digits", "cnn", {"test/acc": 0.98, "val/acc_best": 0.99})
     (results / "digits-mlp").mkdir()  # a run that never finished: no run.json, no metrics.json
@@ -124,5 +124,19 @@ def test_compare_refuses_folders_without_runs_and_keeps_the_reports(tmp_path):
     assert refused.returncode == 2 and "no finished runs in" in line and "make efficiency" in line
     assert (reports / "comparison.md").read_text() == "the full report\n"  # nothing written at all
     assert (reports / "efficiency.md").read_text() == "the full efficiency report\n"
-    done = call_cli("archbench-compare", str(results), str(reports), "--data", str(tmp_path / "none"))
+    # before, a --data that is not a folder silently left out the reference rows; --mlflow at a server
+    # that is down failed after minutes of MLflow's retries, the report already replaced
+    for option, said in [(["--data", str(tmp_path / "none")], f"--data {tmp_path / 'none'}: no such folder"),
+                         (["--mlflow", f"http://127.0.0.1:{closed_port}"], "--mlflow: no server answers at "),
+                         (["--mlflow", str(tmp_path / "mlruns")], "--mlflow must be a database or server URI")]:
+        refused = call_cli("archbench-compare", str(results), str(reports), *option)
+        [line] = refused.stderr.strip().splitlines()
+        assert refused.returncode == 2 and line.startswith(f"archbench-compare: error: {said}"), line
+        assert (reports / "comparison.md").read_text() == "the full report\n"
+    (tmp_path / "a-file").write_text("")
+    refused = call_cli("archbench-compare", str(results), str(tmp_path / "a-file"))
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        f"archbench-compare: error: cannot use {tmp_path / 'a-file'}: File exists (a file stands where a folder is needed)")
+    (tmp_path / "prepared").mkdir()  # prepared data without this run's dataset: no reference rows
+    done = call_cli("archbench-compare", str(results), str(reports), "--data", str(tmp_path / "prepared"))
     assert done.returncode == 0 and "| cnn | 1 | 98.0 |" in (reports / "comparison.md").read_text()

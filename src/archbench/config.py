@@ -207,16 +207,14 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"unknown trainer.channels_last {channels_last!r}; valid: auto, true, false")
 
 
-# where runs can be tracked: a database or a server (MLflow's file store is in maintenance mode)
-TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 PROGRESS_BARS = ("rich", "tqdm", "none")
 
 
 def _validate_tracking_and_callbacks(cfg: DictConfig) -> None:
-    uri = str(OmegaConf.select(cfg, "logger.tracking_uri", default="") or "")
-    if uri.split(":", 1)[0].split("+", 1)[0] not in TRACKING_SCHEMES:
-        raise ConfigError(f"logger.tracking_uri must be a database or server URI (sqlite:///PATH, "
-                          f"postgresql+psycopg2://…, http://HOST:PORT; MLFLOW_TRACKING_URI sets it), got {uri!r}")
+    from archbench.stores import check_tracking_scheme
+
+    check_tracking_scheme(str(OmegaConf.select(cfg, "logger.tracking_uri", default="") or ""),
+                          "logger.tracking_uri")
     register = OmegaConf.select(cfg, "register", default=False)
     if not isinstance(register, bool):
         raise ConfigError(f"register must be true or false, got {register!r}")

@@ -12,6 +12,21 @@ from archbench.errors import ConfigError
 
 PROBE_TIMEOUT_S = 5
 DATABASE_SERVERS = ("postgresql", "mysql", "mssql")
+# where runs can be tracked: a database or a server (MLflow's file store is in maintenance mode)
+TRACKING_SCHEMES = ("sqlite", *DATABASE_SERVERS, "http", "https", "databricks")
+
+
+def check_tracking_scheme(uri: str, setting: str) -> None:
+    """An MLflow tracking URI must name a database or a server (no network: config validation)."""
+    if uri.split(":", 1)[0].split("+", 1)[0].lower() not in TRACKING_SCHEMES:
+        raise ConfigError(f"{setting} must be a database or server URI (sqlite:///PATH, "
+                          f"postgresql+psycopg2://…, http://HOST:PORT; MLFLOW_TRACKING_URI sets it), got {uri!r}")
+
+
+def check_tracking_store(uri: str, setting: str) -> None:
+    """An MLflow tracking URI's scheme, then whether its server or database answers."""
+    check_tracking_scheme(uri, setting)
+    check_store(uri, setting)
 
 
 def check_store(uri: str, setting: str) -> None:

@@ -59,12 +59,12 @@ def config_error_line(err: BaseException) -> str | None:
 # errors of a path the user chose (a folder setting that names a file, a folder this user cannot
 # write, a read-only or full disk), and what to do about each
 PATH_PROBLEMS = {
-    errno.ENOTDIR: "a file stands where a folder is needed: check paths.*, hydra.run.dir and the tracking URI",
-    errno.EEXIST: "a file stands where a folder is needed: check paths.*, hydra.run.dir and the tracking URI",
+    errno.ENOTDIR: "a file stands where a folder is needed",
+    errno.EEXIST: "a file stands where a folder is needed",
     errno.EISDIR: "a folder stands where a file is needed",
-    errno.EACCES: "this user may not write there: point paths.* (or hydra.run.dir) at a folder it owns",
-    errno.EPERM: "this user may not write there: point paths.* (or hydra.run.dir) at a folder it owns",
-    errno.EROFS: "a read-only file system: point paths.* (or hydra.run.dir) at a writable one",
+    errno.EACCES: "this user may not write there: choose a folder it owns",
+    errno.EPERM: "this user may not write there: choose a folder it owns",
+    errno.EROFS: "a read-only file system: choose a writable folder",
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is used up",
 }
@@ -160,12 +160,12 @@ def load_logged_model(program: str, args, needs: str, what: str):
 
     from archbench.errors import ConfigError
     from archbench.paths import project_root
-    from archbench.stores import check_store
+    from archbench.stores import check_tracking_store
 
     uri = model_uri(args)
     tracking_uri = args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}"
     try:
-        check_store(tracking_uri, "--tracking-uri")
+        check_tracking_store(tracking_uri, "--tracking-uri")
     except ConfigError as err:
         fail(program, str(err))
     mlflow.set_tracking_uri(tracking_uri)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from archbench.cli.common import fail
+from archbench.cli.common import fail, reporting_errors
+
+PROGRAM = "archbench-compare"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="archbench-compare", description=__doc__)
     parser.add_argument("results", nargs="?", default="results/train", type=Path)
     parser.add_argument("reports", nargs="?", default="reports", type=Path)
-    parser.add_argument("--data", type=Path, default=Path("data/prepared"),
+    parser.add_argument("--data", type=Path, default=None,
                         help="prepared data, for the scikit-learn reference rows (default: data/prepared)")
     parser.add_argument("--mlflow", nargs="?", const="default", default=None, metavar="URI",
                         help="also log the report as an MLflow run (experiment archbench-comparison); "
@@ -26,24 +28,55 @@ def main(argv: list[str] | None = None) -> None:
     if args.efficiency is not None:
         _require_runs(args.efficiency, "run `make efficiency` first (its runs go to results/efficiency)",
                       args.reports)
+    data = _reference_data(args.data)
+    uri = _tracking_uri(args.mlflow)
+    reporting_errors(PROGRAM, lambda: _write(args, data, uri))
+
+
+def _write(args: argparse.Namespace, data: Path | None, uri: str | None) -> None:
     from archbench.report.compare import write_report
 
-    count = write_report(args.results, args.reports, args.data if args.data.is_dir() else None)
+    count = write_report(args.results, args.reports, data)
     print(f"compared {count} runs -> {args.reports / 'comparison.md'}")
     if args.efficiency is not None:
         from archbench.report.efficiency import write_efficiency
 
         shown = write_efficiency([args.efficiency, args.results], args.reports)
         print(f"data efficiency of {shown} datasets -> {args.reports / 'efficiency.md'}")
-    if args.mlflow:
-        import os
-
-        from archbench.paths import project_root
+    if uri:
         from archbench.report.compare import log_to_mlflow
 
-        uri = args.mlflow if args.mlflow != "default" else os.environ.get(
-            "MLFLOW_TRACKING_URI", f"sqlite:///{project_root() / 'mlflow.db'}")
         print(f"logged to MLflow run {log_to_mlflow(args.reports, uri)} ({uri})")
+
+
+def _reference_data(given: Path | None) -> Path | None:
+    """The prepared data the reference rows are fitted on: a ``--data`` that is not a folder is
+    refused; the default's absence is said (the tables then lack their scikit-learn rows)."""
+    if given is not None and not given.is_dir():
+        fail(PROGRAM, f"--data {given}: no such folder; it holds the prepared datasets the reference "
+                      f"rows are fitted on (archbench-prepare writes them, by default to data/prepared)")
+    data = given or Path("data/prepared")
+    if data.is_dir():
+        return data
+    print(f"archbench-compare: no prepared data in {data}: the tables have no scikit-learn reference "
+          f"rows (--data DIR names the folder)")
+    return None
+
+
+def _tracking_uri(asked: str | None) -> str | None:
+    """``--mlflow``'s store, checked before anything is written: a server or database that does not
+    answer is one line, not minutes of MLflow's retries after the report is written."""
+    if not asked:
+        return None
+    import os
+
+    from archbench.paths import project_root
+    from archbench.stores import check_tracking_store
+
+    uri = asked if asked != "default" else os.environ.get(
+        "MLFLOW_TRACKING_URI", f"sqlite:///{project_root() / 'mlflow.db'}")
+    reporting_errors(PROGRAM, lambda: check_tracking_store(uri, "--mlflow"))
+    return uri
 
 
 def _require_runs(folder: Path, hint: str, reports: Path) -> None:
@@ -52,9 +85,9 @@ def _require_runs(folder: Path, hint: str, reports: Path) -> None:
     from archbench.report.compare import finished_runs
 
     if not folder.is_dir():
-        fail("archbench-compare", f"no results directory {folder}: {hint}")
+        fail(PROGRAM, f"no results directory {folder}: {hint}")
     if next(finished_runs(folder), None) is None:
-        fail("archbench-compare", f"no finished runs in {folder} (none of its folders holds a run.json "
+        fail(PROGRAM, f"no finished runs in {folder} (none of its folders holds a run.json "
                                   f"beside a metrics.json): {hint}; {reports} is left as it was")
 
 
