@@ -378,13 +378,16 @@ def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path):
     assert far.resolved and far.low > 0
     shown = call_cli("archbench-trial", *map(str, base), "--vs", str(trial[0]))
     assert shown.returncode == 0 and "trial − base: +2.00 [-0.27, +4.27]" in shown.stdout
+    assert "(accuracy plus a loss tie-break worth under half a validation example" in shown.stdout
     for argv, expected in [([str(base[0]), str(base[0]), "--vs", str(trial[0])], "seed 42 is already in this arm"),
                            ([str(base[0]), "--vs", str(trial[0]), "--metric", "nope"], "has no 'nope'; valid: test/acc"),
                            ([str(base[1]), "--vs", str(trial[0])], "an arm needs at least 2 seeds, got 1"),
                            ([str(tmp_path / "none.json"), "--vs", str(trial[0])], "no replica summary"),
                            ([str(_summary(tmp_path / "nan.json", {1: None, 2: 0.8})), "--vs", str(trial[0])],
                             "seed 1's val/acc_then_loss_best is None, not a finite number"),
-                           ([str(trial[0]), "--vs", str(tmp_path / "in.txt")], "is not a replica summary")]:
+                           ([str(trial[0]), "--vs", str(tmp_path / "in.txt")], "is not a replica summary"),
+                           ([*map(str, base), "--vs", str(trial[0]), "--scale", "inf"], "--scale must be a finite number > 0, got inf"),
+                           ([*map(str, base), "--vs", str(trial[0]), "--scale", "-1"], "--scale must be a finite number > 0, got -1")]:
         refused = call_cli("archbench-trial", *argv)
         [line] = refused.stderr.strip().splitlines()
         assert refused.returncode == 2 and refused.stdout == "" and expected in line, line

@@ -10,9 +10,10 @@ Decide by a validation metric (the default); a test metric read this way is a re
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
-from archbench.cli.common import reporting_errors
+from archbench.cli.common import fail, reporting_errors
 
 PROGRAM = "archbench-trial"
 
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metric", default="val/acc_then_loss_best", help="default: val/acc_then_loss_best")
     parser.add_argument("--scale", type=float, default=100.0, help="printed values × this (default 100: %%)")
     args = parser.parse_args(argv)
+    if not (math.isfinite(args.scale) and args.scale > 0):
+        fail(PROGRAM, f"--scale must be a finite number > 0, got {args.scale:g}")
 
     def run() -> None:
         from archbench.report.trial import arm_values, describe, welch_difference

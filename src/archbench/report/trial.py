@@ -82,6 +82,9 @@ def describe(diff: Difference, metric: str, scale: float = 1.0) -> str:
 
     verdict = ("resolved: the interval excludes 0" if diff.resolved else
                f"not resolved: the interval spans 0; these seeds resolve about ±{diff.resolution * scale:.2f}")
-    return "\n".join([f"{metric}", arm("base ", diff.base), arm("trial", diff.trial),
+    title = metric
+    if metric.startswith("val/acc_then_loss"):  # see tasks.classification: ClassificationTask.on_validation_epoch_end
+        title += " (accuracy plus a loss tie-break worth under half a validation example, so it can read above 100 %)"
+    return "\n".join([title, arm("base ", diff.base), arm("trial", diff.trial),
                       f"trial − base: {diff.delta * scale:+.2f} [{diff.low * scale:+.2f}, {diff.high * scale:+.2f}] "
                       f"(95 % Welch interval): {verdict}"])
