@@ -201,19 +201,25 @@ def test_incompatible_model_fails_before_any_run(make_cfg):
 def test_bad_trainer_settings_fail_in_one_line_before_anything_is_written(make_cfg, tmp_path, override, message):
     """Lightning's own check, made before the run folder, the MLflow run and the data are touched:
     an earlier run's checkpoints in the same folder survive too."""
+    line = _refused_before_anything_is_written(make_cfg("data=digits", "model=mlp", override), tmp_path)
+    assert line.startswith("trainer: ") and message in line
+    assert line.endswith("(trainer= takes auto, cpu, ddp, ddp_cpu, gpu)")
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def _refused_before_anything_is_written(cfg, tmp_path) -> str:
+    """``train(cfg)``'s one-line ConfigError, checking that an earlier run's checkpoint in the same
+    run folder survived and that the run wrote nothing there."""
     from archbench.errors import ConfigError
 
-    cfg = make_cfg("data=digits", "model=mlp", override)
     kept = tmp_path / "run" / "checkpoints" / "best.ckpt"
     kept.parent.mkdir(parents=True)
     kept.write_text("an earlier run's")
     with pytest.raises(ConfigError) as caught:
         train(cfg)
-    line = str(caught.value)
-    assert line.startswith("trainer: ") and message in line and "\n" not in line
-    assert line.endswith("(trainer= takes auto, cpu, ddp, ddp_cpu, gpu)")
-    assert kept.read_text() == "an earlier run's"
-    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "run" / "config.yaml").exists()
+    assert kept.read_text() == "an earlier run's" and not (tmp_path / "run" / "config.yaml").exists()
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
 
 
 @pytest.mark.parametrize("uri, message", [
@@ -231,18 +237,10 @@ def test_a_tracking_store_that_does_not_answer_is_one_line_before_anything_is_wr
         make_cfg, tmp_path, closed_port, uri, message):
     """Before, MLflow retried a closed server port for 4 minutes (a closed PostgreSQL one for 1 min
     45 s) and raised a traceback, after the run folder's earlier checkpoints had been cleared."""
-    from archbench.errors import ConfigError
-
     cfg = make_cfg("data=digits", "model=logistic", f"logger.tracking_uri={uri.format(port=closed_port)}")
-    kept = tmp_path / "run" / "checkpoints" / "best.ckpt"
-    kept.parent.mkdir(parents=True)
-    kept.write_text("an earlier run's")
-    with pytest.raises(ConfigError) as caught:
-        train(cfg)
-    line = str(caught.value)
-    assert line.startswith(f"logger.tracking_uri: {message.format(port=closed_port)}") and "\n" not in line
+    line = _refused_before_anything_is_written(cfg, tmp_path)
+    assert line.startswith(f"logger.tracking_uri: {message.format(port=closed_port)}")
     assert "secret" not in line
-    assert kept.read_text() == "an earlier run's" and not (tmp_path / "run" / "config.yaml").exists()
 
 
 def test_a_web_server_that_is_not_mlflows_is_refused_as_a_tracking_uri(make_cfg, tmp_path):
