@@ -117,13 +117,16 @@ def test_unknown_features_and_missing_images_are_one_line(tmp_path, images):
     ("steps=0", "steps must be an integer ≥ 1, got 0"),
     ("steps=abc", "steps must be an integer ≥ 1, got 'abc'"),
     ("size=2", "size must be an integer ≥ 8, got 2"),
-    ("style_weight=-1", "style_weight must be a number ≥ 0, got -1"),
+    ("style_weight=-1", "style_weight must be a finite number ≥ 0, got -1"),
+    ("content_weight=nan", "content_weight must be a finite number ≥ 0, got nan"),
+    ("tracking_uri=./mlruns", "tracking_uri must be a database or server URI (sqlite:///PATH, "
+                              "postgresql+psycopg2://…, http://HOST:PORT; MLFLOW_TRACKING_URI sets it), got './mlruns'"),
 ])
 def test_numbers_that_cannot_work_are_one_line_and_log_no_run(tmp_path, images, override, message):
     """Before, steps=abc was a traceback and steps=0 logged a run of an untouched image."""
     content, style = images
-    result = call_cli("archbench-stylize", f"content={content}", f"style={style}", override,
-                      f"tracking_uri=sqlite:///{tmp_path / 'db'}")
+    result = call_cli("archbench-stylize", f"content={content}", f"style={style}",
+                      f"tracking_uri=sqlite:///{tmp_path / 'db'}", override)
     assert result.returncode == 2 and result.stderr.strip() == f"archbench-stylize: error: {message}"
     assert not (tmp_path / "db").exists()
 

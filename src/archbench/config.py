@@ -3,6 +3,7 @@ checks of values that YAML cannot express."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,15 @@ def int_at_least(cfg: DictConfig, key: str, minimum: int) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{key} must be an integer ≥ {minimum}, got {value!r}")
+
+
+def number_at_least(cfg: Any, key: str, minimum: float) -> None:
+    """``key`` (if set) is a finite number ≥ ``minimum``, or one ConfigError line naming it."""
+    value = OmegaConf.select(cfg, key) if isinstance(cfg, DictConfig) else cfg.get(key)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{key} must be a finite number ≥ {minimum:g}, got {value!r}")
 
 
 def validate_split_fractions(cfg: dict[str, Any]) -> None:

@@ -259,14 +259,12 @@ def summary(result: Transfer) -> dict[str, float]:
 
 def _validate(cfg: Any) -> None:
     """Numbers that cannot work, refused in one line before any image is read."""
-    from archbench.config import int_at_least
+    from archbench.config import int_at_least, number_at_least
 
     for key, minimum in (("steps", 1), ("size", 8), ("seed", 0), ("threads", 1)):
         int_at_least(cfg, key, minimum)
     for key in ("content_weight", "style_weight"):
-        value = cfg.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{key} must be a number ≥ 0, got {value!r}")
+        number_at_least(cfg, key, 0)
 
 
 def stylize(cfg: Any) -> dict[str, Any]:
@@ -274,7 +272,10 @@ def stylize(cfg: Any) -> dict[str, Any]:
     both, the losses and the config as an MLflow run. Returns the summary and the paths."""
     import mlflow
 
+    from archbench.stores import check_tracking_store
+
     _validate(cfg)
+    check_tracking_store(str(cfg.tracking_uri), "tracking_uri")
     use_threads(cfg.threads)
     torch.manual_seed(int(cfg.seed))
     family = _family(str(cfg.features))
