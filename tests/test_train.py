@@ -153,6 +153,28 @@ def test_tracking_and_callback_settings_that_cannot_work_are_refused(make_cfg, o
     validate(make_cfg("logger.tracking_uri=postgresql+psycopg2://u@127.0.0.1/x"))
 
 
+@pytest.mark.parametrize("override, message", [
+    ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be an integer ≥ 1, got 0"),
+    ("+trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch must be an integer ≥ 1, got 0"),
+    ("trainer.log_every_n_steps=-1", "trainer.log_every_n_steps must be an integer ≥ 0, got -1"),
+    ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val must be a finite number ≥ 0, got -1"),
+    ("trainer.gradient_clip_val=nan", "trainer.gradient_clip_val must be a finite number ≥ 0, got nan"),
+    ("callbacks.early_stopping.min_delta=nan", "callbacks.early_stopping.min_delta must be a finite number ≥ 0, got nan"),
+    ("optimizer.lr=inf", "optimizer.lr must be a finite number > 0, got inf"),
+    ("optimizer.weight_decay=inf", "optimizer.weight_decay must be a finite number ≥ 0, got inf"),
+])
+def test_numbers_lightning_takes_unchecked_are_refused(make_cfg, override, message):
+    """Before: a zero accumulation or validation interval was a ZeroDivisionError mid-run; a NaN clip
+    a traceback at fit; a negative clip (gradients' sign flipped), a NaN min_delta and -2 steps were
+    accepted; an infinite lr or weight decay trained to a NaN loss and advice to lower the lr."""
+    from archbench.config import validate
+    from archbench.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        validate(make_cfg("data=digits", "model=mlp", override))
+    assert str(caught.value) == message
+
+
 def test_a_monitor_no_metric_answers_is_one_line_listing_the_logged_ones(make_cfg):
     """Lightning finds it after the first validated epoch; it was a RuntimeError traceback."""
     from archbench.errors import ConfigError

@@ -212,12 +212,22 @@ def validate(cfg: DictConfig) -> None:
     if select not in CHECKPOINT_SELECTIONS:
         raise ConfigError(f"unknown callbacks.checkpoint.select {select!r}; valid: {', '.join(CHECKPOINT_SELECTIONS)}")
     _validate_tracking_and_callbacks(cfg)
+    _validate_trainer_numbers(cfg)
     channels_last = OmegaConf.select(cfg, "trainer.channels_last", default="auto")
     if not (channels_last == "auto" or isinstance(channels_last, bool)):
         raise ConfigError(f"unknown trainer.channels_last {channels_last!r}; valid: auto, true, false")
 
 
 PROGRESS_BARS = ("rich", "tqdm", "none")
+
+
+def _validate_trainer_numbers(cfg: DictConfig) -> None:
+    """Trainer arguments Lightning takes without a check and fails on mid-run (a division by zero)
+    or silently misuses (a negative clip flips the gradients' sign)."""
+    int_at_least(cfg, "trainer.accumulate_grad_batches", 1)
+    int_at_least(cfg, "trainer.check_val_every_n_epoch", 1)
+    int_at_least(cfg, "trainer.log_every_n_steps", 0)
+    number_at_least(cfg, "trainer.gradient_clip_val", 0)
 
 
 def _validate_tracking_and_callbacks(cfg: DictConfig) -> None:
@@ -232,6 +242,7 @@ def _validate_tracking_and_callbacks(cfg: DictConfig) -> None:
     if bar not in PROGRESS_BARS:
         raise ConfigError(f"unknown callbacks.progress_bar {bar!r}; valid: {', '.join(PROGRESS_BARS)}")
     int_at_least(cfg, "callbacks.early_stopping.patience", 0)
+    number_at_least(cfg, "callbacks.early_stopping.min_delta", 0)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +35,8 @@ def _positive_float(cfg: dict[str, Any], key: str, allow_zero: bool = False) -> 
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"optimizer.{key} must be a number, got {value!r}") from None
-    if number != number or number < 0 or (number == 0 and not allow_zero):
-        bound = "≥ 0" if allow_zero else "> 0"
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        bound = "a finite number ≥ 0" if allow_zero else "a finite number > 0"
         raise ConfigError(f"optimizer.{key} must be {bound}, got {value!r}")
     return number
 
