@@ -118,6 +118,35 @@ def test_csv_regression_decided_by_the_target(make_cfg, tmp_path):
     assert "test/r2" in metrics and metrics["test/r2"] > 0.2
 
 
+def test_a_csv_with_semicolons_tabs_or_decimal_commas_reads_as_the_comma_one(wine_csv):
+    """Before, a ; file was one column named "alcohol;malic_acid;…" (the target "not found"), and
+    numbers with a decimal comma would have been one-hot categories."""
+    import pandas as pd
+
+    from archbench.data.sources.table_file import table
+
+    frame = pd.read_csv(wine_csv)
+    variants = {"semicolon.csv": {"sep": ";"}, "tabs.tsv": {"sep": "\t"},
+                "spreadsheet.csv": {"sep": ";", "decimal": ","}}
+    want = table({"path": str(wine_csv), "target": "cultivar"})
+    for name, style in variants.items():
+        path = wine_csv.with_name(name)
+        frame.to_csv(path, index=False, **style)
+        got = table({"path": str(path), "target": "cultivar"})
+        np.testing.assert_allclose(got.x_pool, want.x_pool, rtol=1e-6, err_msg=name)
+        assert (got.y_pool == want.y_pool).all() and got.class_names == want.class_names
+        assert got.info["numeric_features"] == want.info["numeric_features"], name
+    assert got.info["decimal_comma_columns"][:2] == ["alcohol", "malic_acid"] and "cultivar" not in \
+        got.info["decimal_comma_columns"]
+    explicit = table({"path": str(wine_csv.with_name("semicolon.csv")), "target": "cultivar", "sep": ";"})
+    np.testing.assert_allclose(explicit.x_pool, want.x_pool, rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"unknown data.sep 'x'; valid: auto, ',', ';', tab, '\|'"):
+        table({"path": str(wine_csv), "target": "cultivar", "sep": "x"})
+    with pytest.raises(DataError, match="data=csv needs data.target=COLUMN, the column to predict; wine.csv's "
+                                        "columns: alcohol, malic_acid"):
+        table({"path": str(wine_csv)})
+
+
 def test_csv_bad_input_is_one_clear_error_and_writes_nothing(make_cfg, wine_csv, tmp_path, data_root):
     before = set(data_root.iterdir())
     with pytest.raises(DataError, match="target column 'grape' not in wine.csv; columns: alcohol"):

@@ -21,6 +21,9 @@ def quiet_dependencies(verbose: bool) -> None:
     # on a resumed run the checkpoint folder is meant to hold the checkpoints being continued
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # archbench logs training metrics per epoch (tasks/epoch_metrics.py), never per step: a small
+    # table's few batches per epoch lose nothing
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
     # archbench's deliberate choices, each warned about on every run by a dependency:
     # a GAN's frozen scoring classifier stays in eval mode; recurrent nets' flat weights during
     # pt2 export; language models logged in the pickle format (their generate() is Python code)

@@ -13,15 +13,65 @@ from archbench.errors import ConfigError, DataError
 MISSING_POLICIES = ("error", "drop", "mean")
 
 
-def _read(path: Path):
+SEPARATORS = {"auto": None, ",": ",", ";": ";", "tab": "\t", "|": "|"}
+
+
+def _separator(path: Path, asked: str) -> str:
+    """The CSV's field separator: ``data.sep``, or with ``auto`` the one Python's csv.Sniffer finds
+    in the first lines among , ; tab | (a comma when it finds none): semicolons are common where a
+    comma is the decimal mark (UCI's wine-quality files, for one)."""
+    import csv
+
+    asked = "tab" if asked == "\t" else asked
+    if asked not in SEPARATORS:
+        valid = ", ".join(name if name.isalpha() else repr(name) for name in SEPARATORS)
+        raise ConfigError(f"unknown data.sep {asked!r}; valid: {valid}")
+    if SEPARATORS[asked] is not None:
+        return SEPARATORS[asked]
+    with path.open(newline="", encoding="utf-8", errors="replace") as file:
+        head = file.read(64 * 1024)
+    try:
+        return csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _read(path: Path, sep: str = "auto"):
+    """The table, and the columns read as numbers written with a decimal comma."""
     import pandas as pd
 
     if not path.is_file():
         raise DataError(f"table not found: {path.resolve()}; set data.path=FILE (a .csv or .parquet)")
     try:
-        return pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+        if path.suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path), []
+        separator = _separator(path, sep)
+        return _decimal_commas(pd.read_csv(path, sep=separator), separator)
+    except ConfigError:
+        raise
     except Exception as err:  # noqa: BLE001 - any parser failure is the file's fault
         raise DataError(f"cannot read {path}: {type(err).__name__}: {err}") from err
+
+
+DECIMAL_COMMA = r"[+-]?(\d+,\d*|,\d+|\d+)"
+
+
+def _decimal_commas(frame, separator: str):
+    """Text columns whose every value is a number with a decimal comma (14,23: how a spreadsheet
+    saves a ; CSV in many locales) as those numbers, not as categories to one-hot. A comma-separated
+    file cannot hold them unquoted, so only other separators are looked at."""
+    import pandas as pd
+
+    converted = []
+    if separator == ",":
+        return frame, converted
+    for column in frame.select_dtypes(include=["object", "string"]).columns:
+        values = frame[column].dropna().astype(str).str.strip()
+        if len(values) and values.str.contains(",").any() and values.str.fullmatch(DECIMAL_COMMA).all():
+            frame[column] = pd.to_numeric(frame[column].astype(str).str.strip().str.replace(",", "."),
+                                          errors="coerce").where(frame[column].notna())
+            converted.append(str(column))
+    return frame, converted
 
 
 def _handle_missing(frame, policy: str):
@@ -61,11 +111,13 @@ def table(cfg: dict[str, Any]) -> Source:
     path = Path(str(cfg.get("path") or "")).expanduser()
     if not cfg.get("path"):
         raise DataError("data=csv needs data.path=FILE (a .csv or .parquet) and data.target=COLUMN")
-    frame = _read(path)
+    frame, decimal_comma = _read(path, str(cfg.get("sep") or "auto"))
     target_name = str(cfg.get("target") or "")
+    columns = ", ".join(map(str, frame.columns))
+    if not target_name:
+        raise DataError(f"data=csv needs data.target=COLUMN, the column to predict; {path.name}'s columns: {columns}")
     if target_name not in frame.columns:
-        raise DataError(f"target column {target_name!r} not in {path.name}; columns: "
-                        f"{', '.join(map(str, frame.columns))} (set data.target=COLUMN)")
+        raise DataError(f"target column {target_name!r} not in {path.name}; columns: {columns} (set data.target=COLUMN)")
     features = list(cfg.get("features") or [c for c in frame.columns if c != target_name])
     absent = [c for c in features if c not in frame.columns]
     if absent:
@@ -79,7 +131,8 @@ def table(cfg: dict[str, Any]) -> Source:
     x = pd.get_dummies(frame[features], columns=categorical, dtype=np.float32)
     info = {"origin": str(path.resolve()), "target": target_name, "rows": len(frame),
             "numeric_features": [c for c in features if c not in categorical],
-            "categorical_features": {c: "one-hot" for c in categorical}, "columns": list(x.columns)}
+            "categorical_features": {c: "one-hot" for c in categorical}, "columns": list(x.columns),
+            "decimal_comma_columns": decimal_comma}
     x_values = x.to_numpy(dtype=np.float32)
     if task == "regression":
         y = target.to_numpy(dtype=np.float32)
