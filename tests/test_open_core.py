@@ -13,7 +13,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from conftest import BIN, REPO, run_cli
+from conftest import BIN, REPO, call_cli, run_cli
 
 from archbench.config import compose, config_groups, to_dict
 from archbench.errors import ConfigError, DataError, IncompatibleError
@@ -191,6 +191,73 @@ def test_image_folder_trains_a_cnn(make_cfg, digit_images):
 
     meta, _ = ensure_prepared(to_dict(cfg.data))
     assert meta.class_names == ["digit0", "digit1", "digit2"] and meta.input_shape == [1, 16, 16]
+
+
+@pytest.mark.parametrize("model", ["model=cnn data.channels=3 +data.normalize=per_channel",
+                                   "model=lstm data.layout=rows"])
+def test_an_image_classifier_labels_image_files_as_it_labels_their_prepared_tensors(
+        make_cfg, tmp_path, digit_images, data_root, model):
+    """Before, archbench-predict took prepared tensors only: a new photo had to be resized and
+    normalised by hand. The model's MLmodel metadata now says how its training images were read."""
+    import torch
+
+    from archbench.data.datamodule import as_rows
+    from archbench.data.images import image_files, model_inputs, read_image
+    from archbench.data.prepare import ensure_prepared
+
+    train_root, test_root = digit_images / "train", digit_images / "test"
+    for folder in sorted(digit_images.iterdir()):  # a given test split: its rows are these files, in order
+        (test_root / folder.name).mkdir(parents=True)
+        for path in image_files(folder)[:4]:
+            path.rename(test_root / folder.name / path.name)
+        train_root.mkdir(exist_ok=True)
+        folder.rename(train_root / folder.name)
+    cfg = make_cfg("data=image_folder", f"data.root={digit_images}", "data.image_size=12", *model.split(),
+                   "trainer.max_epochs=1", "logger.log_model=true")
+    train(cfg)
+    uri = json.loads((tmp_path / "run" / "run.json").read_text())["model_uri"]
+    _, data_dir = ensure_prepared(to_dict(cfg.data))
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    loaded = mlflow.pytorch.load_model(uri)
+    settings = mlflow.models.get_model_info(uri).metadata["image_input"]
+    assert settings["normalization"]["per"] == ("channel" if "per_channel" in model else "global")
+    files = [f for c in sorted((digit_images / "test").iterdir()) for f in image_files(c)]
+    images = np.stack([read_image(f, settings["channels"], tuple(settings["size"])) for f in files])
+    prepared = torch.load(data_dir / "test.pt", weights_only=True)["x"]
+    with torch.no_grad():
+        from_files = loaded(model_inputs(images, settings))
+        from_tensors = loaded(as_rows(prepared) if "rows" in model else prepared)
+    assert torch.equal(from_files, from_tensors)
+    printed = call_cli("archbench-predict", str(digit_images / "test" / "digit1"), "--model-uri", uri,
+                       "--tracking-uri", cfg.logger.tracking_uri)
+    assert printed.returncode == 0, printed.stderr
+    rows = [line.split(",") for line in printed.stdout.strip().splitlines()[1:]]
+    assert [row[-1] for row in rows] == [str(f) for f in files[4:8]]
+    assert [row[2] for row in rows] == [f"{p:.4f}" for p in from_tensors[4:8].max(dim=1).values.tolist()]
+
+
+def test_predict_refuses_image_files_it_cannot_label_in_one_line(make_cfg, tmp_path, digit_images):
+    table = make_cfg("data=breast_cancer", "model=logistic", "trainer.max_epochs=1", "logger.log_model=true",
+                     output="table")
+    train(table)
+    uri = json.loads((tmp_path / "table" / "run.json").read_text())["model_uri"]
+    photo = next(iter(sorted((digit_images / "digit0").iterdir())))
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    (tmp_path / "empty").mkdir()
+    images = make_cfg("data=image_folder", f"data.root={digit_images}", "data.image_size=8", "model=cnn",
+                      "trainer.max_epochs=1", "logger.log_model=true", output="images")
+    train(images)
+    image_model = json.loads((tmp_path / "images" / "run.json").read_text())["model_uri"]
+    for model_uri, path, said in [
+            (uri, photo, "does not say how to read image files (not an image classifier"),
+            (image_model, tmp_path / "broken.png", f"unreadable image {tmp_path / 'broken.png'}"),
+            (image_model, tmp_path / "empty", f"no PNG/JPEG images in {tmp_path / 'empty'}"),
+            (image_model, tmp_path / "none.png", f"no input file {tmp_path / 'none.png'}")]:
+        result = call_cli("archbench-predict", str(path), "--model-uri", model_uri,
+                          "--tracking-uri", table.logger.tracking_uri)
+        assert result.returncode == 2 and result.stdout == "", result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"archbench-predict: error: {said}") or said in line, line
 
 
 def test_image_folder_bad_input(make_cfg, tmp_path, digit_images):

@@ -8,6 +8,10 @@ A text classifier (trained on ``data=sst2``, ``imdb``, ``text_files``) takes raw
 ``.txt`` file with one example per line, or ``--text "..."`` (repeatable); the model tokenizes it
 with its training vocabulary (unknown words → ``<unk>``).
 
+An image classifier (trained on ``data=image_folder``, ``digits``, ``mnist``, ``cifar10``) also takes
+image files: a PNG/JPEG, or a folder of them (one row each), read as its training images were
+(grayscale or RGB, resized, normalised with its training statistics: its MLmodel metadata says how).
+
 A spoken-word classifier (trained on ``data=fsdd``, ``fsdd_speaker``, ``audio_folder``) takes a
 ``.wav`` file instead, turned into its training features (mono, its sample rate, its frames).
 
@@ -105,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
     parser.add_argument("input", type=Path, nargs="?",
-                        help=".npy / .csv / prepared .pt file of samples (.txt: one text per line)")
+                        help=".npy / .csv / prepared .pt file of samples (.txt: one text per line; "
+                             "an image classifier: a PNG/JPEG file or a folder of them)")
     parser.add_argument("--text", action="append", default=[],
                         help="a text to classify with a text classifier (repeatable)")
     add_model_arguments(parser, "mnist1d-cnn")
@@ -164,12 +169,40 @@ def _class_probabilities(uri: str, model: Any, tags: dict[str, str],
     if hasattr(model, "predict_texts"):
         texts = _load_texts(args.input, args.text)[: args.limit]
         return model.predict_texts(texts), "text", texts
+    from archbench.data.images import IMAGE_SUFFIXES
+
+    if args.input is not None and (args.input.is_dir() or args.input.suffix.lower() in IMAGE_SUFFIXES):
+        return _image_probabilities(uri, model, args.input, args.limit)
     if args.text or args.input.suffix == ".txt":
         fail(PROGRAM, f"{uri} classifies {tags.get('data', 'tensor')} inputs, not raw text: give a "
                       f".npy, .csv or .pt file")
     x = _load_inputs(args.input, json.loads(tags.get("input_shape", "[]")))[: args.limit]
     with torch.no_grad():
         return model(torch.from_numpy(x)), None, []
+
+
+def _image_probabilities(uri: str, model: Any, path: Path, limit: int | None) -> tuple[Any, str, list[str]]:
+    """An image file, or every PNG/JPEG in a folder, read as the model's training images were
+    (its MLmodel metadata says their channels, size, normalisation and layout)."""
+    import mlflow
+    import numpy as np
+    import torch
+
+    from archbench.data.images import image_files, model_inputs, read_image
+
+    settings = (mlflow.models.get_model_info(uri).metadata or {}).get("image_input")
+    if settings is None:
+        fail(PROGRAM, f"{uri} does not say how to read image files (not an image classifier, or logged "
+                      f"before archbench recorded it: train it again): give a .npy, .csv or .pt of prepared samples")
+    if not path.exists():
+        fail(PROGRAM, f"no input file {path}")
+    files = (image_files(path) if path.is_dir() else [path])[:limit]
+    if not files:
+        fail(PROGRAM, f"no PNG/JPEG images in {path}")
+    size = (int(settings["size"][0]), int(settings["size"][1]))
+    images = np.stack([read_image(file, int(settings["channels"]), size) for file in files])
+    with torch.no_grad():
+        return model(model_inputs(images, settings)), "file", [str(file) for file in files]
 
 
 def _print_ranked(probs: Any, class_names: list[str], top: int, column: str | None, inputs: list[str]) -> None:

@@ -220,10 +220,15 @@ class Task:
         from archbench.tracking.mlflow_run import log_torch_model
 
         example = datamodule.example_batch(2)["x"].cpu()
-        return log_torch_model(self.exported_model(module).cpu(), example, serialization_format or self.model_format)
+        return log_torch_model(self.exported_model(module).cpu(), example, serialization_format or self.model_format,
+                               self.model_metadata(datamodule))
 
     def exported_model(self, module):
         return module.net
+
+    def model_metadata(self, datamodule) -> dict[str, Any] | None:
+        """What the logged model's MLmodel file carries beside it (e.g. how to read raw inputs)."""
+        return None
 
     def cost_inputs(self, module, datamodule):
         """(net, example batch) whose inference cost the report compares; None: not measured."""

@@ -380,6 +380,17 @@ class Classification(Task):
     def exported_model(self, module) -> nn.Module:
         return ProbabilityModel(module.net)
 
+    def model_metadata(self, datamodule) -> dict[str, Any] | None:
+        """An image classifier stays a plain net (MLflow's pt2 format, no Python of archbench's
+        needed to load it); its MLmodel metadata says how image files become its inputs, for
+        ``archbench-predict photo.png`` (``data.images.model_inputs``)."""
+        from archbench.data.images import image_input
+
+        meta = datamodule.load()
+        if meta.kind != "image":
+            return None
+        return {"image_input": image_input(meta.input_shape, meta.normalization, getattr(datamodule, "layout", "default"))}
+
     def export(self, module, datamodule, serialization_format: str | None) -> str:
         """Text classifiers are logged with their vocabulary (pickled: they tokenize raw text), audio
         classifiers with their feature settings (pickled: they read WAV recordings)."""

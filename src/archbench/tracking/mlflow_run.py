@@ -109,8 +109,10 @@ def pip_requirements() -> list[str]:
     return pins
 
 
-def log_torch_model(model: Any, example: Any, serialization_format: str | None = None) -> str:
-    """Log a torch model with signature and input example; returns its model URI."""
+def log_torch_model(model: Any, example: Any, serialization_format: str | None = None,
+                    metadata: dict[str, Any] | None = None) -> str:
+    """Log a torch model with signature and input example (and ``metadata`` in its MLmodel file);
+    returns its model URI."""
     import mlflow.pytorch
     import numpy as np
     import torch
@@ -129,7 +131,7 @@ def log_torch_model(model: Any, example: Any, serialization_format: str | None =
         warnings.filterwarnings("ignore", message="No complete tensor found in the group")
         info = mlflow.pytorch.log_model(
             model, name="model", signature=infer_signature(x, output), input_example=x,
-            serialization_format=serialization_format, pip_requirements=pip_requirements())
+            serialization_format=serialization_format, pip_requirements=pip_requirements(), metadata=metadata)
     return info.model_uri
 
 

@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from archbench.data.images import image_files, read_image
 from archbench.data.sources import Source, sha256_of
 from archbench.errors import ConfigError, DataError
-
-SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -20,32 +19,16 @@ def _class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def _load(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert(mode)
-            if image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"unreadable image {path}: {err}") from err
-
-
-def _read_tree(root: Path, classes: list[str], mode: str, size: tuple[int, int]):
+def _read_tree(root: Path, classes: list[str], channels: int, size: tuple[int, int]):
     images, labels = [], []
     for label, name in enumerate(classes):
         folder = root / name
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES) if folder.is_dir() else []
-        for path in files:
-            images.append(_load(path, mode, size))
+        for path in image_files(folder) if folder.is_dir() else []:
+            images.append(read_image(path, channels, size))
             labels.append(label)
     if not images:
         raise DataError(f"no PNG/JPEG images under {root}")
-    x = np.stack(images)
-    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
-    return x.astype(np.float32), np.asarray(labels, dtype=np.int64)
+    return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64)
 
 
 def image_folder(cfg: dict[str, Any]) -> Source:
@@ -60,16 +43,15 @@ def image_folder(cfg: dict[str, Any]) -> Source:
         raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     size = cfg.get("image_size", 28)
     size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    mode = "L" if channels == 1 else "RGB"
     given_test = (root / "train").is_dir() and (root / "test").is_dir()
     train_root = root / "train" if given_test else root
     classes = [p.name for p in _class_folders(train_root)]
     if len(classes) < 2:
         raise DataError(f"{train_root} has one class folder only ({classes[0]}): nothing to classify")
-    x, y = _read_tree(train_root, classes, mode, size)
+    x, y = _read_tree(train_root, classes, channels, size)
     x_test = y_test = None
     if given_test:
-        x_test, y_test = _read_tree(root / "test", classes, mode, size)
+        x_test, y_test = _read_tree(root / "test", classes, channels, size)
     info = {"origin": str(root.resolve()), "images": int(len(y) + (0 if y_test is None else len(y_test))),
             "test": "given (test/ sub-tree)" if given_test else "seeded split",
             "checksum": sha256_of(x, y, *(a for a in (x_test, y_test) if a is not None))}

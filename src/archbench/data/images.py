@@ -1,0 +1,57 @@
+"""Image files as archbench's image datasets hold images, for preparing a folder of them and for
+classifying new ones with a trained model: (C, H, W) floats in [0, 1], then the training split's
+normalisation (and the model's layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archbench.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """``path`` as a (channels, H, W) float32 array in [0, 1]: grayscale (1) or RGB (3), resized
+    bilinearly to ``size`` (H, W) when it differs; one DataError line when Pillow cannot read it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            if image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"unreadable image {path}: {err}") from err
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The PNG/JPEG files directly in ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def image_input(input_shape: list[int], normalization: dict[str, Any], layout: str) -> dict[str, Any]:
+    """What a model needs to take image files (logged in its MLmodel metadata): the prepared
+    images' shape, the training split's normalisation, and how the net reads them."""
+    return {"channels": int(input_shape[0]), "size": [int(s) for s in input_shape[1:]],
+            "normalization": normalization, "layout": layout}
+
+
+def model_inputs(images: np.ndarray, settings: dict[str, Any]):
+    """(N, C, H, W) images in [0, 1] → the tensor the model was trained on: normalised as its
+    training split was (one mean and std, or one per channel), read row by row for ``layout=rows``."""
+    import torch
+
+    from archbench.data.datamodule import as_rows
+
+    stats = settings["normalization"]
+    mean, std = np.asarray(stats["mean"], np.float32), np.asarray(stats["std"], np.float32)
+    if stats.get("per") == "channel":
+        mean, std = mean.reshape(1, -1, 1, 1), std.reshape(1, -1, 1, 1)
+    x = torch.from_numpy(((images - mean) / std).astype(np.float32))
+    return as_rows(x) if settings.get("layout") == "rows" else x
