@@ -147,6 +147,53 @@ def test_a_csv_with_semicolons_tabs_or_decimal_commas_reads_as_the_comma_one(win
         table({"path": str(wine_csv)})
 
 
+def test_a_csv_classifier_labels_new_rows_by_column_name_as_it_labels_its_prepared_rows(
+        make_cfg, wine_csv, tmp_path):
+    """Before, archbench-predict took prepared numbers only: a new row of one's own table had to be
+    one-hot encoded and normalised by hand. The model's MLmodel metadata now says how."""
+    import pandas as pd
+    import torch
+
+    from archbench.data.prepare import ensure_prepared
+    from archbench.data.sources.table_file import encode_rows
+
+    cfg = make_cfg("data=csv", f"data.path={wine_csv}", "data.target=cultivar", "model=mlp",
+                   "trainer.max_epochs=1", "logger.log_model=true")
+    train(cfg)
+    uri = json.loads((tmp_path / "run" / "run.json").read_text())["model_uri"]
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    spec = mlflow.models.get_model_info(uri).metadata["table_input"]
+    assert spec["categories"] == {"strength": ["light", "strong"]}
+    _, data_dir = ensure_prepared(to_dict(cfg.data))
+    prepared = np.concatenate([torch.load(data_dir / f"{split}.pt", weights_only=True)["x"].numpy()
+                               for split in ("train", "val", "test")])
+    encoded = encode_rows(pd.read_csv(wine_csv), spec, "wine.csv")
+
+    def by_rows(x):
+        return x[np.lexsort(x.T[::-1])]
+
+    assert np.array_equal(by_rows(encoded), by_rows(prepared))  # every row, bit for bit
+    new_rows = pd.read_csv(wine_csv).drop(columns="cultivar").head(5)
+    new_rows.to_csv(tmp_path / "new.csv", sep=";", decimal=",", index=False)  # a spreadsheet's export
+    printed = call_cli("archbench-predict", str(tmp_path / "new.csv"), "--model-uri", uri,
+                       "--tracking-uri", cfg.logger.tracking_uri)
+    assert printed.returncode == 0, printed.stderr
+    with torch.no_grad():
+        probs = mlflow.pytorch.load_model(uri)(torch.from_numpy(encoded[:5]))
+    assert [line.split(",")[2] for line in printed.stdout.strip().splitlines()[1:]] == \
+        [f"{p:.4f}" for p in probs.max(dim=1).values.tolist()]
+    unseen = new_rows.assign(strength="medium")
+    unseen.to_csv(tmp_path / "unseen.csv", index=False)
+    new_rows.drop(columns="hue").to_csv(tmp_path / "no_hue.csv", index=False)
+    for name, said in [("unseen.csv", "column 'strength' has 'medium', a value training never saw (known: light, strong)"),
+                       ("no_hue.csv", "no column(s) hue; the model reads alcohol, ")]:
+        refused = call_cli("archbench-predict", str(tmp_path / name), "--model-uri", uri,
+                           "--tracking-uri", cfg.logger.tracking_uri)
+        assert refused.returncode == 2 and refused.stdout == "", refused.stderr
+        [line] = refused.stderr.strip().splitlines()
+        assert line == f"archbench-predict: error: {tmp_path / name}: {said}" or said in line, line
+
+
 def test_csv_bad_input_is_one_clear_error_and_writes_nothing(make_cfg, wine_csv, tmp_path, data_root):
     before = set(data_root.iterdir())
     with pytest.raises(DataError, match="target column 'grape' not in wine.csv; columns: alcohol"):

@@ -102,8 +102,9 @@ def _nan_sample(path):
     ("objects.npy", lambda p: np.save(p, np.array([{}], dtype=object), allow_pickle=True),
      "cannot read it as .npy: Object arrays cannot be loaded when allow_pickle=False"),
     ("junk.pt", lambda p: p.write_text("junk"), "cannot read it as .pt: "),
-    ("header.csv", lambda p: p.write_text("a,b\n1,2\n"), "could not convert string 'a' to float64 at row 0, "
-     "column 1. (numbers only, one flattened sample a row, no header)"),
+    ("header.csv", lambda p: p.write_text("a,b\n1,2\n"), "starts with a header row, and "),
+    ("words.csv", lambda p: p.write_text("1,2\n3,x\n"), "could not convert string 'x' to float64 at row 1, "
+     "column 2. (numbers only, one flattened sample a row, no header)"),
     ("empty.csv", lambda p: p.write_text(""), "empty.csv: no samples in it"),
     ("empty.npy", lambda p: np.save(p, np.zeros((0, 1, 8, 8), dtype=np.float32)), "empty.npy: no samples in it"),
     ("inf.npy", _nan_sample, "inf.npy: NaN or infinite values (sample 2); the model reads finite numbers"),

@@ -12,6 +12,9 @@ An image classifier (trained on ``data=image_folder``, ``digits``, ``mnist``, ``
 image files: a PNG/JPEG, or a folder of them (one row each), read as its training images were
 (grayscale or RGB, resized, normalised with its training statistics: its MLmodel metadata says how).
 
+A classifier trained on your own table (``data=csv``) also takes new rows of it by column name: a
+``.csv`` with a header row, encoded and normalised as the training rows were.
+
 A spoken-word classifier (trained on ``data=fsdd``, ``fsdd_speaker``, ``audio_folder``) takes a
 ``.wav`` file instead, turned into its training features (mono, its sample rate, its frames).
 
@@ -176,6 +179,8 @@ def _class_probabilities(uri: str, model: Any, tags: dict[str, str],
     if args.text or args.input.suffix == ".txt":
         fail(PROGRAM, f"{uri} classifies {tags.get('data', 'tensor')} inputs, not raw text: give a "
                       f".npy, .csv or .pt file")
+    if args.input.suffix.lower() in (".csv", ".tsv") and _has_header(args.input):
+        return _table_probabilities(uri, model, args.input, args.limit)
     x = _load_inputs(args.input, json.loads(tags.get("input_shape", "[]")))[: args.limit]
     with torch.no_grad():
         return model(torch.from_numpy(x)), None, []
@@ -203,6 +208,42 @@ def _image_probabilities(uri: str, model: Any, path: Path, limit: int | None) ->
     images = np.stack([read_image(file, int(settings["channels"]), size) for file in files])
     with torch.no_grad():
         return model(model_inputs(images, settings)), "file", [str(file) for file in files]
+
+
+def _has_header(path: Path) -> bool:
+    """Whether a table file starts with a row of names (rows by column name) rather than numbers."""
+    from archbench.data.sources.table_file import field_separator
+
+    if not path.is_file():
+        return False
+    with path.open(encoding="utf-8", errors="replace") as file:
+        first = file.readline().strip()
+    fields = [f.strip().strip('"') for f in first.split(field_separator(path, "auto"))] if first else []
+    try:
+        [float(f) for f in fields]
+    except ValueError:
+        return True
+    return False
+
+
+def _table_probabilities(uri: str, model: Any, path: Path, limit: int | None) -> tuple[Any, None, list[str]]:
+    """New rows of the model's training table, by column name (its MLmodel metadata says which
+    columns, their one-hot values and their normalisation)."""
+    import mlflow
+    import torch
+
+    from archbench.data.sources.table_file import encode_rows, read_table
+
+    spec = (mlflow.models.get_model_info(uri).metadata or {}).get("table_input")
+    if spec is None:
+        fail(PROGRAM, f"{path} starts with a header row, and {uri} does not say how to read rows by column "
+                      f"name (a model trained on data=csv does): give rows of prepared numbers, no header")
+    frame, _ = read_table(path)
+    x = torch.from_numpy(encode_rows(frame, spec, str(path))[:limit])
+    if len(x) == 0:
+        fail(PROGRAM, f"{path}: no rows under its header")
+    with torch.no_grad():
+        return model(x), None, []
 
 
 def _print_ranked(probs: Any, class_names: list[str], top: int, column: str | None, inputs: list[str]) -> None:

@@ -16,7 +16,7 @@ MISSING_POLICIES = ("error", "drop", "mean")
 SEPARATORS = {"auto": None, ",": ",", ";": ";", "tab": "\t", "|": "|"}
 
 
-def _separator(path: Path, asked: str) -> str:
+def field_separator(path: Path, asked: str) -> str:
     """The CSV's field separator: ``data.sep``, or with ``auto`` the one Python's csv.Sniffer finds
     in the first lines among , ; tab | (a comma when it finds none): semicolons are common where a
     comma is the decimal mark (UCI's wine-quality files, for one)."""
@@ -36,7 +36,7 @@ def _separator(path: Path, asked: str) -> str:
         return ","
 
 
-def _read(path: Path, sep: str = "auto"):
+def read_table(path: Path, sep: str = "auto"):
     """The table, and the columns read as numbers written with a decimal comma."""
     import pandas as pd
 
@@ -45,7 +45,7 @@ def _read(path: Path, sep: str = "auto"):
     try:
         if path.suffix in (".parquet", ".pq"):
             return pd.read_parquet(path), []
-        separator = _separator(path, sep)
+        separator = field_separator(path, sep)
         return _decimal_commas(pd.read_csv(path, sep=separator), separator)
     except ConfigError:
         raise
@@ -111,7 +111,7 @@ def table(cfg: dict[str, Any]) -> Source:
     path = Path(str(cfg.get("path") or "")).expanduser()
     if not cfg.get("path"):
         raise DataError("data=csv needs data.path=FILE (a .csv or .parquet) and data.target=COLUMN")
-    frame, decimal_comma = _read(path, str(cfg.get("sep") or "auto"))
+    frame, decimal_comma = read_table(path, str(cfg.get("sep") or "auto"))
     target_name = str(cfg.get("target") or "")
     columns = ", ".join(map(str, frame.columns))
     if not target_name:
@@ -132,6 +132,7 @@ def table(cfg: dict[str, Any]) -> Source:
     info = {"origin": str(path.resolve()), "target": target_name, "rows": len(frame),
             "numeric_features": [c for c in features if c not in categorical],
             "categorical_features": {c: "one-hot" for c in categorical}, "columns": list(x.columns),
+            "categories": {c: [str(v) for v in pd.get_dummies(frame[c]).columns] for c in categorical},
             "decimal_comma_columns": decimal_comma}
     x_values = x.to_numpy(dtype=np.float32)
     if task == "regression":
@@ -145,3 +146,47 @@ def table(cfg: dict[str, Any]) -> Source:
     y = target.astype(str).map({name: i for i, name in enumerate(class_names)}).to_numpy(np.int64)
     info["checksum"] = sha256_of(x_values, y)
     return Source(x_values, y, None, None, "tabular", [x.shape[1]], class_names, info)
+
+
+def table_input(info: dict[str, Any], normalization: dict[str, Any]) -> dict[str, Any] | None:
+    """What a model trained on a table needs to take new rows of it (logged in its MLmodel
+    metadata): the feature columns, each categorical one's training values, the one-hot column
+    order and the training split's per-feature normalisation; None for tables without named columns."""
+    if "columns" not in info or "categories" not in info:
+        return None
+    return {"numeric": list(info["numeric_features"]), "categories": dict(info["categories"]),
+            "columns": list(info["columns"]), "normalization": normalization}
+
+
+def encode_rows(frame, spec: dict[str, Any], name: str) -> np.ndarray:
+    """New rows of the training table (named columns; others, the target among them, ignored) as
+    the model's inputs: one-hot columns as in training, then normalised. One DataError line for a
+    missing column, an empty or non-numeric value, or a category training never saw."""
+    import pandas as pd
+
+    needed = [*spec["numeric"], *spec["categories"]]
+    absent = [c for c in needed if c not in frame.columns]
+    if absent:
+        raise DataError(f"{name}: no column(s) {', '.join(map(str, absent))}; the model reads "
+                        f"{', '.join(map(str, needed))} (a header row names them)")
+    gaps = frame[needed].isna().any(axis=1)
+    if gaps.any():
+        raise DataError(f"{name}: row {int(np.flatnonzero(gaps)[0]) + 1} has an empty value; the model "
+                        f"needs every one of {', '.join(map(str, needed))}")
+    columns: dict[str, Any] = {}
+    for column in spec["numeric"]:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.isna().any():
+            raise DataError(f"{name}: column {column!r} row {int(np.flatnonzero(values.isna())[0]) + 1} "
+                            f"is not a number ({frame[column][values.isna()].iloc[0]!r})")
+        columns[column] = values
+    for column, known in spec["categories"].items():
+        text = frame[column].astype(str)
+        unseen = sorted(set(text) - set(known))
+        if unseen:
+            raise DataError(f"{name}: column {column!r} has {unseen[0]!r}, a value training never saw "
+                            f"(known: {', '.join(known)})")
+        columns.update({f"{column}_{value}": text == value for value in known})
+    x = pd.DataFrame(columns)[spec["columns"]].to_numpy(dtype=np.float32)
+    stats = spec["normalization"]
+    return ((x - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)).astype(np.float32)
