@@ -113,9 +113,28 @@ def test_csv_regression_decided_by_the_target(make_cfg, tmp_path):
     frame["sex"] = frame["sex"].map({1.0: "f", 2.0: "m"})
     path = tmp_path / "diabetes.parquet"
     frame.to_parquet(path)
-    metrics = train(make_cfg("data=csv", f"data.path={path}", "data.target=target", "model=linear",
-                             "trainer.max_epochs=40"))
+    cfg = make_cfg("data=csv", f"data.path={path}", "data.target=target", "model=linear",
+                   "trainer.max_epochs=40", "logger.log_model=true")
+    metrics = train(cfg)
     assert "test/r2" in metrics and metrics["test/r2"] > 0.2
+    # new rows by column name (before: archbench-predict refused regressors), in the target's units
+    uri = json.loads((tmp_path / "run" / "run.json").read_text())["model_uri"]
+    frame.head(4).to_csv(tmp_path / "new.csv", index=False)
+    printed = call_cli("archbench-predict", str(tmp_path / "new.csv"), "--model-uri", uri,
+                       "--tracking-uri", cfg.logger.tracking_uri)
+    assert printed.returncode == 0, printed.stderr
+    import torch
+
+    from archbench.data.sources.table_file import encode_rows
+
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    spec = mlflow.models.get_model_info(uri).metadata["table_input"]
+    with torch.no_grad():
+        want = mlflow.pytorch.load_model(uri)(torch.from_numpy(encode_rows(frame.head(4), spec, "new.csv")))
+    lines = printed.stdout.strip().splitlines()
+    assert lines[0] == "index,prediction"
+    assert [float(line.split(",")[1]) for line in lines[1:]] == pytest.approx(want[:, 0].tolist(), rel=1e-5)
+    assert 50 < float(want.mean()) < 300  # diabetes progression's own units (standardised would be near 0)
 
 
 def test_a_csv_with_semicolons_tabs_or_decimal_commas_reads_as_the_comma_one(wine_csv):

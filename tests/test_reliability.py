@@ -69,7 +69,7 @@ def test_predict_refuses_a_language_model_in_one_line(trained, tmp_path):
     result = _predict(trained, str(tmp_path / "ids.npy"), "--model-uri", _uri(trained, "lm"))
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
-    assert "is a language_model model, not a classifier" in line and "archbench-generate" in line
+    assert "is a language_model model, not a classifier or regressor" in line and "archbench-generate" in line
 
 
 @pytest.mark.parametrize(("inputs", "expected"), [
@@ -102,7 +102,7 @@ def _nan_sample(path):
     ("objects.npy", lambda p: np.save(p, np.array([{}], dtype=object), allow_pickle=True),
      "cannot read it as .npy: Object arrays cannot be loaded when allow_pickle=False"),
     ("junk.pt", lambda p: p.write_text("junk"), "cannot read it as .pt: "),
-    ("header.csv", lambda p: p.write_text("a,b\n1,2\n"), "starts with a header row, and "),
+    ("header.csv", lambda p: p.write_text("a,b\n1,2\n"), "holds rows by column name, and "),
     ("words.csv", lambda p: p.write_text("1,2\n3,x\n"), "could not convert string 'x' to float64 at row 1, "
      "column 2. (numbers only, one flattened sample a row, no header)"),
     ("empty.csv", lambda p: p.write_text(""), "empty.csv: no samples in it"),

@@ -1,7 +1,8 @@
 """``archbench-predict INPUT [--model-uri URI]``: classify the rows of a ``.npy``, ``.csv`` or
 prepared ``.pt`` file with a registered or logged classifier (default: the ``champion`` of
 ``archbench-<data>-<model>``), printing one line per sample: index, label, probability, and the
-top classes. Inputs are in the space of archbench's prepared data (``data/prepared/<name>``),
+top classes. A regressor's inputs are read the same ways; it prints index and prediction (in the
+target's own units). Inputs are in the space of archbench's prepared data (``data/prepared/<name>``),
 i.e. normalised as ``meta.json`` records; ``.csv`` rows are flattened samples.
 
 A text classifier (trained on ``data=sst2``, ``imdb``, ``text_files``) takes raw text instead: a
@@ -145,22 +146,25 @@ def _predict(args: argparse.Namespace) -> None:
     task = tags.get("task", "classification")
     if task == "seq2seq":
         return _translate(model, _load_texts(args.input, args.text)[: args.limit], args.beam_size)
-    if task != "classification":
+    if task not in ("classification", "regression"):
         hint = {"language_model": " (use archbench-generate for a language model)",
                 "rating": " (use archbench-recommend for a recommender)",
                 "ranking": " (use archbench-recommend for a recommender)"}.get(task, "")
-        fail(PROGRAM, f"{uri} is a {task} model, not a classifier: archbench-predict labels "
-                      f"classifier inputs{hint}")
-    probs, column, inputs = _class_probabilities(uri, model, tags, args)
-    if probs.dim() != 2:
-        fail(PROGRAM, f"{uri} is not a classifier (output shape {tuple(probs.shape)})")
-    _print_ranked(probs, json.loads(tags.get("class_names", "[]")), args.top, column, inputs)
+        fail(PROGRAM, f"{uri} is a {task} model, not a classifier or regressor: archbench-predict "
+                      f"reads their inputs{hint}")
+    outputs, column, inputs = _model_outputs(uri, model, tags, args)
+    if task == "regression":
+        return _print_values(outputs, column, inputs)
+    if outputs.dim() != 2:
+        fail(PROGRAM, f"{uri} is not a classifier (output shape {tuple(outputs.shape)})")
+    _print_ranked(outputs, json.loads(tags.get("class_names", "[]")), args.top, column, inputs)
 
 
-def _class_probabilities(uri: str, model: Any, tags: dict[str, str],
-                         args: argparse.Namespace) -> tuple[Any, str | None, list[str]]:
-    """``(probabilities (N, classes), the input column's name or None, the inputs it shows)``: a
-    recording, raw texts, or tensors, whichever the model classifies."""
+def _model_outputs(uri: str, model: Any, tags: dict[str, str],
+                   args: argparse.Namespace) -> tuple[Any, str | None, list[str]]:
+    """``(outputs (N, classes) or (N, 1), the input column's name or None, the inputs it shows)``:
+    a recording, raw texts, image files, table rows by column name, or tensors, whichever the
+    model reads."""
     import torch
 
     if hasattr(model, "predict_waves"):
@@ -179,7 +183,8 @@ def _class_probabilities(uri: str, model: Any, tags: dict[str, str],
     if args.text or args.input.suffix == ".txt":
         fail(PROGRAM, f"{uri} classifies {tags.get('data', 'tensor')} inputs, not raw text: give a "
                       f".npy, .csv or .pt file")
-    if args.input.suffix.lower() in (".csv", ".tsv") and _has_header(args.input):
+    suffix = args.input.suffix.lower()
+    if suffix in (".parquet", ".pq") or (suffix in (".csv", ".tsv") and _has_header(args.input)):
         return _table_probabilities(uri, model, args.input, args.limit)
     x = _load_inputs(args.input, json.loads(tags.get("input_shape", "[]")))[: args.limit]
     with torch.no_grad():
@@ -236,8 +241,8 @@ def _table_probabilities(uri: str, model: Any, path: Path, limit: int | None) ->
 
     spec = (mlflow.models.get_model_info(uri).metadata or {}).get("table_input")
     if spec is None:
-        fail(PROGRAM, f"{path} starts with a header row, and {uri} does not say how to read rows by column "
-                      f"name (a model trained on data=csv does): give rows of prepared numbers, no header")
+        fail(PROGRAM, f"{path} holds rows by column name, and {uri} does not say how to read them (a model "
+                      f"trained on data=csv does): give rows of prepared numbers, no header")
     frame, _ = read_table(path)
     x = torch.from_numpy(encode_rows(frame, spec, str(path))[:limit])
     if len(x) == 0:
@@ -255,6 +260,14 @@ def _print_ranked(probs: Any, class_names: list[str], top: int, column: str | No
         names = [class_names[j] if j < len(class_names) else str(j) for j in c]
         ranked = " ".join(f"{n}:{q:.3f}" for n, q in zip(names, p, strict=True))
         writer.writerow([i, names[0], f"{p[0]:.4f}", ranked, *([inputs[i]] if column else [])])
+
+
+def _print_values(outputs: Any, column: str | None, inputs: list[str]) -> None:
+    """One CSV row per sample: index, the regressor's prediction in the target's units (and the input)."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["index", "prediction", *([column] if column else [])])
+    for i, value in enumerate(outputs.reshape(len(outputs), -1)[:, 0].tolist()):
+        writer.writerow([i, f"{value:.6g}", *([inputs[i]] if column else [])])
 
 
 def _translate(model, texts: list[str], beam_size: int | None) -> None:

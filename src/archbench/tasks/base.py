@@ -227,8 +227,20 @@ class Task:
         return module.net
 
     def model_metadata(self, datamodule) -> dict[str, Any] | None:
-        """What the logged model's MLmodel file carries beside it (e.g. how to read raw inputs)."""
-        return None
+        """What the logged model's MLmodel file carries beside it: for a net that reads images or
+        table rows, how raw inputs become its inputs (image files: ``data.images.model_inputs``; new
+        rows of its own table by column name: ``data.sources.table_file.encode_rows``), for
+        ``archbench-predict``. The net itself stays plain (MLflow's pt2 format: no Python of
+        archbench's needed to load it)."""
+        from archbench.data.images import image_input
+        from archbench.data.sources.table_file import table_input
+
+        meta = datamodule.load()
+        if meta.kind == "image":
+            return {"image_input": image_input(meta.input_shape, meta.normalization,
+                                               getattr(datamodule, "layout", "default"))}
+        spec = table_input(meta.source, meta.normalization) if meta.kind == "tabular" else None
+        return {"table_input": spec} if spec else None
 
     def cost_inputs(self, module, datamodule):
         """(net, example batch) whose inference cost the report compares; None: not measured."""

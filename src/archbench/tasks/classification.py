@@ -380,21 +380,6 @@ class Classification(Task):
     def exported_model(self, module) -> nn.Module:
         return ProbabilityModel(module.net)
 
-    def model_metadata(self, datamodule) -> dict[str, Any] | None:
-        """An image or table classifier stays a plain net (MLflow's pt2 format, no Python of
-        archbench's needed to load it); its MLmodel metadata says how raw inputs become its inputs:
-        image files (``data.images.model_inputs``) or new rows of its own table, by column name
-        (``data.sources.table_file.encode_rows``), for ``archbench-predict``."""
-        from archbench.data.images import image_input
-        from archbench.data.sources.table_file import table_input
-
-        meta = datamodule.load()
-        if meta.kind == "image":
-            return {"image_input": image_input(meta.input_shape, meta.normalization,
-                                               getattr(datamodule, "layout", "default"))}
-        spec = table_input(meta.source, meta.normalization) if meta.kind == "tabular" else None
-        return {"table_input": spec} if spec else None
-
     def export(self, module, datamodule, serialization_format: str | None) -> str:
         """Text classifiers are logged with their vocabulary (pickled: they tokenize raw text), audio
         classifiers with their feature settings (pickled: they read WAV recordings)."""
