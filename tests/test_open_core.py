@@ -213,6 +213,38 @@ def test_a_csv_classifier_labels_new_rows_by_column_name_as_it_labels_its_prepar
         assert line == f"archbench-predict: error: {tmp_path / name}: {said}" or said in line, line
 
 
+def test_a_built_in_table_classifier_takes_rows_by_its_column_names(make_cfg, tmp_path):
+    """scikit-learn's tables name their columns too: breast_cancer's models read a .csv of rows
+    headed "mean radius", … as their prepared rows, bit for bit."""
+    import pandas as pd
+    import torch
+    from sklearn.datasets import load_breast_cancer
+
+    from archbench.data.prepare import ensure_prepared
+    from archbench.data.sources.table_file import encode_rows
+
+    cfg = make_cfg("data=breast_cancer", "model=logistic", "trainer.max_epochs=1", "logger.log_model=true")
+    train(cfg)
+    uri = json.loads((tmp_path / "run" / "run.json").read_text())["model_uri"]
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    spec = mlflow.models.get_model_info(uri).metadata["table_input"]
+    frame = load_breast_cancer(as_frame=True).frame
+    _, data_dir = ensure_prepared(to_dict(cfg.data))
+    prepared = np.concatenate([torch.load(data_dir / f"{split}.pt", weights_only=True)["x"].numpy()
+                               for split in ("train", "val", "test")])
+    encoded = encode_rows(frame, spec, "frame")
+    assert np.array_equal(encoded[np.lexsort(encoded.T[::-1])], prepared[np.lexsort(prepared.T[::-1])])
+    frame.sample(4, random_state=0).to_csv(tmp_path / "patients.csv", index=False)
+    printed = call_cli("archbench-predict", str(tmp_path / "patients.csv"), "--model-uri", uri,
+                       "--tracking-uri", cfg.logger.tracking_uri)
+    assert printed.returncode == 0, printed.stderr
+    with torch.no_grad():
+        probs = mlflow.pytorch.load_model(uri)(torch.from_numpy(encode_rows(
+            pd.read_csv(tmp_path / "patients.csv"), spec, "patients.csv")))
+    assert [line.split(",")[2] for line in printed.stdout.strip().splitlines()[1:]] == \
+        [f"{p:.4f}" for p in probs.max(dim=1).values.tolist()]
+
+
 def test_csv_bad_input_is_one_clear_error_and_writes_nothing(make_cfg, wine_csv, tmp_path, data_root):
     before = set(data_root.iterdir())
     with pytest.raises(DataError, match="target column 'grape' not in wine.csv; columns: alcohol"):

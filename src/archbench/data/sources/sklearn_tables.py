@@ -28,7 +28,7 @@ def breast_cancer(cfg: dict[str, Any]) -> Source:
     x = bunch.data.astype(np.float32)
     y = bunch.target.astype(np.int64)
     return Source(x, y, None, None, "tabular", [x.shape[1]], [str(c) for c in bunch.target_names],
-                  {"origin": "sklearn.datasets.load_breast_cancer",
+                  {"origin": "sklearn.datasets.load_breast_cancer", **_named_columns(bunch.feature_names),
                    "checksum": sha256_of(bunch.data, bunch.target)})
 
 
@@ -41,5 +41,12 @@ def diabetes(cfg: dict[str, Any]) -> Source:
     y = bunch.target.astype(np.float32)
     return Source(x, y, None, None, "tabular", [x.shape[1]], [],
                   {"origin": "sklearn.datasets.load_diabetes(scaled=False)",
-                   "features": list(bunch.feature_names), "checksum": sha256_of(bunch.data, bunch.target)},
+                   "features": list(bunch.feature_names), **_named_columns(bunch.feature_names),
+                   "checksum": sha256_of(bunch.data, bunch.target)},
                   task="regression")
+
+
+def _named_columns(names) -> dict[str, Any]:
+    """A table's numeric columns by name, so its models take new rows by column name
+    (``data.sources.table_file.table_input``)."""
+    return {"numeric_features": [str(n) for n in names], "categories": {}, "columns": [str(n) for n in names]}
