@@ -13,8 +13,9 @@ An image classifier (trained on ``data=image_folder``, ``digits``, ``mnist``, ``
 image files: a PNG/JPEG, or a folder of them (one row each), read as its training images were
 (grayscale or RGB, resized, normalised with its training statistics: its MLmodel metadata says how).
 
-A classifier trained on your own table (``data=csv``) also takes new rows of it by column name: a
-``.csv`` with a header row, encoded and normalised as the training rows were.
+A model trained on a table (your own, ``data=csv``, or ``breast_cancer``, ``diabetes``) also takes
+new rows of it by column name: a ``.csv`` with a header row (or a ``.parquet``), encoded and
+normalised as the training rows were.
 
 A spoken-word classifier (trained on ``data=fsdd``, ``fsdd_speaker``, ``audio_folder``) takes a
 ``.wav`` file instead, turned into its training features (mono, its sample rate, its frames).
@@ -179,19 +180,19 @@ def _model_outputs(uri: str, model: Any, tags: dict[str, str],
     from archbench.data.images import IMAGE_SUFFIXES
 
     if args.input is not None and (args.input.is_dir() or args.input.suffix.lower() in IMAGE_SUFFIXES):
-        return _image_probabilities(uri, model, args.input, args.limit)
+        return _image_outputs(uri, model, args.input, args.limit)
     if args.text or args.input.suffix == ".txt":
         fail(PROGRAM, f"{uri} classifies {tags.get('data', 'tensor')} inputs, not raw text: give a "
                       f".npy, .csv or .pt file")
     suffix = args.input.suffix.lower()
     if suffix in (".parquet", ".pq") or (suffix in (".csv", ".tsv") and _has_header(args.input)):
-        return _table_probabilities(uri, model, args.input, args.limit)
+        return _table_outputs(uri, model, args.input, args.limit)
     x = _load_inputs(args.input, json.loads(tags.get("input_shape", "[]")))[: args.limit]
     with torch.no_grad():
         return model(torch.from_numpy(x)), None, []
 
 
-def _image_probabilities(uri: str, model: Any, path: Path, limit: int | None) -> tuple[Any, str, list[str]]:
+def _image_outputs(uri: str, model: Any, path: Path, limit: int | None) -> tuple[Any, str, list[str]]:
     """An image file, or every PNG/JPEG in a folder, read as the model's training images were
     (its MLmodel metadata says their channels, size, normalisation and layout)."""
     import mlflow
@@ -231,7 +232,7 @@ def _has_header(path: Path) -> bool:
     return False
 
 
-def _table_probabilities(uri: str, model: Any, path: Path, limit: int | None) -> tuple[Any, None, list[str]]:
+def _table_outputs(uri: str, model: Any, path: Path, limit: int | None) -> tuple[Any, None, list[str]]:
     """New rows of the model's training table, by column name (its MLmodel metadata says which
     columns, their one-hot values and their normalisation)."""
     import mlflow
@@ -242,7 +243,7 @@ def _table_probabilities(uri: str, model: Any, path: Path, limit: int | None) ->
     spec = (mlflow.models.get_model_info(uri).metadata or {}).get("table_input")
     if spec is None:
         fail(PROGRAM, f"{path} holds rows by column name, and {uri} does not say how to read them (a model "
-                      f"trained on data=csv does): give rows of prepared numbers, no header")
+                      f"trained on data=csv or a built-in table does): give rows of prepared numbers, no header")
     frame, _ = read_table(path)
     x = torch.from_numpy(encode_rows(frame, spec, str(path))[:limit])
     if len(x) == 0:
