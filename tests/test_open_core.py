@@ -358,6 +358,25 @@ def test_predict_refuses_image_files_it_cannot_label_in_one_line(make_cfg, tmp_p
         assert line.startswith(f"archbench-predict: error: {said}") or said in line, line
 
 
+def test_a_16_bit_png_keeps_its_grey_levels(tmp_path):
+    """Before, Pillow's convert("L") clipped 16-bit values at 255: every pixel above 255/65535 of
+    full scale read as white, in training (image_folder) and in archbench-predict alike."""
+    from PIL import Image
+
+    from archbench.data.images import read_image
+
+    ramp = (np.arange(16, dtype=np.float64).reshape(4, 4) * 65535 / 15).round().astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    assert Image.open(tmp_path / "ramp.png").mode.startswith("I")
+    grey = read_image(tmp_path / "ramp.png", 1, (4, 4))
+    np.testing.assert_allclose(grey[0], ramp / 65535, atol=1e-6)
+    rgb = read_image(tmp_path / "ramp.png", 3, (4, 4))
+    assert rgb.shape == (3, 4, 4) and np.array_equal(rgb[0], rgb[2]) and np.array_equal(rgb[1], grey[0])
+    eight_bit = (ramp // 257).astype(np.uint8)
+    Image.fromarray(eight_bit).save(tmp_path / "ramp8.png")
+    np.testing.assert_allclose(read_image(tmp_path / "ramp8.png", 1, (4, 4))[0], eight_bit / 255, atol=1e-6)
+
+
 def test_image_folder_bad_input(make_cfg, tmp_path, digit_images):
     empty = tmp_path / "empty"
     empty.mkdir()

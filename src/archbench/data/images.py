@@ -21,12 +21,17 @@ def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+            wide = image.mode.startswith("I")  # 16-bit grayscale: Pillow's convert("L") clips at 255
+            image = Image.fromarray(np.asarray(image, dtype=np.float32) / 65535.0) if wide else \
+                image.convert("L" if channels == 1 else "RGB")
             if image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype=np.float32) / 255.0
+            pixels = np.clip(np.asarray(image, dtype=np.float32), 0, 1) if wide else \
+                np.asarray(image, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"unreadable image {path}: {err}") from err
+    if wide and channels == 3:
+        pixels = np.repeat(pixels[..., None], 3, axis=-1)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
