@@ -377,6 +377,23 @@ def test_a_16_bit_png_keeps_its_grey_levels(tmp_path):
     np.testing.assert_allclose(read_image(tmp_path / "ramp8.png", 1, (4, 4))[0], eight_bit / 255, atol=1e-6)
 
 
+def test_a_photo_stored_sideways_is_read_upright(tmp_path):
+    """Phones store a portrait photo as landscape pixels plus an EXIF orientation; before, the net
+    saw it sideways (Pillow does not apply the tag on its own)."""
+    from PIL import Image
+
+    from archbench.data.images import read_image
+
+    pixels = np.zeros((4, 6), dtype=np.uint8)
+    pixels[0] = 255  # the stored top row
+    photo = Image.fromarray(pixels)
+    exif = photo.getexif()
+    exif[0x0112] = 6  # shown turned 90° clockwise
+    photo.save(tmp_path / "portrait.jpg", exif=exif, quality=100)
+    shown = read_image(tmp_path / "portrait.jpg", 1, (6, 4))[0] > 0.5
+    assert shown[:, -1].all() and not shown[:, :-1].any()  # the stored top row is the shown right edge
+
+
 def test_image_folder_bad_input(make_cfg, tmp_path, digit_images):
     empty = tmp_path / "empty"
     empty.mkdir()

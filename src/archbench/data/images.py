@@ -17,10 +17,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     """``path`` as a (channels, H, W) float32 array in [0, 1]: grayscale (1) or RGB (3), resized
     bilinearly to ``size`` (H, W) when it differs; one DataError line when Pillow cannot read it."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)  # a phone's photo stored sideways, upright as shown
             wide = image.mode.startswith("I")  # 16-bit grayscale: Pillow's convert("L") clips at 255
             image = Image.fromarray(np.asarray(image, dtype=np.float32) / 65535.0) if wide else \
                 image.convert("L" if channels == 1 else "RGB")
