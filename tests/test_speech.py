@@ -76,6 +76,29 @@ def test_reads_8khz_mono_16bit_exactly(tmp_path):
     assert samples.dtype == np.float32 and np.array_equal(samples, pcm / 32768)
 
 
+def test_24_bit_and_float_recordings_read_as_the_same_signal(tmp_path):
+    """Before, 24-bit PCM was refused ("archbench reads 8-, 16- and 32-bit") and a float WAV
+    (Audacity's and librosa's export) was "not a PCM WAV file (unknown format: 3)"."""
+    from scipy.io import wavfile
+
+    signal = np.sin(np.arange(800) / 7) * 0.6
+    values = np.round(signal * (2**23 - 1)).astype(np.int32)
+    triples = np.stack([values & 255, (values >> 8) & 255, (values >> 16) & 255], axis=1).astype(np.uint8)
+    deep = read_wav(write_pcm(tmp_path / "24.wav", triples, RATE, width=3), RATE)
+    assert deep.dtype == np.float32 and np.abs(deep - signal).max() < 2**-22
+    assert np.array_equal(deep, (values / 2**23).astype(np.float32))  # negative samples sign-extended
+    wavfile.write(tmp_path / "float.wav", RATE, np.stack([signal, signal], axis=1).astype(np.float32))
+    floats = read_wav(tmp_path / "float.wav", RATE)  # stereo float: averaged like PCM
+    assert np.abs(floats - signal).max() < 1e-7
+    import struct
+
+    float_header = struct.pack("<4sI4s4sIHHIIHH", b"RIFF", 28, b"WAVE", b"fmt ", 16, 3, 1, RATE, 4 * RATE, 4, 32)
+    (tmp_path / "bad.wav").write_bytes(float_header + b"junk")  # a float header, no data chunk
+    with pytest.raises(DataError, match=r"bad.wav: not a WAV file archbench can read \(truncated or malformed\)$") as err:
+        read_wav(tmp_path / "bad.wav", RATE)
+    assert "\n" not in str(err.value)
+
+
 def test_stereo_is_averaged_and_44k1_is_resampled_or_refused(tmp_path):
     left = (np.sin(np.arange(4410) / 10) * 10000).astype("<i2")
     stereo = np.stack([left, np.zeros_like(left)], axis=1).reshape(-1)

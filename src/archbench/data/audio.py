@@ -23,26 +23,11 @@ LOG_FLOOR = 1e-6  # added to mel power before the log: digital silence maps to l
 
 
 def read_wav(path: str | Path, sample_rate: int, resample: bool = True) -> np.ndarray:
-    """A PCM WAV file as mono float32 in [-1, 1] at ``sample_rate`` Hz: stereo is averaged to mono,
-    another rate is resampled (polyphase, scipy) unless ``resample`` is false; anything else is
-    refused in one line."""
+    """A WAV file (8-, 16-, 24- or 32-bit PCM, or 32/64-bit float) as mono float32 in [-1, 1] at
+    ``sample_rate`` Hz: stereo is averaged to mono, another rate is resampled (polyphase, scipy)
+    unless ``resample`` is false; anything else is refused in one line."""
     path = Path(path)
-    try:
-        with wave.open(str(path), "rb") as handle:
-            channels, width, rate = handle.getnchannels(), handle.getsampwidth(), handle.getframerate()
-            raw = handle.readframes(handle.getnframes())
-    except (wave.Error, EOFError) as err:
-        reason = str(err) or "the file ends before its header does"  # EOFError carries no message
-        raise DataError(f"{path}: not a PCM WAV file ({reason})") from None
-    except OSError as err:
-        raise DataError(f"{path}: unreadable ({err.strerror or err})") from None
-    if width not in (1, 2, 4):
-        raise DataError(f"{path}: {8 * width}-bit samples; archbench reads 8-, 16- and 32-bit PCM WAV")
-    if width == 1:  # 8-bit WAV is unsigned
-        samples = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128) / 128
-    else:
-        dtype = np.int16 if width == 2 else np.int32
-        samples = np.frombuffer(raw, dtype=dtype).astype(np.float32) / float(np.iinfo(dtype).max + 1)
+    samples, channels, rate = _decode_wav(path)
     if len(samples) == 0:
         raise DataError(f"{path}: no audio samples")
     samples = samples.reshape(-1, channels).mean(axis=1)
@@ -56,6 +41,62 @@ def read_wav(path: str | Path, sample_rate: int, resample: bool = True) -> np.nd
         divisor = gcd(rate, sample_rate)
         samples = resample_poly(samples, sample_rate // divisor, rate // divisor).astype(np.float32)
     return samples.astype(np.float32)
+
+
+def _decode_wav(path: Path) -> tuple[np.ndarray, int, int]:
+    """(interleaved float32 samples in [-1, 1], channels, rate). Python's ``wave`` reads integer
+    PCM; float files and WAVE_FORMAT_EXTENSIBLE ones (how many recorders write 24-bit audio),
+    which it calls an unknown format, are read by scipy."""
+    try:
+        with wave.open(str(path), "rb") as handle:
+            channels, width, rate = handle.getnchannels(), handle.getsampwidth(), handle.getframerate()
+            raw = handle.readframes(handle.getnframes())
+    except wave.Error as err:
+        if str(err).startswith("unknown format"):
+            return _decode_with_scipy(path)
+        raise DataError(f"{path}: not a PCM WAV file ({err})") from None
+    except EOFError:  # it carries no message
+        raise DataError(f"{path}: not a PCM WAV file (the file ends before its header does)") from None
+    except OSError as err:
+        raise DataError(f"{path}: unreadable ({err.strerror or err})") from None
+    return _pcm_samples(raw, width, path), channels, rate
+
+
+def _pcm_samples(raw: bytes, width: int, path: Path) -> np.ndarray:
+    """Integer PCM bytes as floats in [-1, 1): 8-bit is unsigned, wider is signed little-endian."""
+    if width == 1:
+        return (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128) / 128
+    if width == 3:  # no 24-bit dtype: three bytes, sign-extended from the top one
+        triples = np.frombuffer(raw[: len(raw) // 3 * 3], dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        values = triples[:, 0] | (triples[:, 1] << 8) | (triples[:, 2] << 16)
+        return (np.where(values >= 1 << 23, values - (1 << 24), values) / float(1 << 23)).astype(np.float32)
+    if width not in (2, 4):
+        raise DataError(f"{path}: {8 * width}-bit samples; archbench reads 8-, 16-, 24- and 32-bit PCM WAV")
+    dtype = np.int16 if width == 2 else np.int32
+    return np.frombuffer(raw, dtype=dtype).astype(np.float32) / float(np.iinfo(dtype).max + 1)
+
+
+def _decode_with_scipy(path: Path) -> tuple[np.ndarray, int, int]:
+    import warnings
+
+    from scipy.io import wavfile
+
+    try:
+        with warnings.catch_warnings():  # chunks it skips (LIST, cue): not the user's concern
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            rate, data = wavfile.read(path)
+    except Exception as err:  # noqa: BLE001 - whatever scipy raises, the file is at fault
+        # scipy's own refusals are ValueErrors; a cut-off file trips its parser in other ways
+        reason = " ".join(str(err).split()) if isinstance(err, ValueError) else "truncated or malformed"
+        raise DataError(f"{path}: not a WAV file archbench can read ({reason})") from None
+    channels = 1 if data.ndim == 1 else data.shape[1]
+    if data.dtype.kind == "f":
+        samples = data.astype(np.float32)
+    elif data.dtype == np.uint8:
+        samples = (data.astype(np.float32) - 128) / 128
+    else:  # scipy returns 24-bit audio in int32, left-aligned
+        samples = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+    return samples.reshape(-1), channels, int(rate)
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
