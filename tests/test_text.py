@@ -194,6 +194,27 @@ def test_own_texts_from_a_csv_and_from_class_folders(tmp_path):
     assert meta.class_names == ["neg", "pos"] and sum(meta.splits.values()) == 20
 
 
+def test_a_byte_order_mark_from_windows_tools_is_not_part_of_the_first_word(tmp_path):
+    """Notepad and Excel's "CSV UTF-8" start a file with U+FEFF; before, it stuck to the first word
+    of a class folder's text and of archbench-predict's .txt lines ("\ufeffa" instead of "a")."""
+    from archbench.cli.predict import _load_texts
+    from archbench.data.sources.text_classification import _read_class_folders
+
+    bom = "\ufeff"
+    (tmp_path / "pos").mkdir()
+    (tmp_path / "pos" / "1.txt").write_text(f"{bom}a fine film", encoding="utf-8")
+    (tmp_path / "pos" / "2.txt").write_text("a fine film", encoding="utf-8")
+    texts, _ = _read_class_folders(tmp_path, ["pos"])
+    assert texts == ["a fine film", "a fine film"]
+    (tmp_path / "new.txt").write_text(f"{bom}a fine film\r\na dull mess\r\n", encoding="utf-8")
+    assert _load_texts(tmp_path / "new.txt", []) == ["a fine film", "a dull mess"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(bom + "to be or not to be\n" * 50, encoding="utf-8")
+    from archbench.data.sources.text import text_file
+
+    assert bom not in text_file({"path": str(corpus), "block_size": 8}).class_names  # the character vocabulary
+
+
 @pytest.mark.parametrize("problem", ["missing", "one_class", "empty"])
 def test_bad_text_data_is_one_line_and_exit_2(tmp_path, problem):
     table = tmp_path / "t.csv"

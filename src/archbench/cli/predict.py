@@ -218,11 +218,12 @@ def _image_outputs(uri: str, model: Any, path: Path, limit: int | None) -> tuple
 
 def _has_header(path: Path) -> bool:
     """Whether a table file starts with a row of names (rows by column name) rather than numbers."""
+    from archbench.data.sources import TEXT_ENCODING
     from archbench.data.sources.table_file import field_separator
 
     if not path.is_file():
         return False
-    with path.open(encoding="utf-8", errors="replace") as file:
+    with path.open(encoding=TEXT_ENCODING, errors="replace") as file:
         first = file.readline().strip()
     fields = [f.strip().strip('"') for f in first.split(field_separator(path, "auto"))] if first else []
     try:
@@ -283,7 +284,7 @@ def _translate(model, texts: list[str], beam_size: int | None) -> None:
 
 def _load_texts(path: Path | None, texts: list[str]) -> list[str]:
     """``--text`` values, or the lines of a UTF-8 ``.txt`` file (an empty line is an error)."""
-    from archbench.data.sources import utf8
+    from archbench.data.sources import TEXT_ENCODING, utf8
 
     if path is not None:
         if path.suffix != ".txt":
@@ -291,7 +292,7 @@ def _load_texts(path: Path | None, texts: list[str]) -> list[str]:
         if not path.is_file():
             fail(PROGRAM, f"no input file {path}")
         with utf8(path):
-            texts = path.read_text(encoding="utf-8").splitlines()
+            texts = path.read_text(encoding=TEXT_ENCODING).splitlines()
         while texts and not texts[-1].strip():
             texts.pop()  # a trailing newline is not an example
     for number, text in enumerate(texts, start=1):

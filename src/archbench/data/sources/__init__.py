@@ -17,6 +17,11 @@ import numpy as np
 
 from archbench.errors import DataError
 
+# how archbench reads a user's text files: UTF-8, dropping the byte-order mark that Windows tools
+# put first (Excel's "CSV UTF-8", Notepad), which would otherwise glue itself to the first word or
+# column name; a file without one reads the same
+TEXT_ENCODING = "utf-8-sig"
+
 
 @contextmanager
 def utf8(path) -> Iterator[None]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, download, utf8
+from archbench.data.sources import TEXT_ENCODING, Source, download, utf8
 from archbench.errors import DataError
 
 
@@ -41,6 +41,6 @@ def text_file(cfg: dict[str, Any]) -> Source:
             raise DataError(f"text file not found: {path.resolve()}; put the corpus there, set "
                             f"data.path=FILE, or data.download=true to fetch {cfg.get('url')}")
     with utf8(path):
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding=TEXT_ENCODING)
     return characters(text, {"origin": str(path.resolve())},
                       int(cfg.get("block_size", 64)))

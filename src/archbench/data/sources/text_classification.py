@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, download, extract_tar, md5_of, utf8
+from archbench.data.sources import TEXT_ENCODING, Source, download, extract_tar, md5_of, utf8
 from archbench.errors import ConfigError, DataError
 
 
@@ -46,7 +46,7 @@ def _source(train: tuple[list[str], np.ndarray], test: tuple[list[str], np.ndarr
 
 
 def _read_tsv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
-    with utf8(path), path.open(encoding="utf-8", newline="") as handle:
+    with utf8(path), path.open(encoding=TEXT_ENCODING, newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
         if missing:
@@ -142,7 +142,7 @@ def _read_class_folders(root: Path, class_names: list[str]) -> tuple[list[str], 
     texts, labels = [], []
     for label, name in enumerate(class_names):
         for path in sorted((root / name).glob("*.txt")):
-            texts.append(path.read_text(encoding="utf-8", errors="replace").strip())
+            texts.append(path.read_text(encoding=TEXT_ENCODING, errors="replace").strip())
             labels.append(label)
     return texts, np.asarray(labels, dtype=np.int64)
 

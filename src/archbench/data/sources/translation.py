@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, check_md5, download, utf8
+from archbench.data.sources import TEXT_ENCODING, Source, check_md5, download, utf8
 from archbench.errors import ConfigError, DataError
 
 MULTI30K_LANGUAGES = ("en", "de", "fr")
@@ -68,7 +68,7 @@ def _languages(cfg: dict[str, Any], valid: tuple[str, ...] | None = None) -> tup
 
 
 def _read_gz_lines(path: Path) -> list[str]:
-    with utf8(path), gzip.open(path, "rt", encoding="utf-8") as handle:
+    with utf8(path), gzip.open(path, "rt", encoding=TEXT_ENCODING) as handle:
         lines = handle.read().split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline ends the last sentence, it is not one
@@ -102,7 +102,7 @@ def multi30k(cfg: dict[str, Any]) -> Source:
 
 
 def _read_tsv_pairs(path: Path) -> tuple[list[str], list[str]]:
-    with utf8(path), path.open(encoding="utf-8", newline="") as handle:
+    with utf8(path), path.open(encoding=TEXT_ENCODING, newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
     bad = next((i for i, row in enumerate(rows) if len(row) != 2), None)
     if bad is not None:
@@ -113,7 +113,7 @@ def _read_tsv_pairs(path: Path) -> tuple[list[str], list[str]]:
 
 def _read_lines(path: Path) -> list[str]:
     with utf8(path):
-        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = path.read_text(encoding=TEXT_ENCODING).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line.strip() for line in lines]
