@@ -349,7 +349,7 @@ def test_predict_refuses_image_files_it_cannot_label_in_one_line(make_cfg, tmp_p
     for model_uri, path, said in [
             (uri, photo, "does not say how to read image files (not an image classifier"),
             (image_model, tmp_path / "broken.png", f"unreadable image {tmp_path / 'broken.png'}"),
-            (image_model, tmp_path / "empty", f"no PNG/JPEG images in {tmp_path / 'empty'}"),
+            (image_model, tmp_path / "empty", f"no image files (PNG, JPEG, BMP, GIF, TIFF or WebP) in {tmp_path / 'empty'}"),
             (image_model, tmp_path / "none.png", f"no input file {tmp_path / 'none.png'}")]:
         result = call_cli("archbench-predict", str(path), "--model-uri", model_uri,
                           "--tracking-uri", table.logger.tracking_uri)
@@ -375,6 +375,22 @@ def test_a_16_bit_png_keeps_its_grey_levels(tmp_path):
     eight_bit = (ramp // 257).astype(np.uint8)
     Image.fromarray(eight_bit).save(tmp_path / "ramp8.png")
     np.testing.assert_allclose(read_image(tmp_path / "ramp8.png", 1, (4, 4))[0], eight_bit / 255, atol=1e-6)
+
+
+def test_bmp_gif_tiff_and_webp_images_are_read_like_png(tmp_path):
+    """Before, an image folder read .png/.jpg/.jpeg only and silently skipped other files Pillow reads."""
+    from PIL import Image
+
+    from archbench.data.images import image_files, read_image
+
+    pixels = (np.arange(64).reshape(8, 8) * 4).astype(np.uint8)
+    for suffix in ("png", "bmp", "gif", "tif", "webp"):
+        Image.fromarray(pixels).save(tmp_path / f"x.{suffix}", **({"lossless": True} if suffix == "webp" else {}))
+    (tmp_path / "notes.txt").write_text("not an image")
+    files = image_files(tmp_path)
+    assert [f.suffix for f in files] == [".bmp", ".gif", ".png", ".tif", ".webp"]
+    for file in files:
+        assert np.array_equal(read_image(file, 1, (8, 8))[0], pixels / np.float32(255)), file.name
 
 
 def test_a_photo_stored_sideways_is_read_upright(tmp_path):

@@ -10,7 +10,7 @@ A text classifier (trained on ``data=sst2``, ``imdb``, ``text_files``) takes raw
 with its training vocabulary (unknown words → ``<unk>``).
 
 An image classifier (trained on ``data=image_folder``, ``digits``, ``mnist``, ``cifar10``) also takes
-image files: a PNG/JPEG, or a folder of them (one row each), read as its training images were
+image files: a PNG, JPEG, BMP, GIF, TIFF or WebP file, or a folder of them (one row each), read as its training images were
 (grayscale or RGB, resized, normalised with its training statistics: its MLmodel metadata says how).
 
 A model trained on a table (your own, ``data=csv``, or ``breast_cancer``, ``diabetes``) also takes
@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
     parser.add_argument("input", type=Path, nargs="?",
                         help=".npy / .csv / prepared .pt file of samples (.txt: one text per line; "
-                             "an image classifier: a PNG/JPEG file or a folder of them)")
+                             "an image model: an image file or a folder of them)")
     parser.add_argument("--text", action="append", default=[],
                         help="a text to classify with a text classifier (repeatable)")
     add_model_arguments(parser, "mnist1d-cnn")
@@ -193,13 +193,13 @@ def _model_outputs(uri: str, model: Any, tags: dict[str, str],
 
 
 def _image_outputs(uri: str, model: Any, path: Path, limit: int | None) -> tuple[Any, str, list[str]]:
-    """An image file, or every PNG/JPEG in a folder, read as the model's training images were
+    """An image file, or every image file in a folder, read as the model's training images were
     (its MLmodel metadata says their channels, size, normalisation and layout)."""
     import mlflow
     import numpy as np
     import torch
 
-    from archbench.data.images import image_files, model_inputs, read_image
+    from archbench.data.images import IMAGE_KINDS, image_files, model_inputs, read_image
 
     settings = (mlflow.models.get_model_info(uri).metadata or {}).get("image_input")
     if settings is None:
@@ -209,7 +209,7 @@ def _image_outputs(uri: str, model: Any, path: Path, limit: int | None) -> tuple
         fail(PROGRAM, f"no input file {path}")
     files = (image_files(path) if path.is_dir() else [path])[:limit]
     if not files:
-        fail(PROGRAM, f"no PNG/JPEG images in {path}")
+        fail(PROGRAM, f"no image files ({IMAGE_KINDS}) in {path}")
     size = (int(settings["size"][0]), int(settings["size"][1]))
     images = np.stack([read_image(file, int(settings["channels"]), size) for file in files])
     with torch.no_grad():

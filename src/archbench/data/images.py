@@ -11,7 +11,8 @@ import numpy as np
 
 from archbench.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what Pillow reads
+IMAGE_KINDS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 
 
 def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
@@ -37,7 +38,7 @@ def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """The PNG/JPEG files directly in ``folder``, sorted by name."""
+    """The image files (``IMAGE_SUFFIXES``) directly in ``folder``, sorted by name."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 

@@ -1,4 +1,4 @@
-"""Your own images: one sub-folder of PNG/JPEG files per class (Pillow reads them)."""
+"""Your own images: one sub-folder of image files (PNG, JPEG, BMP, GIF, TIFF, WebP) per class."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.images import image_files, read_image
+from archbench.data.images import IMAGE_KINDS, image_files, read_image
 from archbench.data.sources import Source, sha256_of
 from archbench.errors import ConfigError, DataError
 
@@ -27,7 +27,7 @@ def _read_tree(root: Path, classes: list[str], channels: int, size: tuple[int, i
             images.append(read_image(path, channels, size))
             labels.append(label)
     if not images:
-        raise DataError(f"no PNG/JPEG images under {root}")
+        raise DataError(f"no image files ({IMAGE_KINDS}) under {root}")
     return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64)
 
 
