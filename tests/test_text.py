@@ -442,6 +442,16 @@ def test_tiny_text_run_logs_a_model_that_classifies_raw_text(make_cfg, tmp_path)
     assert "line 2" in line and "empty" in line
     punctuation = call_cli("archbench-predict", *uri, *store, "--text", "  ")
     assert punctuation.returncode == 2 and "empty" in punctuation.stderr
+    # a column of a table (before: "a text model reads a .txt file"), labelled as the same lines are
+    (tmp_path / "in.csv").write_text('id;review\n1;boring and badly acted\n2;"smart; and moving"\n')
+    from_table = call_cli("archbench-predict", str(tmp_path / "in.csv"), "--column", "review", *uri, *store)
+    assert from_table.returncode == 0, from_table.stderr
+    (tmp_path / "same.txt").write_text("boring and badly acted\nsmart; and moving\n")
+    assert from_table.stdout == call_cli("archbench-predict", str(tmp_path / "same.txt"), *uri, *store).stdout
+    no_column = call_cli("archbench-predict", str(tmp_path / "in.csv"), *uri, *store)
+    assert no_column.returncode == 2 and no_column.stderr.strip() == (
+        f"archbench-predict: error: {tmp_path / 'in.csv'}: no column 'text' (--column NAME names the text "
+        f"column); columns: id, review")
 
 
 def test_predict_needs_an_input_or_text():

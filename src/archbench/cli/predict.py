@@ -6,7 +6,8 @@ target's own units). Inputs are in the space of archbench's prepared data (``dat
 i.e. normalised as ``meta.json`` records; ``.csv`` rows are flattened samples.
 
 A text classifier (trained on ``data=sst2``, ``imdb``, ``text_files``) takes raw text instead: a
-``.txt`` file with one example per line, or ``--text "..."`` (repeatable); the model tokenizes it
+``.txt`` file with one example per line, a ``.csv``/``.tsv`` column (``--column``, default
+``text``), or ``--text "..."`` (repeatable); the model tokenizes it
 with its training vocabulary (unknown words → ``<unk>``).
 
 An image classifier (trained on ``data=image_folder``, ``digits``, ``mnist``, ``cifar10``) also takes
@@ -118,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
                              "an image model: an image file or a folder of them)")
     parser.add_argument("--text", action="append", default=[],
                         help="a text to classify with a text classifier (repeatable)")
+    parser.add_argument("--column", default="text",
+                        help="text models given a .csv/.tsv: the column holding the texts (default: text)")
     add_model_arguments(parser, "mnist1d-cnn")
     parser.add_argument("--top", type=int, default=3, help="how many classes to list per sample")
     parser.add_argument("--beam-size", type=int, default=None,
@@ -146,7 +149,7 @@ def _predict(args: argparse.Namespace) -> None:
     uri, model, tags = _load_with_tags(args)
     task = tags.get("task", "classification")
     if task == "seq2seq":
-        return _translate(model, _load_texts(args.input, args.text)[: args.limit], args.beam_size)
+        return _translate(model, _load_texts(args.input, args.text, args.column)[: args.limit], args.beam_size)
     if task not in ("classification", "regression"):
         hint = {"language_model": " (use archbench-generate for a language model)",
                 "rating": " (use archbench-recommend for a recommender)",
@@ -175,7 +178,7 @@ def _model_outputs(uri: str, model: Any, tags: dict[str, str],
             fail(PROGRAM, f"{uri} classifies recordings: give a .wav file (got {args.input or '--text'})")
         return model.predict_waves([read_wav(args.input, model.sample_rate)]), "file", [str(args.input)]
     if hasattr(model, "predict_texts"):
-        texts = _load_texts(args.input, args.text)[: args.limit]
+        texts = _load_texts(args.input, args.text, args.column)[: args.limit]
         return model.predict_texts(texts), "text", texts
     from archbench.data.images import IMAGE_SUFFIXES
 
@@ -282,15 +285,19 @@ def _translate(model, texts: list[str], beam_size: int | None) -> None:
         writer.writerow([i, source, target])
 
 
-def _load_texts(path: Path | None, texts: list[str]) -> list[str]:
-    """``--text`` values, or the lines of a UTF-8 ``.txt`` file (an empty line is an error)."""
+def _load_texts(path: Path | None, texts: list[str], column: str = "text") -> list[str]:
+    """``--text`` values, the lines of a UTF-8 ``.txt`` file, or the ``column`` of a ``.csv`` /
+    ``.tsv`` with a header row (an empty text is an error)."""
     from archbench.data.sources import TEXT_ENCODING, utf8
 
     if path is not None:
-        if path.suffix != ".txt":
-            fail(PROGRAM, f"{path}: a text model reads a .txt file (one text per line) or --text")
+        if path.suffix.lower() not in (".txt", ".csv", ".tsv"):
+            fail(PROGRAM, f"{path}: a text model reads a .txt file (one text per line), a .csv/.tsv "
+                          f"with a text column, or --text")
         if not path.is_file():
             fail(PROGRAM, f"no input file {path}")
+        if path.suffix.lower() != ".txt":
+            return _table_texts(path, column)
         with utf8(path):
             texts = path.read_text(encoding=TEXT_ENCODING).splitlines()
         while texts and not texts[-1].strip():
@@ -299,6 +306,31 @@ def _load_texts(path: Path | None, texts: list[str]) -> list[str]:
         if not text.strip():
             where = f"line {number} of {path}" if path is not None else f"--text number {number}"
             fail(PROGRAM, f"{where} is empty: give one non-empty text per line")
+    if not texts:
+        fail(PROGRAM, f"{path} holds no text")
+    return texts
+
+
+def _table_texts(path: Path, column: str) -> list[str]:
+    """The texts in one column of a table file whose header names its columns."""
+    import pandas as pd
+
+    from archbench.data.sources import TEXT_ENCODING, utf8
+    from archbench.data.sources.table_file import field_separator
+
+    try:
+        with utf8(path):
+            frame = pd.read_csv(path, sep=field_separator(path, "auto"), dtype=str, keep_default_na=False,
+                                encoding=TEXT_ENCODING)
+    except pd.errors.ParserError as err:
+        fail(PROGRAM, f"cannot read {path}: {' '.join(str(err).split())}")
+    if column not in frame.columns:
+        fail(PROGRAM, f"{path}: no column {column!r} (--column NAME names the text column); "
+                      f"columns: {', '.join(map(str, frame.columns))}")
+    texts = frame[column].tolist()
+    empty = next((i for i, text in enumerate(texts) if not text.strip()), None)
+    if empty is not None:
+        fail(PROGRAM, f"{path}: row {empty + 1}'s {column!r} is empty: give one non-empty text per row")
     if not texts:
         fail(PROGRAM, f"{path} holds no text")
     return texts
