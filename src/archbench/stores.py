@@ -18,9 +18,14 @@ TRACKING_SCHEMES = ("sqlite", *DATABASE_SERVERS, "http", "https", "databricks")
 
 def check_tracking_scheme(uri: str, setting: str) -> None:
     """An MLflow tracking URI must name a database or a server (no network: config validation)."""
-    if uri.split(":", 1)[0].split("+", 1)[0].lower() not in TRACKING_SCHEMES:
+    if _scheme(uri).split("+", 1)[0] not in TRACKING_SCHEMES:
         raise ConfigError(f"{setting} must be a database or server URI (sqlite:///PATH, "
                           f"postgresql+psycopg2://…, http://HOST:PORT; MLFLOW_TRACKING_URI sets it), got {uri!r}")
+
+
+def _scheme(uri: str) -> str:
+    """``postgresql+psycopg2`` of ``postgresql+psycopg2://…``, lower-cased."""
+    return uri.split(":", 1)[0].lower()
 
 
 def check_tracking_store(uri: str, setting: str) -> None:
@@ -32,7 +37,7 @@ def check_tracking_store(uri: str, setting: str) -> None:
 def check_store(uri: str, setting: str) -> None:
     """Refuse, naming ``setting`` (the config key that holds ``uri``), a server or database that
     does not answer, or whose driver is missing."""
-    scheme = uri.split(":", 1)[0].lower()
+    scheme = _scheme(uri)
     if scheme in ("http", "https"):
         _check_server(uri, setting)
     elif scheme.split("+", 1)[0] in DATABASE_SERVERS:

@@ -195,16 +195,23 @@ def _model_outputs(uri: str, model: Any, tags: dict[str, str],
         return model(torch.from_numpy(x)), None, []
 
 
+def _raw_input_settings(uri: str, key: str) -> dict[str, Any] | None:
+    """How the model reads raw inputs (``image_input``, ``table_input``: its MLmodel metadata,
+    written by ``Task.model_metadata``); None when it was logged without them."""
+    import mlflow
+
+    return (mlflow.models.get_model_info(uri).metadata or {}).get(key)
+
+
 def _image_outputs(uri: str, model: Any, path: Path, limit: int | None) -> tuple[Any, str, list[str]]:
     """An image file, or every image file in a folder, read as the model's training images were
     (its MLmodel metadata says their channels, size, normalisation and layout)."""
-    import mlflow
     import numpy as np
     import torch
 
     from archbench.data.images import IMAGE_KINDS, image_files, model_inputs, read_image
 
-    settings = (mlflow.models.get_model_info(uri).metadata or {}).get("image_input")
+    settings = _raw_input_settings(uri, "image_input")
     if settings is None:
         fail(PROGRAM, f"{uri} does not say how to read image files (not an image classifier, or logged "
                       f"before archbench recorded it: train it again): give a .npy, .csv or .pt of prepared samples")
@@ -239,12 +246,11 @@ def _has_header(path: Path) -> bool:
 def _table_outputs(uri: str, model: Any, path: Path, limit: int | None) -> tuple[Any, None, list[str]]:
     """New rows of the model's training table, by column name (its MLmodel metadata says which
     columns, their one-hot values and their normalisation)."""
-    import mlflow
     import torch
 
     from archbench.data.sources.table_file import encode_rows, read_table
 
-    spec = (mlflow.models.get_model_info(uri).metadata or {}).get("table_input")
+    spec = _raw_input_settings(uri, "table_input")
     if spec is None:
         fail(PROGRAM, f"{path} holds rows by column name, and {uri} does not say how to read them (a model "
                       f"trained on data=csv or a built-in table does): give rows of prepared numbers, no header")
@@ -313,17 +319,9 @@ def _load_texts(path: Path | None, texts: list[str], column: str = "text") -> li
 
 def _table_texts(path: Path, column: str) -> list[str]:
     """The texts in one column of a table file whose header names its columns."""
-    import pandas as pd
+    from archbench.data.sources.text_classification import read_text_table
 
-    from archbench.data.sources import TEXT_ENCODING, utf8
-    from archbench.data.sources.table_file import field_separator
-
-    try:
-        with utf8(path):
-            frame = pd.read_csv(path, sep=field_separator(path, "auto"), dtype=str, keep_default_na=False,
-                                encoding=TEXT_ENCODING)
-    except pd.errors.ParserError as err:
-        fail(PROGRAM, f"cannot read {path}: {' '.join(str(err).split())}")
+    frame = read_text_table(path)
     if column not in frame.columns:
         fail(PROGRAM, f"{path}: no column {column!r} (--column NAME names the text column); "
                       f"columns: {', '.join(map(str, frame.columns))}")

@@ -55,10 +55,7 @@ def model_inputs(images: np.ndarray, settings: dict[str, Any]):
     import torch
 
     from archbench.data.datamodule import as_rows
+    from archbench.data.prepare import normalise
 
-    stats = settings["normalization"]
-    mean, std = np.asarray(stats["mean"], np.float32), np.asarray(stats["std"], np.float32)
-    if stats.get("per") == "channel":
-        mean, std = mean.reshape(1, -1, 1, 1), std.reshape(1, -1, 1, 1)
-    x = torch.from_numpy(((images - mean) / std).astype(np.float32))
+    x = torch.from_numpy(normalise(images, settings["normalization"]))
     return as_rows(x) if settings.get("layout") == "rows" else x

@@ -99,6 +99,17 @@ def _normalization(kind: str, x: np.ndarray, per: str = "global") -> tuple[dict[
     return {"mean": mean, "std": std, "per": "global"}, np.float32(mean), np.float32(std)
 
 
+def normalise(x: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+    """``x`` normalised with the training statistics ``_normalization`` recorded (meta.json's
+    ``normalization``): one mean and std, one per feature of a table row, or one per channel of
+    (N, C, H, W) images; the same float32 arithmetic as the prepared splits, so new inputs read
+    as the training ones were."""
+    mean, std = np.asarray(stats["mean"], np.float32), np.asarray(stats["std"], np.float32)
+    if stats.get("per") == "channel":
+        mean, std = mean.reshape(1, -1, 1, 1), std.reshape(1, -1, 1, 1)
+    return ((x - mean) / std).astype(np.float32)
+
+
 def _text_splits(cfg: dict[str, Any], source: Source) -> dict[str, dict[str, np.ndarray]]:
     """Contiguous train/val/test split of the character ids (default 90/5/5)."""
     ids = source.x_pool

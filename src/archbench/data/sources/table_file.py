@@ -18,8 +18,8 @@ SEPARATORS = {"auto": None, ",": ",", ";": ";", "tab": "\t", "|": "|"}
 
 def field_separator(path: Path, asked: str) -> str:
     """The CSV's field separator: ``data.sep``, or with ``auto`` the one Python's csv.Sniffer finds
-    in the first lines among , ; tab | (a comma when it finds none): semicolons are common where a
-    comma is the decimal mark (UCI's wine-quality files, for one)."""
+    in the first lines among , ; tab | (when none stands out, a tab for .tsv, else a comma):
+    semicolons are common where a comma is the decimal mark (UCI's wine-quality files, for one)."""
     import csv
 
     asked = "tab" if asked == "\t" else asked
@@ -32,8 +32,8 @@ def field_separator(path: Path, asked: str) -> str:
         head = file.read(64 * 1024)
     try:
         return csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return ","
+    except csv.Error:  # none stands out: what the file's name says
+        return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
 
 
 def read_table(path: Path, sep: str = "auto"):
@@ -187,6 +187,6 @@ def encode_rows(frame, spec: dict[str, Any], name: str) -> np.ndarray:
             raise DataError(f"{name}: column {column!r} has {unseen[0]!r}, a value training never saw "
                             f"(known: {', '.join(known)})")
         columns.update({f"{column}_{value}": text == value for value in known})
-    x = pd.DataFrame(columns)[spec["columns"]].to_numpy(dtype=np.float32)
-    stats = spec["normalization"]
-    return ((x - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)).astype(np.float32)
+    from archbench.data.prepare import normalise
+
+    return normalise(pd.DataFrame(columns)[spec["columns"]].to_numpy(dtype=np.float32), spec["normalization"])

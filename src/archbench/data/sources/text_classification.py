@@ -165,14 +165,25 @@ def imdb(cfg: dict[str, Any]) -> Source:
                    {"origin": str(tree.resolve()), "test_split": "aclImdb/test"})
 
 
-def _read_table(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+def read_text_table(path: Path):
+    """A table of texts with a header row, every cell a string (none read as missing), its
+    separator sniffed as data=csv's is: for training (``text_files``) and archbench-predict alike."""
     import pandas as pd
 
-    separator = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    from archbench.data.sources.table_file import field_separator
+
     try:
-        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
+        with utf8(path):
+            return pd.read_csv(path, sep=field_separator(path, "auto"), dtype=str, keep_default_na=False,
+                               encoding=TEXT_ENCODING)
+    except DataError:
+        raise
     except Exception as err:  # noqa: BLE001 - any parser failure is the file's fault
         raise DataError(f"cannot read {path}: {type(err).__name__}: {err}") from err
+
+
+def _read_table(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    frame = read_text_table(path)
     missing = [c for c in (text_column, label_column) if c not in frame.columns]
     if missing:
         raise DataError(f"{path.name}: no column(s) {missing} (set data.text_column / data.label_column); "
