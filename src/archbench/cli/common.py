@@ -158,16 +158,12 @@ def load_logged_model(program: str, args, needs: str, what: str):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from archbench.errors import ConfigError
     from archbench.paths import project_root
     from archbench.stores import check_tracking_store
 
     uri = model_uri(args)
     tracking_uri = args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}"
-    try:
-        check_tracking_store(tracking_uri, "--tracking-uri")
-    except ConfigError as err:
-        fail(program, str(err))
+    reporting_errors(program, lambda: check_tracking_store(tracking_uri, "--tracking-uri"))
     mlflow.set_tracking_uri(tracking_uri)
     try:
         model = load_torch_model(uri)
