@@ -84,3 +84,23 @@ def test_export_writes_onnx_within_1e4_and_logs_it_to_the_models_run(champion):
     bad = call_cli("archbench-export", "--registered", "digits-mlp", "--tracking-uri", store,
                    "--batch-size", "1")
     assert bad.returncode == 2 and "--batch-size must be ≥ 2" in bad.stderr
+
+
+def test_a_model_the_registry_lacks_is_one_line_naming_what_it_holds(champion, tmp_path):
+    """A mistyped name, alias or version lists what is registered; a store file that is not there
+    is said, not created."""
+    _, store, _ = champion
+    cases = {
+        ("--registered", "digits-cnn"): "registered: digits-mlp (--registered takes the DATA-MODEL part)",
+        ("--model-uri", "models:/archbench-digits-mlp@best"): "archbench-digits-mlp has aliases @champion (v1), versions 1",
+        ("--model-uri", "models:/archbench-digits-mlp/7"): "archbench-digits-mlp has aliases @champion (v1), versions 1",
+    }
+    for where, said in cases.items():
+        result = call_cli("archbench-export", *where, "--tracking-uri", store, "--no-log")
+        assert result.returncode == 2 and said in result.stderr, result.stderr[-2000:]
+        assert len(result.stderr.strip().splitlines()) == 1
+    missing = tmp_path / "elsewhere.db"
+    result = call_cli("archbench-predict", "x.npy", "--registered", "digits-mlp",
+                      "--tracking-uri", f"sqlite:///{missing}")
+    assert result.returncode == 2 and f"no tracking store at {missing}" in result.stderr
+    assert not missing.exists()

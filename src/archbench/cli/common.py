@@ -152,23 +152,57 @@ def load_torch_model(uri: str):
     return model
 
 
+def registry_hint(uri: str, tracking_uri: str) -> str:
+    """For a ``models:/`` URI the registry cannot resolve, what it holds instead: the registered
+    archbench models, or the named model's aliases and versions ("" for any other URI)."""
+    import re
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    match = re.fullmatch(r"models:/([^/@]+)(?:@(.+)|/(.+))?", uri)
+    if match is None:
+        return ""
+    client = MlflowClient(tracking_uri)
+    try:
+        model = client.get_registered_model(match[1])
+    except MlflowException:
+        names = sorted(m.name for m in client.search_registered_models())
+        if not names:
+            return f"; nothing is registered in {tracking_uri} (train with register=true)"
+        short = [n.removeprefix("archbench-") for n in names if n.startswith("archbench-")]
+        others = [n for n in names if not n.startswith("archbench-")]
+        return ("; registered: " + ", ".join(short + others)
+                + (" (--registered takes the DATA-MODEL part)" if short else ""))
+    versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{match[1]}'"))
+    aliases = ", ".join(f"@{alias} (v{version})" for alias, version in sorted(model.aliases.items()))
+    return (f"; {match[1]} has aliases {aliases or 'none'}, versions "
+            + ", ".join(map(str, versions)))
+
+
 def load_logged_model(program: str, args, needs: str, what: str):
     """The torch model that ``--model-uri``/``--registered`` name, refused in one line when it
     cannot be loaded or lacks the method ``needs`` (``what``: the kind of model the program wants)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from archbench.locks import local_store_path
     from archbench.paths import project_root
     from archbench.stores import check_tracking_store
 
     uri = model_uri(args)
     tracking_uri = args.tracking_uri or f"sqlite:///{project_root() / 'mlflow.db'}"
     reporting_errors(program, lambda: check_tracking_store(tracking_uri, "--tracking-uri"))
+    store_file = local_store_path(tracking_uri)
+    if store_file is not None and not store_file.is_file():
+        fail(program, f"--tracking-uri: no tracking store at {store_file} (no such file); train there "
+                      "first, or point --tracking-uri at the store the runs went to")
     mlflow.set_tracking_uri(tracking_uri)
     try:
         model = load_torch_model(uri)
     except (MlflowException, OSError) as err:
-        fail(program, f"cannot load {uri}: {str(err).splitlines()[0]}")
+        said = str(err).splitlines()[0].rstrip(".")
+        fail(program, f"cannot load {uri}: {said}{registry_hint(uri, tracking_uri)}")
     if not hasattr(model, needs):
         fail(program, f"{uri} is not {what}")
     return model
