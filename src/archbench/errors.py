@@ -30,3 +30,14 @@ class RunStopped(Exception):
     def __init__(self, message: str, tags: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.tags = dict(tags or {})
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Training stopped by a signal: Ctrl-C's SIGINT, or SIGTERM (``kill``, a container stopping, a
+    scheduler's preemption). The MLflow run ends KILLED; the command exits 128 + the signal number,
+    as a shell reports a process a signal ended."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = int(signal_number)
+        self.exit_code = 128 + self.signal_number

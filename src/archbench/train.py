@@ -262,7 +262,7 @@ def _fit_and_test(cfg, task, built, datamodule, point, run_id, stamp) -> tuple[d
                          default_root_dir=str(out_dir))
     settle()  # the training loop collects its garbage as usual (archbench.gc_policy)
     started = time.perf_counter()
-    with _monitor_must_exist(monitor):
+    with _monitor_must_exist(monitor), _signals_reported(trainer, out_dir):
         trainer.fit(built.module, datamodule=datamodule,
                     ckpt_path=str(point.checkpoint) if point.checkpoint else None)
     train_seconds = prior_seconds + time.perf_counter() - started  # a resumed run counts it all
@@ -271,8 +271,9 @@ def _fit_and_test(cfg, task, built, datamodule, point, run_id, stamp) -> tuple[d
         if isinstance(callback, FitVerdict):
             callback.after_fit(epochs)  # may stop the run here (e.g. a sweep's pruner)
     best_path, score = _tested_checkpoint(cfg, trainer, checkpoint)
-    trainer.test(built.module, datamodule=datamodule, ckpt_path=_test_from(built.module, callbacks, best_path),
-                 verbose=False)
+    with _signals_reported(trainer, out_dir):
+        trainer.test(built.module, datamodule=datamodule,
+                     ckpt_path=_test_from(built.module, callbacks, best_path), verbose=False)
     results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     return {**results, f"{monitor}_best": score, "epochs": float(epochs),
             "train_seconds": round(train_seconds, 3)}, best_path
@@ -293,6 +294,33 @@ def _monitor_must_exist(monitor: str):
         if f"`{monitor}` which is not available" not in text and f"monitor='{monitor}'" not in text:
             raise
         raise ConfigError(f"callbacks.monitor={monitor} is not a metric this run logs: {text}") from None
+
+
+@contextmanager
+def _signals_reported(trainer, out_dir: Path):
+    """Lightning ends a fit or test that a signal stopped with ``SystemExit``: exit status 1 for
+    Ctrl-C, 0 (success) for SIGTERM. Raise ``RunInterrupted`` instead, saying where the run stopped
+    and how to continue it; the MLflow run ends KILLED and the command exits 130 or 143."""
+    import signal
+
+    from pytorch_lightning.trainer.states import TrainerStatus
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from archbench.errors import RunInterrupted
+
+    try:
+        yield
+    except SystemExit as err:
+        if trainer.state.status != TrainerStatus.INTERRUPTED:
+            raise
+        number = signal.SIGTERM if isinstance(err, SIGTERMException) else signal.SIGINT
+        last = out_dir / "checkpoints" / f"{LAST_CHECKPOINT}.ckpt"
+        where = (f"{trainer.current_epoch} finished epochs are in {last}" if last.is_file()
+                 else "no epoch had finished, so there is nothing to continue")
+        raise RunInterrupted(f"interrupted by {signal.Signals(number).name} in "
+                             f"{'testing' if trainer.testing else f'epoch {trainer.current_epoch + 1}'}; "
+                             f"{where}; the same command with resume={out_dir} continues it "
+                             f"(a dvc repro stage continues by itself)", number) from None
 
 
 def _test_from(module, callbacks: list, path: str) -> str | None:

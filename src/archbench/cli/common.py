@@ -7,12 +7,13 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
-from archbench.errors import ArchbenchError, NonFiniteLossError
+from archbench.errors import ArchbenchError, NonFiniteLossError, RunInterrupted
 
 T = TypeVar("T")
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def fail(program: str, message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -29,6 +30,12 @@ def reporting_errors(program: str, body: Callable[[], T]) -> T:
         fail(program, str(err), EXIT_BAD_INPUT)
     except NonFiniteLossError as err:
         fail(program, f"training stopped: {err} (run marked FAILED in MLflow)", EXIT_DIVERGED)
+    except RunInterrupted as err:
+        print(f"{program}: {err} (MLflow run marked KILLED)", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as err:
         line = config_error_line(err) or path_error_line(err)
         if line is None:

@@ -12,7 +12,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
@@ -175,8 +175,11 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
                 url, name, trial_id, trial.number, parent, monitor, conf, f"{model}-{data}") + [
                 f"{key}={value!r}" for key, value in values.items()]))
         with studies.Heartbeats(storage, [t[1] for t in launched], conf.get("heartbeat_interval")):
-            returns = sweeper.launcher.launch([t[3] for t in launched],
-                                              initial_job_idx=batch[0].number)
+            try:
+                returns = sweeper.launcher.launch([t[3] for t in launched],
+                                                  initial_job_idx=batch[0].number)
+            except KeyboardInterrupt as err:
+                _interrupted(study, storage, [t[:2] for t in launched], tracking, parent, n_trials, err)
         for (trial, trial_id, values, _), job in zip(launched, returns, strict=True):
             results.append(_tell(study, storage, trial, trial_id, values, job, tracking))
         _stop_if_broken(study, float(conf.get("max_failure_rate", 1.0)))
@@ -264,6 +267,33 @@ def _tell(study, storage, trial, trial_id: int, values: dict, job, tracking) -> 
     shown = f"{value:.4f}" if value is not None else reason.splitlines()[0][:160]
     print(f"archbench-sweep: trial {trial.number} {state.name}: {shown} {values}", flush=True)
     return {"trial": trial.number, "state": state.name, "value": value, "params": values}
+
+
+def _interrupted(study, storage, launched: list, tracking, parent: str, n_trials: int,
+                 err: KeyboardInterrupt) -> NoReturn:
+    """Ctrl-C or SIGTERM while trials ran: they end FAIL at once (their MLflow runs KILLED, as the
+    training left them), not after a stale heartbeat; the parent run ends KILLED. The same command
+    continues the study (a continued study reopens its parent run)."""
+    import signal
+
+    from archbench.errors import RunInterrupted
+
+    number = getattr(err, "signal_number", signal.SIGINT)
+    stopped = []
+    for trial, trial_id in launched:
+        if storage.get_trial(trial_id).state != TrialState.RUNNING:
+            continue
+        trial.set_user_attr("reason", f"interrupted by {signal.Signals(number).name}")
+        study.tell(trial, state=TrialState.FAIL)
+        run_id = storage.get_trial(trial_id).user_attrs.get("mlflow_run_id")
+        if run_id:
+            tracking.client.set_tag(run_id, "optuna.trial_state", "FAIL")
+        stopped.append(str(trial.number))
+    tracking.client.set_terminated(parent, "KILLED")
+    finished = len([t for t in study.get_trials(deepcopy=False) if t.state in studies.FINISHED])
+    raise RunInterrupted(f"sweep interrupted by {signal.Signals(number).name}: trial "
+                         f"{', '.join(stopped) or '-'} marked FAIL, {finished} of {n_trials} trials "
+                         f"ended; the same command continues the study", number) from None
 
 
 def _stop_if_broken(study: optuna.Study, max_failure_rate: float) -> None:

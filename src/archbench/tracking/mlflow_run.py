@@ -70,8 +70,9 @@ def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | Non
         except mlflow.exceptions.MlflowException:
             resume_run_id = None  # a different tracking store: start a new run
         else:  # continued: an earlier attempt's failure is no longer the run's state
-            if "failure_reason" in previous.data.tags:
-                mlflow.MlflowClient().delete_tag(resume_run_id, "failure_reason")
+            for tag in ("failure_reason", "interrupted"):
+                if tag in previous.data.tags:
+                    mlflow.MlflowClient().delete_tag(resume_run_id, tag)
     start = {"run_id": resume_run_id} if resume_run_id else {"run_name": cfg.run_name, "tags": all_tags}
     with mlflow.start_run(**start) as run:
         try:
@@ -88,6 +89,10 @@ def training_run(cfg: DictConfig, tags: dict[str, str], parent_run_id: str | Non
             yield run
         except RunStopped as err:  # ended early on purpose (e.g. pruned): not a failure
             mlflow.set_tags(err.tags)
+            mlflow.end_run("KILLED")
+            raise
+        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM (archbench.errors.RunInterrupted)
+            mlflow.set_tag("interrupted", str(err) or "KeyboardInterrupt")
             mlflow.end_run("KILLED")
             raise
         except BaseException as err:

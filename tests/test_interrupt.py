@@ -1,0 +1,100 @@
+"""Ctrl-C (SIGINT) and SIGTERM (kill, a container stopping, a scheduler) stop a training with one
+line saying how to continue it, exit 128 + the signal, and the MLflow run KILLED; a sweep's
+interrupted trial ends FAIL at once and the same command continues the study. Before, Lightning's
+handlers made it exit 1 (SIGINT) or 0 (SIGTERM: "success") with the run FAILED."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from conftest import BIN, REPO, call_cli
+from optuna.trial import TrialState
+
+pytestmark = pytest.mark.slow
+
+
+def _started(command: list[str], env: dict) -> subprocess.Popen:
+    """The program in its own process, with Ctrl-C's default action (a shell's background job
+    would ignore SIGINT)."""
+    return subprocess.Popen([str(BIN / command[0]), *command[1:]], cwd=REPO, text=True,
+                            env={**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _signalled_once_an_epoch_is_saved(process: subprocess.Popen, pattern: str, root: Path,
+                                      number: int) -> str:
+    """Send ``number`` once a checkpoint matching ``pattern`` under ``root`` exists; the stderr."""
+    deadline = time.monotonic() + 240
+    while not list(root.glob(pattern)) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert process.poll() is None, process.stderr.read()[-2000:]
+    time.sleep(0.3)  # into the next epoch
+    process.send_signal(number)
+    _, stderr = process.communicate(timeout=120)
+    return stderr
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_a_signalled_training_says_how_to_continue_and_ends_killed(tmp_path, number):
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    run_dir = tmp_path / "run"
+    command = ["archbench-train", "data=digits", "model=mlp", "data.batch_size=16", "trainer.max_epochs=30",
+               "callbacks.progress_bar=none", "callbacks.early_stopping.enabled=false", "logger.log_model=false",
+               f"paths.data_dir={tmp_path / 'prepared'}", f"hydra.run.dir={run_dir}"]
+    process = _started(command, env)
+    stderr = _signalled_once_an_epoch_is_saved(process, "run/checkpoints/last.ckpt", tmp_path, number)
+    assert process.returncode == 128 + number  # as a shell reports a signalled process
+    name = signal.Signals(number).name
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"archbench-train: interrupted by {name} in epoch "), stderr[-2000:]
+    assert f"resume={run_dir} continues it" in last and "Traceback" not in stderr
+    assert not (run_dir / "metrics.json").exists()
+    run = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(
+        json.loads((run_dir / "run.json").read_text())["run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["interrupted"].startswith(f"interrupted by {name}")
+    assert "failure_reason" not in run.data.tags
+
+    again = call_cli(*command, f"resume={run_dir}", env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 30
+    run = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(run.info.run_id)
+    assert run.info.status == "FINISHED" and "interrupted" not in run.data.tags
+
+
+def test_an_interrupted_sweep_fails_its_trial_at_once_and_the_same_command_continues(tmp_path):
+    store = f"sqlite:///{tmp_path / 'optuna.db'}"
+    command = ["archbench-train", "-m", "hparams_search=lr_wd", "data=digits", "model=logistic",
+               "trainer.max_epochs=40", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none",
+               f"hydra.sweeper.storage={store}", "callbacks.early_stopping.enabled=false",
+               f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    process = _started(command, env)
+    stderr = _signalled_once_an_epoch_is_saved(process, "sweep/0_*/checkpoints/last.ckpt", tmp_path,
+                                               signal.SIGINT)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1] == (
+        "archbench-train: sweep interrupted by SIGINT: trial 0 marked FAIL, 1 of 2 trials ended; the same "
+        "command continues the study (MLflow run marked KILLED)"), stderr[-2000:]
+    [summary] = optuna.get_all_study_summaries(store)
+    [trial] = optuna.load_study(study_name=summary.study_name, storage=store).trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs["reason"] == "interrupted by SIGINT"
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("archbench").experiment_id])}
+    parent = runs.pop(f"sweep-{summary.study_name}")
+    assert parent.info.status == "KILLED"
+    [(_, child)] = runs.items()
+    assert child.info.status == "KILLED" and child.data.tags["optuna.trial_state"] == "FAIL"
+
+    shorter = [a.replace("trainer.max_epochs=40", "trainer.max_epochs=2") for a in command]
+    again = call_cli(*shorter, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = optuna.load_study(study_name=summary.study_name, storage=store).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
