@@ -110,6 +110,7 @@ def run_summary(out_dir) -> str:
     run = json.loads((out_dir / "run.json").read_text())
     metrics = json.loads((out_dir / "metrics.json").read_text())
     best = {k: v for k, v in metrics.items() if k.endswith("_best")}
+    epochs = int(metrics.get("epochs", 0))
     tests = ", ".join(f"{k.removeprefix('test/')} {v:.4g}" for k, v in sorted(metrics.items())
                       if k.startswith("test/"))
     lines = [
@@ -119,7 +120,7 @@ def run_summary(out_dir) -> str:
         f"{run.get('run_id')}; store {run.get('tracking_uri')})",
         f"  test           {tests}",
         "  best val       " + ", ".join(f"{k.removesuffix('_best')} {v:.4g}" for k, v in best.items()),
-        f"  trained        {int(metrics.get('epochs', 0))} epochs in {metrics.get('train_seconds', 0):.1f} s, "
+        f"  trained        {epochs} epoch{'' if epochs == 1 else 's'} in {metrics.get('train_seconds', 0):.1f} s, "
         f"{int(metrics.get('parameters', 0)):,} parameters",
     ]
     if run.get("model_uri"):
