@@ -73,6 +73,17 @@ def test_explicit_resume_of_an_empty_directory_is_refused(tmp_path):
     assert f"nothing to resume in {tmp_path}" in result.stderr
 
 
+def test_explicit_resume_of_an_unreadable_checkpoint_says_so(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 cut short by a full disk")
+    (tmp_path / "run.json").write_text("{}")
+    result = call_cli("archbench-train", "data=digits", f"resume={tmp_path}",
+                      f"paths.data_dir={tmp_path / 'prepared'}",
+                      env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert result.returncode == 2
+    assert f"{tmp_path / 'checkpoints' / 'last.ckpt'} cannot be read (truncated" in result.stderr
+
+
 def test_resume_by_run_directory_continues_in_place(tmp_path):
     """``resume=<run dir>`` as the README says: the killed run is continued in its own directory to
     the uninterrupted result, its MLflow run ends FINISHED, and no stray run folder is left."""

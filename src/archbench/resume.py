@@ -83,10 +83,14 @@ def find_resume_point(cfg: DictConfig) -> ResumePoint:
     last, run_file = out_dir / "checkpoints" / f"{LAST_CHECKPOINT}.ckpt", out_dir / "run.json"
     fingerprint = run_fingerprint(cfg)
     if mode is not False and last.is_file() and run_file.is_file():
-        if stamped_fingerprint(last) == fingerprint:
+        stamped = stamped_fingerprint(last)
+        if stamped == fingerprint:
             run = json.loads(run_file.read_text())
             done = run.get("status") == "finished" and (out_dir / "metrics.json").is_file()
             return ResumePoint(out_dir, last, run.get("run_id"), finished=done)
+        if explicit and stamped is None:
+            raise ConfigError(f"cannot resume {out_dir}: {last} cannot be read (truncated, or not a "
+                              f"checkpoint archbench wrote); resume=false starts afresh")
         if explicit:
             raise ConfigError(f"cannot resume {out_dir}: it was trained with a different config or "
                               f"archbench version (pass the same overrides as the original run)")
