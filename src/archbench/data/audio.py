@@ -184,8 +184,8 @@ class Features:
         """Log-mel from an STFT power spectrogram ``(..., n_fft // 2 + 1, frames)`` (a torch tensor)."""
         import torch
 
-        filters = torch.from_numpy(mel_filterbank(self.n_mels, self.n_fft, self.sample_rate, self.fmin,
-                                                  self.fmax or self.sample_rate / 2)).to(power)
+        filters = torch.tensor(mel_filterbank(self.n_mels, self.n_fft, self.sample_rate, self.fmin,  # a copy: the
+                                              self.fmax or self.sample_rate / 2)).to(power)  # cache is read-only
         return torch.log(torch.einsum("mf,...ft->...mt", filters, power) + LOG_FLOOR)
 
     def __call__(self, samples: np.ndarray, real: int | None = None) -> np.ndarray:
