@@ -205,9 +205,11 @@ def test_numeric_options_out_of_range_are_one_line_before_any_model_loads(args, 
     assert _one_line_error(call_cli(*args, *model)) == f"{args[0]}: error: {message}"
 
 
-def test_help_lists_config_groups():
+def test_help_says_what_the_program_does_and_lists_config_groups():
     result = run_cli("archbench-train", "--help")
     assert result.returncode == 0
+    assert result.stdout.startswith("archbench-train: prepare (once), train, test and track")
+    assert "powered by Hydra" not in result.stdout  # Hydra's own header, naming the module "train"
     assert "model: " + ", ".join(config_groups()["model"]) in result.stdout
 
 
