@@ -210,3 +210,43 @@ def test_tarballs_extract_inside_root_and_refuse_escapes_on_any_python(tmp_path,
     with pytest.raises((ArchbenchError, tarfile.TarError)):
         extract_tar(tarball("bad.tar.gz", "../escaped.txt"), tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_downloads_over_http_keep_only_a_complete_file_with_the_pinned_md5(tmp_path, capsys, monkeypatch):
+    """A real HTTP server on loopback: the file arrives whole and said; a wrong MD5, a missing file
+    and a server that stalls are one DataError each, leaving nothing behind to delete by hand."""
+    import hashlib
+    import socket
+    import sys
+    import time
+
+    from conftest import free_port, http_server
+
+    from archbench.data import sources
+
+    served = tmp_path / "served"
+    served.mkdir()
+    payload = np.random.default_rng(0).bytes(3 << 20)
+    (served / "archive.zip").write_bytes(payload)
+    md5 = hashlib.md5(payload, usedforsecurity=False).hexdigest()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(served)]
+    with http_server(command, f"{base}/"):
+        got = sources.download(f"{base}/archive.zip", tmp_path / "raw" / "archive.zip", md5)
+        assert got.read_bytes() == payload
+        assert f"archbench: downloading {base}/archive.zip (3.1 MB)" in capsys.readouterr().out
+        with pytest.raises(DataError, match="not the official 0{32} .*nothing was kept: run again"):
+            sources.download(f"{base}/archive.zip", tmp_path / "bad" / "archive.zip", "0" * 32)
+        with pytest.raises(DataError, match="HTTP Error 404"):
+            sources.download(f"{base}/missing.zip", tmp_path / "bad" / "missing.zip")
+    assert list((tmp_path / "bad").iterdir()) == []
+
+    monkeypatch.setattr(sources, "DOWNLOAD_TIMEOUT_S", 1)
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        started = time.monotonic()
+        with pytest.raises(DataError, match="no data for 1 s"):
+            sources.download(f"http://127.0.0.1:{silent.getsockname()[1]}/a.zip", tmp_path / "bad" / "a.zip")
+    assert time.monotonic() - started < 10 and list((tmp_path / "bad").iterdir()) == []

@@ -54,42 +54,68 @@ class Source:
 
 
 def md5_of(path) -> str:
-    """The MD5 hex digest of a file (the checksum most dataset publishers give)."""
-    from pathlib import Path
-
-    return hashlib.md5(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
+    """The MD5 hex digest of a file (the checksum most dataset publishers give), read in chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def check_md5(path, expected: str | None, advice: str = "") -> str:
     """The file's MD5 (hashed once), refused in one line when it is not the ``expected`` one."""
-    from archbench.errors import DataError
-
     actual = md5_of(path)
     if expected and actual != expected:
         raise DataError(f"{path} has MD5 {actual}, not the official {expected}" + (f" {advice}" if advice else ""))
     return actual
 
 
-def download(url: str, target, md5: str | None = None):
-    """``url`` saved as ``target`` unless it is there (via a ``.part`` file, so an interrupted
-    download never passes for the file), then checked against ``md5`` when one is given."""
-    import urllib.request
-    from pathlib import Path
+# a connection or a read that stalls this long fails the download, instead of hanging it for good
+DOWNLOAD_TIMEOUT_S = 60
 
-    from archbench.errors import DataError
+
+def download(url: str, target, md5: str | None = None):
+    """``url`` saved as ``target`` unless it is there, then checked against ``md5`` when one is
+    given. It arrives as a ``.part`` file, renamed only once complete and (if pinned) matching, so
+    neither an interrupted nor a corrupted download passes for the file, or needs deleting by hand."""
+    from pathlib import Path
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.is_file():
-        partial = target.with_name(target.name + ".part")
-        try:
-            urllib.request.urlretrieve(url, partial)  # noqa: S310 - the configured public URL
-        except OSError as err:
-            raise DataError(f"cannot download {url}: {err}") from None
-        partial.rename(target)
-    if md5:
-        check_md5(target, md5, "(delete it and download again)")
+    if target.is_file():
+        if md5:
+            check_md5(target, md5, "(delete it and download again)")
+        return target
+    partial = target.with_name(target.name + ".part")
+    _fetch(url, partial)
+    actual = md5_of(partial) if md5 else None
+    if actual != md5:
+        partial.unlink()
+        raise DataError(f"{url} sent a file with MD5 {actual}, not the official {md5} (a corrupted "
+                        f"transfer, or the file changed there); nothing was kept: run again to retry")
+    partial.rename(target)
     return target
+
+
+def _fetch(url: str, path) -> None:
+    """Stream ``url`` into ``path``, saying so first (archives run to hundreds of MB)."""
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310 - the configured URL
+            size = int(response.headers.get("Content-Length") or 0)
+            print(f"archbench: downloading {url}" + (f" ({size / 1e6:.1f} MB)" if size else ""), flush=True)
+            with open(path, "wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
+    except OSError as err:  # refused, unknown host, HTTP errors, a stalled read (TimeoutError)
+        path.unlink(missing_ok=True)
+        reason = err.reason if isinstance(err, urllib.error.URLError) and not isinstance(
+            err, urllib.error.HTTPError) else err
+        if isinstance(err, TimeoutError) or "timed out" in str(reason):
+            reason = f"no data for {DOWNLOAD_TIMEOUT_S} s"
+        raise DataError(f"cannot download {url}: {reason}") from None
 
 
 def sha256_of(*arrays: np.ndarray) -> str:
