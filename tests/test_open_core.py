@@ -106,6 +106,23 @@ def test_csv_classification_with_a_categorical_column(make_cfg, wine_csv, tmp_pa
     assert meta["input_shape"] == [15]  # 13 numeric + 2 one-hot columns
 
 
+def test_inputs_copied_across_splits_are_counted_at_prepare(wine_csv, tmp_path, capsys):
+    """A table whose rows were exported twice: test rows with a twin in training are said."""
+    import pandas as pd
+
+    from archbench.data.prepare import prepare
+
+    frame = pd.read_csv(wine_csv)
+    doubled = tmp_path / "doubled.csv"
+    pd.concat([frame, frame]).to_csv(doubled, index=False)
+    data = to_dict(compose(["data=csv", f"data.path={doubled}", "data.target=cultivar"]).data)
+    prepare(data, tmp_path / "prepared")
+    said = capsys.readouterr().out
+    assert "archbench: warning: csv: " in said and "test inputs are identical to training inputs" in said
+    prepare({**data, "path": str(wine_csv)}, tmp_path / "clean")
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_csv_regression_decided_by_the_target(make_cfg, tmp_path):
     from sklearn.datasets import load_diabetes
 

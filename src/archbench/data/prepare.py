@@ -164,6 +164,21 @@ def split_pool(cfg: dict[str, Any], source: Source, seed: int) -> dict[str, tupl
             "test": (x_test, y_test)}
 
 
+def split_overlap(arrays: dict[str, dict[str, np.ndarray]]) -> dict[str, int]:
+    """How many validation and test inputs are exact copies of a training input (a photo saved
+    twice, a repeated CSV row), per split, where any are."""
+    def rows(split: str) -> list[bytes]:
+        x = np.ascontiguousarray(arrays[split]["x"])
+        return [row.tobytes() for row in x.reshape(len(x), -1)]
+
+    inputs = [split.get("x") for split in arrays.values()]
+    if not all(isinstance(x, np.ndarray) and x.ndim >= 1 and x.shape[1:] == inputs[0].shape[1:] for x in inputs):
+        return {}  # inputs that are not one array of like rows per split (e.g. rendered strings)
+    seen = set(rows("train"))
+    counts = {split: sum(row in seen for row in rows(split)) for split in ("val", "test") if split in arrays}
+    return {split: n for split, n in counts.items() if n}
+
+
 def prepare(cfg: dict[str, Any], out_dir: str | Path) -> Meta:
     """Build ``out_dir`` from the dataset's source; deterministic for a given config."""
     validate_split_fractions(cfg)
@@ -181,6 +196,12 @@ def prepare(cfg: dict[str, Any], out_dir: str | Path) -> Meta:
         input_shape = extra.pop("input_shape", input_shape)
     else:
         arrays, stats, target = _example_splits(cfg, source, seed)
+    overlap = {} if source.kind == "text" else split_overlap(arrays)
+    if overlap:
+        print(f"archbench: warning: {cfg['name']}: " + ", ".join(
+            f"{n} of {len(arrays[split]['x'])} {split} inputs" for split, n in overlap.items())
+            + " are identical to training inputs; scores on them measure memory, not "
+            "generalisation (in your own data: remove the duplicates)", flush=True)
     return write_prepared(Path(out_dir), arrays, {
         "name": str(cfg["name"]), "kind": source.kind, "input_shape": input_shape,
         "num_classes": len(source.class_names), "class_names": source.class_names,
