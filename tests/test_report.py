@@ -27,10 +27,46 @@ def test_report_has_classification_and_language_model_tables(tmp_path):
     text = (tmp_path / "reports" / "comparison.md").read_text()
     assert text.index("| cnn | 1 |") < text.index("| mlp | 1 |")  # best first
     assert "| cnn | 1 | 98.0 | – |" in text and "53,002" in text
-    assert "**digits**: best **cnn** (98.0 %, n = 1 seeds)" in text  # no predictions: no tests
+    assert "**digits**: best **cnn** (98.0 %, n = 1 seed)" in text  # no predictions: no tests
     assert "| pydoc_text | lstm | 1,000 | 2.020 | 2.164 | 1.500 | 30.0 |" in text
     assert "The object is a sample" in text
     assert (tmp_path / "reports" / "comparison.png").stat().st_size > 1000
+
+
+def test_runs_with_other_settings_than_the_seed_are_not_averaged_as_seeds(tmp_path, capsys):
+    """A folder of hand runs (archbench-compare outputs/): same pair, other settings, same seed.
+    Before, they were one row of "7 seeds" averaging different experiments."""
+    import os
+
+    import yaml
+
+    results = tmp_path / "results"
+
+    def run(name, acc, seed=42, epochs=20, lr=1e-3, speaker=None, age=0):
+        _run(results / name, "digits", "mlp", {"test/acc": acc})
+        config = {"seed": seed, "trainer": {"max_epochs": epochs, "devices": 1},
+                  "optimizer": {"lr": lr}, "paths": {"output_dir": str(results / name)},
+                  "data": {"test_speaker": speaker}}
+        (results / name / "config.yaml").write_text(yaml.safe_dump(config))
+        os.utime(results / name / "metrics.json", (1e9 + age, 1e9 + age))
+
+    for seed, acc in ((42, 0.95), (43, 0.96), (44, 0.97)):
+        run(f"a{seed}", acc, seed=seed)  # three seeds of one experiment
+    run("b", 0.50, epochs=1)  # a shorter training
+    run("c", 0.90, lr=1e-2)  # another learning rate
+    run("d_old", 0.10, epochs=1, age=-5)  # b's settings and seed again, older: left out
+    run("e_george", 0.80, lr=3e-3, speaker="george")  # two folds of one experiment
+    run("e_lucas", 0.82, lr=3e-3, speaker="lucas")
+    assert write_report(results, tmp_path / "reports") == 7
+    said = capsys.readouterr().out
+    assert f"1 run(s) repeat the settings and seed of a newer run and are left out (not independent " \
+           f"replicates), e.g. {results / 'd_old'}" in said
+    text = (tmp_path / "reports" / "comparison.md").read_text()
+    assert "| mlp | 3 | 96.0 ± 1.0 |" in text
+    assert "| mlp (trainer.max_epochs=1) | 1 | 50.0 |" in text
+    assert "| mlp (optimizer.lr=0.01) | 1 | 90.0 |" in text
+    assert "| mlp (optimizer.lr=0.003) | 2 | 81.0 ± 1.4 |" in text  # folds
+    assert "10.0" not in text
 
 
 def test_report_has_a_generative_table_with_anchors_and_the_sample_grid(tmp_path):

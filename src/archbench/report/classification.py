@@ -112,7 +112,8 @@ def replicates(row: RunResult) -> str:
     """What a pair's runs replicate: seeds, or folds of one seed on different data (one held-out
     speaker each)."""
     seeds = row.extra.get("seeds") or []
-    return "folds" if len(set(seeds)) < len(seeds) else "seeds"
+    word = "fold" if len(set(seeds)) < len(seeds) else "seed"
+    return word if len(seeds) == 1 else f"{word}s"
 
 
 def _flops(row: ModelRow) -> str:

@@ -21,14 +21,27 @@ def finished_runs(results_dir: Path) -> Iterator[Path]:
             yield run_file
 
 
-def collect(results_dir: Path) -> dict[str, list[RunResult]]:
-    """Finished runs grouped by task name."""
+def collect(results_dir: Path, label: bool = True) -> dict[str, list[RunResult]]:
+    """Finished runs grouped by task name. With ``label``, runs of one (dataset, model) with other
+    settings than the seed are labelled apart, and repeats of a run's settings and seed left out
+    (said once); without, as they are (for callers that group them by a setting themselves)."""
+    from archbench.report.replicates import label_experiments
+
     runs: dict[str, list[RunResult]] = {}
     for run_file in finished_runs(results_dir):
         metrics_file = run_file.with_name("metrics.json")
         run = json.loads(run_file.read_text())
         result = RunResult(run_file.parent, run, json.loads(metrics_file.read_text()))
         runs.setdefault(str(run.get("task", "classification")), []).append(result)
+    if not label:
+        return runs
+    repeated = []
+    for task, found in runs.items():
+        runs[task], left_out = label_experiments(found)
+        repeated += left_out
+    if repeated:
+        print(f"archbench-compare: {len(repeated)} run(s) repeat the settings and seed of a newer run "
+              f"and are left out (not independent replicates), e.g. {repeated[0].folder}", flush=True)
     return runs
 
 
@@ -36,7 +49,7 @@ def tuned_runs(tune_dir: Path) -> dict[str, list[RunResult]]:
     """Tune mode's retrained seeds (``results/tune/<pair>/seeds/seed<N>``), marked ``tuned`` and
     carrying their study's best parameters and budget."""
     found: dict[str, list[RunResult]] = {}
-    for task, runs in collect(tune_dir).items():
+    for task, runs in collect(tune_dir, label=False).items():  # a study's trials and its seeds
         for run in runs:
             if run.folder.parent.name != "seeds":
                 continue  # a trial of the study itself

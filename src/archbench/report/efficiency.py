@@ -26,7 +26,7 @@ def efficiency_rows(runs) -> dict[str, dict[str, dict[float, object]]]:
 def write_efficiency(dirs: list[Path], reports_dir: Path) -> int:
     """Writes ``efficiency.md`` and ``efficiency/<data>.png`` (not ``figures/``: that folder is the
     compare stage's DVC output, which a re-run clears); returns the datasets shown."""
-    runs = [r for d in dirs for r in collect(d).get("classification", [])]
+    runs = [r for d in dirs for r in collect(d, label=False).get("classification", [])]
     table = efficiency_rows(runs)
     lines = ["# Data efficiency", "",
              "Test accuracy (%, mean ± std over seeds) when each architecture trains on a seeded random",

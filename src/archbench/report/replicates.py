@@ -7,6 +7,76 @@ import statistics
 
 from archbench.tasks.base import RunResult
 
+# config keys that do not make runs different experiments: the seed (what replicates vary), where
+# a run ran and wrote (as archbench.resume ignores them), and where its raw data lay
+NOT_AN_EXPERIMENT = ("seed", "run_name", "recipe_applied", "data.root", "data.download")
+# keys whose values are the folds of one experiment (cross-validation, leave-one-speaker-out): runs
+# differing only there are its replicates, one per fold
+FOLD_KEYS = ("data.val_fold", "data.test_speaker")
+
+
+def _flat(node, prefix: str = "") -> dict[str, str]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: str(node)}
+
+
+def experiment_of(run: RunResult) -> tuple[dict[str, str], tuple]:
+    """A run's experiment: its config (``config.yaml``, flattened) less what its replicates may
+    differ in; and which replicate it is (seed, fold, data checksum)."""
+    import yaml
+
+    from archbench.resume import NOT_FINGERPRINTED
+
+    path = run.folder / "config.yaml"
+    config = _flat(yaml.safe_load(path.read_text())) if path.is_file() else {}
+    ignored = (*NOT_FINGERPRINTED, *NOT_AN_EXPERIMENT, *FOLD_KEYS)
+    kept = {k: v for k, v in config.items() if not any(k == i or k.startswith(f"{i}.") for i in ignored)}
+    seed = run.run.get("seed", config.get("seed"))
+    replicate = (str(seed), *(config.get(k) for k in FOLD_KEYS), run.run.get("data_checksum"))
+    return kept, replicate
+
+
+def label_experiments(runs: list[RunResult]) -> tuple[list[RunResult], list[RunResult]]:
+    """Runs of one (dataset, model) that are different experiments (other settings than the seed)
+    get their model label extended by what differs, e.g. ``mlp (trainer.max_epochs=1)``, so they
+    are never averaged as seed replicates; a run repeating another's experiment and seed is left
+    out (the newest is kept). Returns ``(kept, left out)``."""
+    pairs: dict[tuple[str, str], list[tuple[RunResult, dict[str, str], tuple]]] = {}
+    for run in runs:
+        pairs.setdefault((run.run["data"], run.run["model"]), []).append((run, *experiment_of(run)))
+    kept, repeated = [], []
+    for group in pairs.values():
+        seen: set[tuple] = set()
+        for run, experiment, replicate in sorted(group, key=lambda g: -(g[0].folder / "metrics.json").stat().st_mtime):
+            key = (tuple(sorted(experiment.items())), replicate)
+            (repeated if key in seen else kept).append(run)
+            seen.add(key)
+        _label_apart([(run, experiment) for run, experiment, _ in group])
+    return sorted(kept, key=lambda r: str(r.folder)), repeated
+
+
+def _label_apart(group: list[tuple[RunResult, dict[str, str]]]) -> None:
+    """Each experiment of a pair labelled by where it departs from the settings most of the pair's
+    experiments share (that one keeps the plain model name); labels are unique."""
+    from collections import Counter
+
+    experiments = {tuple(sorted(e.items())): e for _, e in group}
+    if len(experiments) < 2:
+        return
+    keys = sorted(set().union(*experiments.values()))
+    common = {k: Counter(e.get(k, "–") for e in experiments.values()).most_common(1)[0][0] for k in keys}
+    labels: dict[tuple, str] = {}
+    for identity, experiment in experiments.items():
+        departs = [f"{k}={experiment.get(k, '–')}" for k in keys if experiment.get(k, "–") != common[k]]
+        label = ", ".join(departs[:3]) + (f", +{len(departs) - 3} more" if len(departs) > 3 else "")
+        while label in labels.values():  # the same first departures: told apart by number
+            label += f" #{len(labels) + 1}"
+        labels[identity] = label
+    for run, experiment in group:
+        label = labels[tuple(sorted(experiment.items()))]
+        run.run["model"] = f"{run.run['model']} ({label})" if label else run.run["model"]
+
 
 def by_pair(runs: list[RunResult]) -> dict[tuple[str, str], list[RunResult]]:
     """Runs grouped by (dataset, model), each group ordered by seed."""
