@@ -122,7 +122,7 @@ def test_reference_baselines_fit_on_train_and_val_only():
     assert scored["test/r2"] > 0.999 and scored["test/mae"] < 1e-3  # exact linear target, in units
 
 
-def test_report_adds_reference_rows_only_for_the_data_the_runs_saw(tmp_path):
+def test_report_adds_reference_rows_only_for_the_data_the_runs_saw(tmp_path, capsys):
     from archbench.config import compose
     from archbench.data.prepare import prepare
 
@@ -141,6 +141,13 @@ def test_report_adds_reference_rows_only_for_the_data_the_runs_saw(tmp_path):
     text = (tmp_path / "reports" / "comparison.md").read_text()
     assert "| *LogisticRegression (reference)* | – | 98.2 |" in text
     assert text.count("(reference)*") == 3
+    # without a data root (a run made elsewhere, a variant folder): the folder the run recorded
+    write_report(results, tmp_path / "reports", None)
+    assert "(reference)*" not in (tmp_path / "reports" / "comparison.md").read_text()
+    assert "breast_cancer: no reference rows (the prepared data its runs trained on is in neither" in capsys.readouterr().out
+    run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "data_dir": str(data_root / "breast_cancer")}))
+    write_report(results, tmp_path / "reports", None)
+    assert (tmp_path / "reports" / "comparison.md").read_text().count("(reference)*") == 3
 
 
 def test_compare_refuses_folders_without_runs_and_keeps_the_reports(tmp_path, closed_port):

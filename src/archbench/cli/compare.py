@@ -15,7 +15,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("results", nargs="?", default="results/train", type=Path)
     parser.add_argument("reports", nargs="?", default="reports", type=Path)
     parser.add_argument("--data", type=Path, default=None,
-                        help="prepared data, for the scikit-learn reference rows (default: data/prepared)")
+                        help="prepared data, for the scikit-learn reference rows (default: the project's "
+                             "data/prepared, else the folder each run recorded)")
     parser.add_argument("--mlflow", nargs="?", const="default", default=None, metavar="URI",
                         help="also log the report as an MLflow run (experiment archbench-comparison); "
                              "URI default: MLFLOW_TRACKING_URI, else the project's sqlite store")
@@ -51,16 +52,17 @@ def _write(args: argparse.Namespace, data: Path | None, uri: str | None) -> None
 
 def _reference_data(given: Path | None) -> Path | None:
     """The prepared data the reference rows are fitted on: a ``--data`` that is not a folder is
-    refused; the default's absence is said (the tables then lack their scikit-learn rows)."""
+    refused; by default the project's, where it exists (else each run's recorded folder serves, and
+    a dataset found in neither is said by the report)."""
     if given is not None and not given.is_dir():
         fail(PROGRAM, f"--data {given}: no such folder; it holds the prepared datasets the reference "
                       f"rows are fitted on (archbench-prepare writes them, by default to data/prepared)")
-    data = given or Path("data/prepared")
-    if data.is_dir():
-        return data
-    print(f"archbench-compare: no prepared data in {data}: the tables have no scikit-learn reference "
-          f"rows (--data DIR names the folder)")
-    return None
+    if given is not None:
+        return given
+    from archbench.paths import project_root
+
+    default = project_root() / "data" / "prepared"  # where training prepares, from any directory
+    return default if default.is_dir() else None
 
 
 def _tracking_uri(asked: str | None) -> str | None:

@@ -111,20 +111,39 @@ def _folds(runs: list[RunResult], dataset: str) -> bool:
     return any(len(checksums) > 1 for checksums in per_model.values())
 
 
-def reference_runs(runs: dict[str, list[RunResult]], data_root: Path) -> dict[str, list[RunResult]]:
-    """Reference rows for every (task, dataset) among ``runs`` whose prepared data in
-    ``data_root/<name>`` is the very data those runs trained on (same checksum); others get none."""
+def _prepared_data(runs: list[RunResult], dataset: str, data_root: Path | None) -> tuple[Path, dict] | None:
+    """The prepared data ``dataset``'s runs trained on (the same checksum): ``data_root/<name>``,
+    else the folder a run recorded (``run.json``'s ``data_dir``: a variant such as ``csv-<hash>``,
+    or a run made from another working directory); None when neither holds it any more."""
+    mine = [r for r in runs if r.run["data"] == dataset]
+    checksums = {r.run.get("data_checksum") for r in mine}
+    candidates = ([Path(data_root) / dataset] if data_root is not None else []) + [
+        Path(d) for d in sorted({str(r.run.get("data_dir") or "") for r in mine}) if d]
+    for data_dir in candidates:
+        if (data_dir / "meta.json").is_file():
+            meta = json.loads((data_dir / "meta.json").read_text())
+            if meta["checksum"] in checksums:
+                return data_dir, meta
+    return None
+
+
+def reference_runs(runs: dict[str, list[RunResult]], data_root: Path | None) -> dict[str, list[RunResult]]:
+    """Reference rows for every (task, dataset) among ``runs`` whose prepared data is still there
+    (``_prepared_data``); a dataset whose data is not is said in one line and gets none."""
     from archbench.data.store import load_all
 
     references: dict[str, list[RunResult]] = {}
     for task, names in (("classification", CLASSIFIERS), ("regression", REGRESSORS)):
         for dataset in sorted({r.run["data"] for r in runs.get(task, [])}):
-            data_dir = Path(data_root) / dataset
-            checksums = {r.run.get("data_checksum") for r in runs[task] if r.run["data"] == dataset}
-            if not (data_dir / "meta.json").is_file() or _folds(runs[task], dataset):
+            if _folds(runs[task], dataset):
                 continue
-            meta = json.loads((data_dir / "meta.json").read_text())
-            if meta["checksum"] not in checksums or meta["kind"] == "text":
+            found = _prepared_data(runs[task], dataset, data_root)
+            if found is None:
+                print(f"archbench-compare: {dataset}: no reference rows (the prepared data its runs "
+                      f"trained on is in neither {data_root or '--data'} nor the runs' data_dir)", flush=True)
+                continue
+            data_dir, meta = found
+            if meta["kind"] == "text":
                 continue
             _, splits = load_all(data_dir)
             if meta["kind"] == "audio":

@@ -119,9 +119,8 @@ def _runs_by_section(results_dir: Path, data_root: Path | None) -> tuple[dict[st
 
     runs = collect(results_dir)
     count = sum(len(r) for r in runs.values())
-    if data_root is not None:
-        for task, references in reference_runs(runs, data_root).items():
-            runs[task] = runs[task] + references
+    for task, references in reference_runs(runs, data_root).items():
+        runs[task] = runs[task] + references
     for task, tuned in tuned_runs(results_dir.parent / "tune").items():
         runs[task] = runs.get(task, []) + tuned
     for name in list(runs):  # a task reported within another's section (autoencoders beside GANs)
