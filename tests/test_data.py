@@ -250,3 +250,25 @@ def test_downloads_over_http_keep_only_a_complete_file_with_the_pinned_md5(tmp_p
         with pytest.raises(DataError, match="no data for 1 s"):
             sources.download(f"http://127.0.0.1:{silent.getsockname()[1]}/a.zip", tmp_path / "bad" / "a.zip")
     assert time.monotonic() - started < 10 and list((tmp_path / "bad").iterdir()) == []
+
+
+def test_a_prepare_that_fails_mid_write_leaves_the_old_data_and_no_hidden_folder(tmp_path, monkeypatch):
+    """A full disk (or Ctrl-C) while the splits are written: the previous prepared folder stands
+    and no half-written staging folder is left beside it."""
+    import errno
+
+    cfg = {"seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}
+    first = prepare("digits", cfg, tmp_path / "digits")
+    real_save, calls = torch.save, []
+
+    def full_disk(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        prepare("digits", {**cfg, "seed": 7}, tmp_path / "digits")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits"]
+    assert json.loads((tmp_path / "digits" / "meta.json").read_text())["checksum"] == first.checksum

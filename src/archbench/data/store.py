@@ -67,13 +67,17 @@ def write_prepared(
         checksum=arrays_checksum(arrays),
     )
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700: readable as the user's umask allows
-    for split in SPLITS:
-        tensors = {key: torch.from_numpy(np.ascontiguousarray(v)) for key, v in arrays[split].items()}
-        torch.save(tensors, staging / f"{split}.pt")
-    for name, text in (files or {}).items():
-        (staging / name).write_text(text + "\n", encoding="utf-8")
-    (staging / "meta.json").write_text(meta.to_json() + "\n")
+    try:
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700: readable as the user's umask allows
+        for split in SPLITS:
+            tensors = {key: torch.from_numpy(np.ascontiguousarray(v)) for key, v in arrays[split].items()}
+            torch.save(tensors, staging / f"{split}.pt")
+        for name, text in (files or {}).items():
+            (staging / name).write_text(text + "\n", encoding="utf-8")
+        (staging / "meta.json").write_text(meta.to_json() + "\n")
+    except BaseException:  # a full disk, Ctrl-C: no hidden half-written folder is left behind
+        _remove_tree(staging)
+        raise
     if out_dir.exists():
         backup = out_dir.with_name(f".{out_dir.name}-old-{os.getpid()}")
         out_dir.rename(backup)
