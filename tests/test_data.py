@@ -191,7 +191,7 @@ def test_tarballs_extract_inside_root_and_refuse_escapes_on_any_python(tmp_path,
     import io
     import tarfile
 
-    from archbench.data.sources import extract_tar
+    from archbench.data.sources import extract_archive
     from archbench.errors import ArchbenchError
 
     if not has_filter:
@@ -205,11 +205,44 @@ def test_tarballs_extract_inside_root_and_refuse_escapes_on_any_python(tmp_path,
             tar.addfile(info, io.BytesIO(b"ok"))
         return path
 
-    extract_tar(tarball("good.tar.gz", "data/a.txt"), tmp_path / "out")
+    extract_archive(tarball("good.tar.gz", "data/a.txt"), tmp_path / "out")
     assert (tmp_path / "out" / "data" / "a.txt").read_bytes() == b"ok"
     with pytest.raises((ArchbenchError, tarfile.TarError)):
-        extract_tar(tarball("bad.tar.gz", "../escaped.txt"), tmp_path / "out")
+        extract_archive(tarball("bad.tar.gz", "../escaped.txt"), tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_an_interrupted_extraction_leaves_no_partial_dataset_tree(tmp_path, monkeypatch):
+    """IMDB's tree is read as it stands (no per-file checksums): a half-extracted aclImdb/ must not
+    pass for the dataset. Before, an extraction stopped midway left one that did."""
+    import errno
+    import io
+    import tarfile
+
+    from archbench.data.sources import extract_archive
+
+    archive = tmp_path / "aclImdb_v1.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in ("train", "test"):
+            for label in ("neg", "pos"):
+                info = tarfile.TarInfo(f"aclImdb/{split}/{label}/0_1.txt")
+                info.size = 4
+                tar.addfile(info, io.BytesIO(b"good"))
+    real = tarfile.TarFile.extractall
+
+    def cut_short(self, path, *args, **kwargs):
+        real(self, path, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", cut_short)
+    with pytest.raises(OSError, match="No space left"):
+        extract_archive(archive, tmp_path / "raw")
+    assert list((tmp_path / "raw").iterdir()) == []
+    monkeypatch.setattr(tarfile.TarFile, "extractall", real)
+    (tmp_path / "raw" / "aclImdb" / "train").mkdir(parents=True)  # an earlier partial tree: replaced
+    extract_archive(archive, tmp_path / "raw")
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["aclImdb"]
+    assert (tmp_path / "raw" / "aclImdb" / "test" / "pos" / "0_1.txt").read_bytes() == b"good"
 
 
 def test_downloads_over_http_keep_only_a_complete_file_with_the_pinned_md5(tmp_path, capsys, monkeypatch):

@@ -125,14 +125,41 @@ def sha256_of(*arrays: np.ndarray) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def extract_tar(archive, root) -> None:
-    """Extract a downloaded tarball under ``root``, refusing members that would land outside it or
-    are links or devices: tarfile's "data" filter where Python has it (3.10.12+, 3.11.4+), the
-    same checks by hand on older interpreters (Debian 12's 3.11.2)."""
-    import tarfile
+def extract_archive(archive, root) -> None:
+    """Extract a downloaded ``.tar(.gz)`` or ``.zip`` into ``root`` all or nothing: into a hidden
+    staging folder first, then each top-level entry renamed into place (replacing an earlier one),
+    so an interrupted extraction never leaves a partial tree that passes for the dataset."""
+    import shutil
+    import tempfile
+    import zipfile
     from pathlib import Path
 
-    from archbench.errors import DataError
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".extracting-", dir=root))
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as bundle:
+                bundle.extractall(staging)  # zipfile drops absolute paths and ".." itself
+        else:
+            _extract_tar(archive, staging)
+        for entry in sorted(staging.iterdir()):
+            target = root / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            entry.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _extract_tar(archive, root) -> None:
+    """Extract a tarball under ``root``, refusing members that would land outside it or are links
+    or devices: tarfile's "data" filter where Python has it (3.10.12+, 3.11.4+), the same checks
+    by hand on older interpreters (Debian 12's 3.11.2)."""
+    import tarfile
+    from pathlib import Path
 
     root = Path(root)
     with tarfile.open(archive) as tar:
@@ -144,5 +171,5 @@ def extract_tar(archive, root) -> None:
             target = (root / member.name).resolve()
             if not (member.isfile() or member.isdir()) or (target != base and base not in target.parents):
                 raise DataError(f"{archive}: refusing to extract {member.name!r} (a link, a device or "
-                                f"a path outside {root})")
+                                f"a path outside the dataset folder)")
         tar.extractall(root)  # noqa: S202 - every member checked above

@@ -71,11 +71,14 @@ def _download_fsdd(cfg: dict[str, Any], root: Path) -> Path:
         members = [m for m in bundle.namelist() if "/recordings/" in m and m.endswith(".wav")]
         if not members:
             raise DataError(f"{archive} holds no recordings/*.wav (delete it and download again)")
-        target = root / "recordings"
-        target.mkdir(parents=True, exist_ok=True)
-        for member in members:
-            with bundle.open(member) as source, (target / Path(member).name).open("wb") as sink:
+        target, staging = root / "recordings", root / ".recordings-extracting"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for member in members:  # into a staging folder: an interrupted run leaves no partial set
+            with bundle.open(member) as source, (staging / Path(member).name).open("wb") as sink:
                 shutil.copyfileobj(source, sink)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
     return target
 
 

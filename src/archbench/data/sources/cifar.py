@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, check_md5, download, extract_tar
+from archbench.data.sources import Source, check_md5, download, extract_archive
 from archbench.errors import DataError
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -30,7 +30,7 @@ def _extract(cfg: dict[str, Any], root: Path) -> None:
         download(str(cfg["url"]), tarball)  # checked below, once
     if tarball.is_file() and not (_batch_dir(root) / "test_batch").is_file():
         check_md5(tarball, cfg.get("tarball_md5"), "(delete it and download again)")
-        extract_tar(tarball, root)
+        extract_archive(tarball, root)
 
 
 def _unpickle(path: Path) -> dict[bytes, Any]:

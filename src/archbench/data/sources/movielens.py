@@ -13,13 +13,12 @@ recommendation protocols, done here because they are the dataset's, not the engi
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import Source, check_md5, download
+from archbench.data.sources import Source, check_md5, download, extract_archive
 from archbench.errors import ConfigError, DataError
 
 # file name → (field separator, has a header row, titles file, its separator, its encoding)
@@ -42,8 +41,7 @@ def ratings_file(cfg: dict[str, Any]) -> Path:
                 return folder / name
     if cfg.get("download"):
         archive = download(str(cfg["url"]), root / f"{variant}.zip")
-        with zipfile.ZipFile(archive) as bundle:
-            bundle.extractall(root)
+        extract_archive(archive, root)
         return ratings_file({**cfg, "download": False})
     raise DataError(f"no MovieLens ratings in {root.resolve()}: put the unpacked GroupLens folder there "
                     f"(ml-100k/u.data, ml-1m/ratings.dat or ml-latest-small/ratings.csv), set data.root=DIR, "

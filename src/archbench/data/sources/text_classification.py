@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import TEXT_ENCODING, Source, download, extract_tar, md5_of, utf8
+from archbench.data.sources import TEXT_ENCODING, Source, download, extract_archive, md5_of, utf8
 from archbench.errors import ConfigError, DataError
 
 
@@ -155,7 +155,7 @@ def imdb(cfg: dict[str, Any]) -> Source:
     tree = root / "aclImdb"
     if not (tree / "train").is_dir() and cfg.get("download"):
         archive = download(str(cfg["url"]), root / "aclImdb_v1.tar.gz", cfg.get("archive_md5"))
-        extract_tar(archive, root)
+        extract_archive(archive, root)
     if not all((tree / split / label).is_dir() for split in ("train", "test") for label in ("neg", "pos")):
         raise DataError(f"IMDB not found: put the extracted aclImdb/ folder (train/ and test/, each with "
                         f"neg/ and pos/) in {root.resolve()} (data.root=DIR), or set data.download=true")
