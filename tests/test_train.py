@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import re
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -320,6 +321,24 @@ def test_register_moves_champion_only_on_improvement(make_cfg):
     train(better)
     champion = client.get_model_version_by_alias("archbench-digits-logistic", "champion")
     assert str(champion.version) == "3"
+
+
+def test_a_champion_trained_on_other_data_is_not_compared_on_scores(make_cfg):
+    """Two tables under one name (data=csv's default name, here digits split another way): their
+    validation scores say nothing of each other, so the newest is champion and the version says
+    why. Before, a worse-scoring champion from another table kept the alias."""
+    first = make_cfg("data=digits", "model=logistic", "logger.log_model=true", "trainer.max_epochs=3",
+                     "optimizer.lr=0.01", "register=true", output="first")
+    other = make_cfg("data=digits", "data.seed=7", "model=logistic", "logger.log_model=true",
+                     "trainer.max_epochs=1", "optimizer.lr=1e-6", "register=true", output="other")
+    train(first)
+    train(other)
+    client = _client(first)
+    champion = client.get_model_version_by_alias("archbench-digits-logistic", "champion")
+    assert str(champion.version) == "2"
+    assert champion.tags["champion_note"].startswith("champion v1 was trained on other data")
+    summary = json.loads((Path(str(other.paths.output_dir)) / "run.json").read_text())["registered"]
+    assert summary["champion"] and "data.name=" in summary["note"]
 
 
 def test_bidirectional_gru_and_transformer_classify_sequences(make_cfg):

@@ -380,7 +380,7 @@ def _finish(cfg, task, built, datamodule, run, summary, metrics, best_path, out_
                                              run.info.run_id, f"{cfg.callbacks.monitor}_best",
                                              cfg.callbacks.mode)
             summary["registered"] = {"name": promotion.name, "version": promotion.version,
-                                     "champion": promotion.promoted}
+                                     "champion": promotion.promoted, "note": promotion.note}
         summary["model_uri"] = model_uri
     (out_dir / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
 

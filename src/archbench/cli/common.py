@@ -126,7 +126,8 @@ def run_summary(out_dir) -> str:
     if run.get("model_uri"):
         registered = run.get("registered")
         suffix = (f"; registered {registered['name']} v{registered['version']}"
-                  + (" @champion" if registered.get("champion") else "")) if registered else ""
+                  + (" @champion" if registered.get("champion") else "")
+                  + (f" ({registered['note']})" if registered.get("note") else "")) if registered else ""
         lines.append(f"  model          {run['model_uri']}{suffix}")
     return "\n".join(lines)
 
