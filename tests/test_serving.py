@@ -84,6 +84,8 @@ def test_export_writes_onnx_within_1e4_and_logs_it_to_the_models_run(champion):
     bad = call_cli("archbench-export", "--registered", "digits-mlp", "--tracking-uri", store,
                    "--batch-size", "1")
     assert bad.returncode == 2 and "--batch-size must be ≥ 2" in bad.stderr
+    tensors = call_cli("archbench-export", "--registered", "digits-mlp", "--tracking-uri", store, "--format", "pyfunc")
+    assert tensors.returncode == 2 and "takes no raw inputs a pyfunc could read" in tensors.stderr
 
 
 def test_a_model_the_registry_lacks_is_one_line_naming_what_it_holds(champion, tmp_path):
@@ -104,3 +106,55 @@ def test_a_model_the_registry_lacks_is_one_line_naming_what_it_holds(champion, t
                       "--tracking-uri", f"sqlite:///{missing}")
     assert result.returncode == 2 and f"no tracking store at {missing}" in result.stderr
     assert not missing.exists()
+
+
+def test_a_table_model_served_as_pyfunc_takes_rows_by_column_name_like_archbench_predict(tmp_path):
+    """`archbench-export --format pyfunc` wraps a table model for `mlflow models serve`: JSON rows by
+    column name in, labels and probabilities out (the pytorch flavour served takes normalised tensors)."""
+    import urllib.error
+
+    import pandas as pd
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame
+    frame["cultivar"] = frame.pop("target").map({0: "barolo", 1: "grignolino", 2: "barbera"})
+    frame["strength"] = np.where(frame["alcohol"] > 13, "strong", "light")
+    frame.to_csv(tmp_path / "wine.csv", index=False)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trained = call_cli("archbench-train", "data=csv", f"data.path={tmp_path / 'wine.csv'}", "data.target=cultivar",
+                       "model=mlp", "trainer.max_epochs=3", "register=true", "callbacks.progress_bar=none",
+                       f"paths.data_dir={tmp_path / 'data'}", f"logger.tracking_uri={store}",
+                       f"hydra.run.dir={tmp_path / 'run'}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    model = ["--registered", "csv-mlp", "--tracking-uri", store]
+    exported = call_cli("archbench-export", *model, "--format", "pyfunc", "--output", str(tmp_path / "export"))
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    served_uri = exported.stdout.split("mlflow models serve -m ")[1].split()[0]
+    assert served_uri.startswith("runs:/") and served_uri.endswith("/export/pyfunc")
+    rows = frame.drop(columns="cultivar").iloc[[0, 70, 150]]
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    printed = call_cli("archbench-predict", str(tmp_path / "new.csv"), *model)
+    expected = [line.split(",") for line in printed.stdout.strip().splitlines()[1:]]
+
+    port = free_port()
+    env = {"MLFLOW_TRACKING_URI": store, "PATH": f"{BIN}:/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    serve = [str(BIN / "mlflow"), "models", "serve", "-m", served_uri, "--env-manager", "local",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+
+    def post(records):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=json.dumps({"dataframe_records": records}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return pd.DataFrame(json.loads(response.read())["predictions"])
+
+    with http_server(serve, f"http://127.0.0.1:{port}/ping", env=env):
+        answer = post(rows.to_dict(orient="records"))
+        assert answer["label"].tolist() == [r[1] for r in expected]
+        assert [f"{p:.4f}" for p in answer["probability"]] == [r[2] for r in expected]
+        assert set(answer.columns) == {"label", "probability", "p(barbera)", "p(barolo)", "p(grignolino)"}
+        unseen = rows.iloc[:1].assign(strength="medium").to_dict(orient="records")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post(unseen)
+        assert refused.value.code == 400
+        assert "'medium', a value training never saw (known: light, strong)" in refused.value.read().decode()

@@ -452,6 +452,17 @@ def test_tiny_text_run_logs_a_model_that_classifies_raw_text(make_cfg, tmp_path)
     assert no_column.returncode == 2 and no_column.stderr.strip() == (
         f"archbench-predict: error: {tmp_path / 'in.csv'}: no column 'text' (--column NAME names the text "
         f"column); columns: id, review")
+    # the raw-text pyfunc for `mlflow models serve` labels texts as archbench-predict does
+    import mlflow
+    import pandas as pd
+
+    exported = call_cli("archbench-export", *uri, *store, "--format", "pyfunc", "--output", str(tmp_path / "export"))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    served = mlflow.pyfunc.load_model(str(tmp_path / "export" / "pyfunc")).predict(
+        pd.DataFrame({"text": ["boring and badly acted", "smart and moving"]}))  # in.txt's lines
+    rows = [line.split(",") for line in from_file.stdout.strip().splitlines()[1:]]
+    assert served["label"].tolist() == [r[1] for r in rows]
+    assert [f"{p:.4f}" for p in served["probability"]] == [r[2] for r in rows]
 
 
 def test_predict_needs_an_input_or_text():

@@ -27,8 +27,9 @@ PROGRAM = "archbench-export"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
     add_model_arguments(parser, "digits-mlp")
-    parser.add_argument("--format", default="auto", choices=["auto", "onnx", "torchscript"],
-                        help="auto: ONNX, else TorchScript (default)")
+    parser.add_argument("--format", default="auto", choices=["auto", "onnx", "torchscript", "pyfunc"],
+                        help="auto: ONNX, else TorchScript (default); pyfunc: an MLflow model for `mlflow "
+                             "models serve` that takes raw inputs (table rows by column name, texts)")
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for the file (default: outputs/export/<run id>)")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -67,6 +68,8 @@ def _export(args: argparse.Namespace) -> int:
     uri = model_uri(args)
     client = mlflow.MlflowClient()
     run_id = _exportable_run(client, uri)
+    if args.format == "pyfunc":
+        return _export_pyfunc(args, model, uri, client, run_id)
     cfg = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
     batch = first_test_batch(cfg, args.batch_size)
     out_dir = args.output or project_root() / "outputs" / "export" / run_id
@@ -87,6 +90,30 @@ def _export(args: argparse.Namespace) -> int:
         print(f"{PROGRAM}: error: outputs differ by {parity.max_abs_diff:.2e} > --tolerance "
               f"{args.tolerance:g}", flush=True)
         return 1
+    return 0
+
+
+def _export_pyfunc(args: argparse.Namespace, model, uri: str, client, run_id: str) -> int:
+    """The raw-input wrapper (``archbench.tracking.serving``) saved, loaded back and asked once, then
+    logged to the model's run (``export/pyfunc``, servable as ``runs:/<run id>/export/pyfunc``)."""
+    import mlflow
+
+    from archbench.paths import project_root
+    from archbench.tracking.serving import example_input, raw_input_reads, save_raw_input_model
+
+    metadata = mlflow.models.get_model_info(uri).metadata or {}
+    reads = raw_input_reads(model, metadata, client.get_run(run_id).data.tags)
+    if reads is None:
+        fail(PROGRAM, f"{uri} takes no raw inputs a pyfunc could read (a text classifier, or a model of a "
+                      f"table with named columns, does); serve the model itself: it takes prepared tensors")
+    out_dir = (args.output or project_root() / "outputs" / "export" / run_id) / "pyfunc"
+    save_raw_input_model(uri, reads, out_dir)
+    answer = mlflow.pyfunc.load_model(str(out_dir)).predict(example_input(reads))
+    if not args.no_log:
+        client.log_artifacts(run_id, str(out_dir), "export/pyfunc")
+    served = str(out_dir) if args.no_log else f"runs:/{run_id}/export/pyfunc"
+    print(f"{PROGRAM}: {out_dir} (pyfunc, {reads['kind']} inputs); it answers its example with "
+          f"{answer.iloc[0].to_dict()}; serve it: mlflow models serve -m {served} --env-manager local")
     return 0
 
 
