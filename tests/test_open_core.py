@@ -427,6 +427,28 @@ def test_a_photo_stored_sideways_is_read_upright(tmp_path):
     assert shown[:, -1].all() and not shown[:, :-1].any()  # the stored top row is the shown right edge
 
 
+def test_a_transparent_drawing_is_read_over_white_as_a_viewer_shows_it(tmp_path):
+    """Black strokes on a transparent background (a canvas export, an icon): the transparent pixels
+    hold black too, so converted as they were the image read all black. An opaque image is unchanged."""
+    from PIL import Image
+
+    from archbench.data.images import read_image
+
+    rgba = np.zeros((6, 6, 4), dtype=np.uint8)
+    rgba[1:5, 2, 3] = 255  # an opaque black stroke; everything else transparent black
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "drawing.png")
+    grey = read_image(tmp_path / "drawing.png", 1, (6, 6))[0]
+    stroke = np.zeros((6, 6), dtype=bool)
+    stroke[1:5, 2] = True
+    assert (grey[stroke] == 0).all() and (grey[~stroke] == 1).all()
+    rgba[..., :3], rgba[..., 3] = 90, 255  # opaque grey: as its RGB reads
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
+    Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "opaque_rgb.png")
+    for channels in (1, 3):
+        assert np.array_equal(read_image(tmp_path / "opaque.png", channels, (6, 6)),
+                              read_image(tmp_path / "opaque_rgb.png", channels, (6, 6)))
+
+
 def test_image_folder_bad_input(make_cfg, tmp_path, digit_images):
     empty = tmp_path / "empty"
     empty.mkdir()

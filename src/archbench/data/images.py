@@ -23,6 +23,8 @@ def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(path) as opened:
             image = ImageOps.exif_transpose(opened)  # a phone's photo stored sideways, upright as shown
+            if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+                image = _on_white(image)
             wide = image.mode.startswith("I")  # 16-bit grayscale: Pillow's convert("L") clips at 255
             image = Image.fromarray(np.asarray(image, dtype=np.float32) / 65535.0) if wide else \
                 image.convert("L" if channels == 1 else "RGB")
@@ -35,6 +37,16 @@ def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     if wide and channels == 3:
         pixels = np.repeat(pixels[..., None], 3, axis=-1)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def _on_white(image):
+    """A transparent image as a viewer shows it, over white. Converted as it is, its transparent
+    pixels keep whatever colour they hold (usually black): a drawing's black strokes on a
+    transparent background read as an all-black image."""
+    from PIL import Image
+
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
 
 
 def image_files(folder: Path) -> list[Path]:
