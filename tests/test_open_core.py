@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -449,6 +450,16 @@ def test_a_transparent_drawing_is_read_over_white_as_a_viewer_shows_it(tmp_path)
                               read_image(tmp_path / "opaque_rgb.png", channels, (6, 6)))
 
 
+def test_files_an_image_folder_skips_are_said(tmp_path, digit_images, capsys):
+    from archbench.data.prepare import prepare
+
+    (digit_images / "digit0" / "notes.txt").write_text("where these came from")
+    (digit_images / "digit0" / "IMG_1.heic").write_bytes(b"ftypheic")
+    prepare(to_dict(compose(["data=image_folder", f"data.root={digit_images}"]).data), tmp_path / "out")
+    assert (f"archbench: warning: {digit_images}: skipped files that are not images archbench reads "
+            f"(PNG, JPEG, BMP, GIF, TIFF or WebP): 1 .heic, 1 .txt in digit0") in capsys.readouterr().out
+
+
 def test_image_folder_bad_input(make_cfg, tmp_path, digit_images):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -457,6 +468,15 @@ def test_image_folder_bad_input(make_cfg, tmp_path, digit_images):
     (digit_images / "digit1" / "broken.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="unreadable image .*broken.png"):
         train(make_cfg("data=image_folder", f"data.root={digit_images}"))
+    # a phone's photos Pillow cannot read (HEIC): before, skipped without a word, the class then
+    # "too few members" or empty
+    phone = tmp_path / "phone"
+    (phone / "cats").mkdir(parents=True)
+    shutil.copytree(digit_images / "digit0", phone / "dogs")
+    for i in range(3):
+        (phone / "cats" / f"IMG_{i}.HEIC").write_bytes(b"ftypheic")
+    with pytest.raises(DataError, match=r"class folder .*cats holds no image files .*only 3 \.heic: convert them"):
+        train(make_cfg("data=image_folder", f"data.root={phone}"))
 
 
 @pytest.mark.slow

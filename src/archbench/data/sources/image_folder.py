@@ -19,15 +19,33 @@ def _class_folders(root: Path) -> list[Path]:
     return folders
 
 
+def _other_files(folder: Path, images: list[Path]) -> str:
+    """The files in ``folder`` that are not images archbench reads, by suffix (``3 .heic``), or ""."""
+    from collections import Counter
+
+    kinds = Counter(p.suffix.lower() or "(no suffix)" for p in folder.iterdir()
+                    if p.is_file() and not p.name.startswith(".") and p not in images)
+    return ", ".join(f"{n} {suffix}" for suffix, n in sorted(kinds.items()))
+
+
 def _read_tree(root: Path, classes: list[str], channels: int, size: tuple[int, int]):
-    images, labels = [], []
+    images, labels, skipped = [], [], []
     for label, name in enumerate(classes):
         folder = root / name
-        for path in image_files(folder) if folder.is_dir() else []:
+        if not folder.is_dir():  # a class the given test/ sub-tree does not hold
+            continue
+        files = image_files(folder)
+        others = _other_files(folder, files)
+        if not files:  # a class no example stands for
+            raise DataError(f"class folder {folder} holds no image files ({IMAGE_KINDS})"
+                            + (f", only {others}: convert them (a phone's .heic photos to JPEG, say)" if others else ""))
+        skipped += [f"{others} in {name}"] if others else []
+        for path in files:
             images.append(read_image(path, channels, size))
             labels.append(label)
-    if not images:
-        raise DataError(f"no image files ({IMAGE_KINDS}) under {root}")
+    if skipped:
+        print(f"archbench: warning: {root}: skipped files that are not images archbench reads "
+              f"({IMAGE_KINDS}): {'; '.join(skipped)}", flush=True)
     return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64)
 
 
