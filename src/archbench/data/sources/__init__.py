@@ -53,6 +53,17 @@ class Source:
     preparer: str = ""
 
 
+def other_files(folder, kept: list) -> str:
+    """The files in a class folder besides those read (``kept``), by suffix (``3 .heic, 1 .txt``),
+    or "": what a warning or an error says was skipped."""
+    from collections import Counter
+    from pathlib import Path
+
+    kinds = Counter(p.suffix.lower() or "(no suffix)" for p in Path(folder).iterdir()
+                    if p.is_file() and not p.name.startswith(".") and p not in kept)
+    return ", ".join(f"{n} {suffix}" for suffix, n in sorted(kinds.items()))
+
+
 def md5_of(path) -> str:
     """The MD5 hex digest of a file (the checksum most dataset publishers give), read in chunks."""
     digest = hashlib.md5(usedforsecurity=False)

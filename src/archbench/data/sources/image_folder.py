@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from archbench.data.images import IMAGE_KINDS, image_files, read_image
-from archbench.data.sources import Source, sha256_of
+from archbench.data.sources import Source, other_files, sha256_of
 from archbench.errors import ConfigError, DataError
 
 
@@ -19,15 +19,6 @@ def _class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def _other_files(folder: Path, images: list[Path]) -> str:
-    """The files in ``folder`` that are not images archbench reads, by suffix (``3 .heic``), or ""."""
-    from collections import Counter
-
-    kinds = Counter(p.suffix.lower() or "(no suffix)" for p in folder.iterdir()
-                    if p.is_file() and not p.name.startswith(".") and p not in images)
-    return ", ".join(f"{n} {suffix}" for suffix, n in sorted(kinds.items()))
-
-
 def _read_tree(root: Path, classes: list[str], channels: int, size: tuple[int, int]):
     images, labels, skipped = [], [], []
     for label, name in enumerate(classes):
@@ -35,7 +26,7 @@ def _read_tree(root: Path, classes: list[str], channels: int, size: tuple[int, i
         if not folder.is_dir():  # a class the given test/ sub-tree does not hold
             continue
         files = image_files(folder)
-        others = _other_files(folder, files)
+        others = other_files(folder, files)
         if not files:  # a class no example stands for
             raise DataError(f"class folder {folder} holds no image files ({IMAGE_KINDS})"
                             + (f", only {others}: convert them (a phone's .heic photos to JPEG, say)" if others else ""))
