@@ -20,23 +20,24 @@ pytestmark = pytest.mark.slow
 
 
 def _started(command: list[str], env: dict) -> subprocess.Popen:
-    """The program in its own process, with Ctrl-C's default action (a shell's background job
-    would ignore SIGINT)."""
+    """The program in its own process group (a terminal's Ctrl-C reaches the whole group), with
+    Ctrl-C's default action (a shell's background job would ignore SIGINT)."""
     return subprocess.Popen([str(BIN / command[0]), *command[1:]], cwd=REPO, text=True,
                             env={**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _signalled_once_an_epoch_is_saved(process: subprocess.Popen, pattern: str, root: Path,
-                                      number: int) -> str:
-    """Send ``number`` once a checkpoint matching ``pattern`` under ``root`` exists; the stderr."""
+                                      number: int, saved: int = 1) -> str:
+    """Send ``number`` to the process group once ``saved`` checkpoints matching ``pattern`` under
+    ``root`` exist; the stderr."""
     deadline = time.monotonic() + 240
-    while not list(root.glob(pattern)) and time.monotonic() < deadline and process.poll() is None:
+    while len(list(root.glob(pattern))) < saved and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
     assert process.poll() is None, process.stderr.read()[-2000:]
     time.sleep(0.3)  # into the next epoch
-    process.send_signal(number)
+    os.killpg(process.pid, number)
     _, stderr = process.communicate(timeout=120)
     return stderr
 
@@ -98,3 +99,28 @@ def test_an_interrupted_sweep_fails_its_trial_at_once_and_the_same_command_conti
     trials = optuna.load_study(study_name=summary.study_name, storage=store).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+def test_an_interrupted_parallel_sweep_ends_every_trial_and_its_run(tmp_path):
+    """Under the joblib launcher the worker processes are killed by joblib once the parent is
+    interrupted, some before they end their MLflow runs: the parent ends them KILLED."""
+    store = f"sqlite:///{tmp_path / 'optuna.db'}"
+    command = ["archbench-train", "-m", "hparams_search=lr_wd", "data=digits", "model=logistic",
+               "trainer.max_epochs=60", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none",
+               f"hydra.sweeper.storage={store}", "callbacks.early_stopping.enabled=false",
+               "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+               f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    process = _started(command, env)
+    stderr = _signalled_once_an_epoch_is_saved(process, "sweep/*/checkpoints/last.ckpt", tmp_path,
+                                               signal.SIGINT, saved=2)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1] == (
+        "archbench-train: sweep interrupted by SIGINT: trials 0, 1 marked FAIL, 2 of 2 trials ended; the "
+        "same command continues the study (MLflow run marked KILLED)"), stderr[-2000:]
+    [summary] = optuna.get_all_study_summaries(store)
+    trials = optuna.load_study(study_name=summary.study_name, storage=store).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("archbench").experiment_id])
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}  # the parent and both trials
