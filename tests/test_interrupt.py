@@ -55,7 +55,8 @@ def test_a_signalled_training_says_how_to_continue_and_ends_killed(tmp_path, num
     name = signal.Signals(number).name
     last = stderr.strip().splitlines()[-1]
     assert last.startswith(f"archbench-train: interrupted by {name} in epoch "), stderr[-2000:]
-    assert f"resume={run_dir} continues it" in last and "Traceback" not in stderr
+    assert f"resume={run_dir} continues it" in last and last.endswith("MLflow run marked KILLED")
+    assert "Traceback" not in stderr
     assert not (run_dir / "metrics.json").exists()
     run = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(
         json.loads((run_dir / "run.json").read_text())["run_id"])
@@ -82,7 +83,7 @@ def test_an_interrupted_sweep_fails_its_trial_at_once_and_the_same_command_conti
     assert process.returncode == 130
     assert stderr.strip().splitlines()[-1] == (
         "archbench-train: sweep interrupted by SIGINT: trial 0 marked FAIL, 1 of 2 trials ended; the same "
-        "command continues the study (MLflow run marked KILLED)"), stderr[-2000:]
+        "command continues the study; MLflow runs marked KILLED"), stderr[-2000:]
     [summary] = optuna.get_all_study_summaries(store)
     [trial] = optuna.load_study(study_name=summary.study_name, storage=store).trials
     assert trial.state == TrialState.FAIL and trial.user_attrs["reason"] == "interrupted by SIGINT"
@@ -117,10 +118,30 @@ def test_an_interrupted_parallel_sweep_ends_every_trial_and_its_run(tmp_path):
     assert process.returncode == 130
     assert stderr.strip().splitlines()[-1] == (
         "archbench-train: sweep interrupted by SIGINT: trials 0, 1 marked FAIL, 2 of 2 trials ended; the "
-        "same command continues the study (MLflow run marked KILLED)"), stderr[-2000:]
+        "same command continues the study; MLflow runs marked KILLED"), stderr[-2000:]
     [summary] = optuna.get_all_study_summaries(store)
     trials = optuna.load_study(study_name=summary.study_name, storage=store).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name("archbench").experiment_id])
     assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}  # the parent and both trials
+
+
+def test_an_interrupted_parallel_multirun_ends_its_jobs_runs_and_the_same_command_continues(tmp_path):
+    """Seeds side by side (joblib, as the text pipeline runs them): Ctrl-C kills the workers before
+    they end their MLflow runs; the parent ends them KILLED and says how to go on."""
+    sweep = tmp_path / "multi"
+    command = ["archbench-train", "-m", "data=digits", "model=logistic", "seed=1,2", "trainer.max_epochs=60",
+               "callbacks.early_stopping.enabled=false", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+               "threads=1", f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    process = _started(command, env)
+    stderr = _signalled_once_an_epoch_is_saved(process, "multi/*/checkpoints/last.ckpt", tmp_path,
+                                               signal.SIGINT, saved=2)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1] == (
+        f"archbench-train: interrupted: 2 unfinished job(s) in {sweep}, their MLflow runs marked KILLED; the same "
+        f"command with hydra.sweep.dir={sweep} continues them (a dvc repro stage continues by itself)"), stderr[-2000:]
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = [client.get_experiment_by_name("archbench").experiment_id]
+    assert [r.info.status for r in client.search_runs(experiment)] == ["KILLED", "KILLED"]

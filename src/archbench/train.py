@@ -320,7 +320,7 @@ def _signals_reported(trainer, out_dir: Path):
         raise RunInterrupted(f"interrupted by {signal.Signals(number).name} in "
                              f"{'testing' if trainer.testing else f'epoch {trainer.current_epoch + 1}'}; "
                              f"{where}; the same command with resume={out_dir} continues it "
-                             f"(a dvc repro stage continues by itself)", number) from None
+                             f"(a dvc repro stage continues by itself); MLflow run marked KILLED", number) from None
 
 
 def _test_from(module, callbacks: list, path: str) -> str | None:

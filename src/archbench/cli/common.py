@@ -31,7 +31,7 @@ def reporting_errors(program: str, body: Callable[[], T]) -> T:
     except NonFiniteLossError as err:
         fail(program, f"training stopped: {err} (run marked FAILED in MLflow)", EXIT_DIVERGED)
     except RunInterrupted as err:
-        print(f"{program}: {err} (MLflow run marked KILLED)", file=sys.stderr)
+        print(f"{program}: {err}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)

@@ -6,8 +6,11 @@ Exit codes: 0 done, 2 bad input (config, data), 3 training diverged (NaN/inf los
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from archbench.cli.common import check_group_choices, fail, reporting_errors
@@ -153,6 +156,39 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return reporting_errors(PROGRAM, lambda: run_from_hydra(cfg))
 
 
+class MultirunDir(Callback):
+    """Remembers a multirun's sweep directory, so that an interrupted multirun can end the MLflow
+    runs its killed worker processes left open (``_end_interrupted_jobs``)."""
+
+    current: Path | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        MultirunDir.current = Path(str(config.hydra.sweep.dir))
+
+
+def _end_interrupted_jobs(err: KeyboardInterrupt) -> None:
+    """After Ctrl-C of a multirun whose launcher ran jobs in worker processes (joblib kills them at
+    once), their MLflow runs end KILLED instead of staying RUNNING, and the line says how to go on;
+    best effort: the interrupt is not held up by a store that fails."""
+    import signal
+
+    from archbench.errors import RunInterrupted
+
+    if MultirunDir.current is None or isinstance(err, RunInterrupted):  # a job or a sweep said it
+        return
+    from archbench.tracking.mlflow_run import end_interrupted_runs
+
+    sweep_dir = MultirunDir.current
+    try:
+        ended = end_interrupted_runs(sweep_dir, "interrupted by SIGINT")
+    except Exception:  # noqa: BLE001 - the interrupt goes on whatever the store does
+        return
+    if ended:
+        raise RunInterrupted(f"interrupted: {ended} unfinished job(s) in {sweep_dir}, their MLflow runs marked "
+                             f"KILLED; the same command with hydra.sweep.dir={sweep_dir} continues them (a dvc "
+                             f"repro stage continues by itself)", signal.SIGINT) from None
+
+
 def _run_reporting() -> None:
     """Hydra's own errors (an override of ``hydra.*``, a launcher's) end as archbench's do: one line
     and exit 2 through ``reporting_errors``, instead of Hydra's traceback and 1. A multirun ends as a
@@ -171,6 +207,9 @@ def _run_reporting() -> None:
     def body() -> None:
         try:
             _hydra_main()
+        except KeyboardInterrupt as err:
+            _end_interrupted_jobs(err)
+            raise
         except (ArchbenchError, NonFiniteLossError) as err:
             if not getattr(err, "reported", False):
                 raise

@@ -299,7 +299,7 @@ def _interrupted(study, storage, launched: list, tracking, parent: str, n_trials
     raise RunInterrupted(f"sweep interrupted by {signal.Signals(number).name}: trial"
                          f"{'s' if len(stopped) > 1 else ''} {', '.join(stopped) or '-'} marked FAIL, "
                          f"{finished} of {n_trials} trials "
-                         f"ended; the same command continues the study", number) from None
+                         f"ended; the same command continues the study; MLflow runs marked KILLED", number) from None
 
 
 def _stop_if_broken(study: optuna.Study, max_failure_rate: float) -> None:

@@ -142,3 +142,24 @@ def log_torch_model(model: Any, example: Any, serialization_format: str | None =
 
 def log_metrics(metrics: dict[str, float]) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+
+
+def end_interrupted_runs(sweep_dir: Path, reason: str) -> int:
+    """End ``KILLED`` the MLflow runs of a multirun's jobs that did not finish (a ``run.json`` without
+    a ``metrics.json`` below ``sweep_dir``) and are still open, or were left ``FAILED`` by Lightning's
+    logger: worker processes killed by their launcher before they could end their runs. Returns how
+    many it ended."""
+    import json
+
+    ended = 0
+    for run_file in sorted(Path(sweep_dir).rglob("run.json")):
+        config = run_file.with_name("config.yaml")
+        run_id = json.loads(run_file.read_text()).get("run_id")
+        if run_file.with_name("metrics.json").is_file() or not run_id or not config.is_file():
+            continue
+        client = mlflow.MlflowClient(str(OmegaConf.load(config).logger.tracking_uri))
+        if client.get_run(run_id).info.status in ("RUNNING", "FAILED"):
+            client.set_tag(run_id, "interrupted", reason)
+            client.set_terminated(run_id, "KILLED")
+            ended += 1
+    return ended
