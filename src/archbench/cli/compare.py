@@ -12,8 +12,11 @@ PROGRAM = "archbench-compare"
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="archbench-compare", description=__doc__)
-    parser.add_argument("results", nargs="?", default="results/train", type=Path)
-    parser.add_argument("reports", nargs="?", default="reports", type=Path)
+    parser.add_argument("results", nargs="?", default="results/train", type=Path,
+                        help="a folder of finished runs, at any depth (default: results/train, the pipeline's); "
+                             "runs differing in more than the seed are separate rows")
+    parser.add_argument("reports", nargs="?", default="reports", type=Path,
+                        help="where comparison.md and its figures go (default: reports)")
     parser.add_argument("--data", type=Path, default=None,
                         help="prepared data, for the scikit-learn reference rows (default: the project's "
                              "data/prepared, else the folder each run recorded)")

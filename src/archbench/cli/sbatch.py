@@ -51,13 +51,13 @@ def sbatch_script(overrides: list[str], nodes: int, gpus_per_node: int, cpus_per
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, required=True)
-    parser.add_argument("--gpus-per-node", type=int, required=True)
-    parser.add_argument("--cpus-per-gpu", type=int, default=8)
+    parser.add_argument("--nodes", type=int, required=True, help="machines (one torchrun agent each)")
+    parser.add_argument("--gpus-per-node", type=int, required=True, help="GPUs per machine (one DDP process each)")
+    parser.add_argument("--cpus-per-gpu", type=int, default=8, help="CPU cores per GPU process (default 8)")
     parser.add_argument("--hours", type=float, default=4.0, help="the job's time limit")
     parser.add_argument("--port", type=int, default=29500, help="the rendezvous port on the first node")
     parser.add_argument("--name", default="archbench", help="job name (and run directory prefix)")
-    parser.add_argument("--partition", default=None)
+    parser.add_argument("--partition", default=None, help="the SLURM partition (default: the cluster's)")
     parser.add_argument("--tracking-uri", default=None, help="exported as MLFLOW_TRACKING_URI in the job")
     parser.add_argument("overrides", nargs="*", help="archbench-train overrides (after --)")
     args = parser.parse_args(argv)
