@@ -211,6 +211,24 @@ def test_report_words_its_verdict_from_the_tests(tmp_path):
     assert "per-class accuracy" in text
 
 
+def test_replicates_scored_on_different_test_examples_are_not_scored_on_one_seeds_labels(tmp_path):
+    """Folds with their own test examples (a held-out speaker each): each fold's predictions are
+    right for its own labels. Before, every fold was scored against the first fold's labels."""
+    from archbench.report.classification import model_rows
+    from archbench.tasks.base import RunResult
+
+    first, second = np.array([0, 1, 0, 1]), np.array([1, 0, 1, 0])
+    perfect = lambda targets: np.eye(2)[targets]  # noqa: E731
+    _seed_run(tmp_path / "a", "cnn", 1, 1.0, perfect(first), first)
+    _seed_run(tmp_path / "b", "cnn", 1, 1.0, perfect(second), second)
+    runs = [RunResult(tmp_path / f, json.loads((tmp_path / f / "run.json").read_text()),
+                      json.loads((tmp_path / f / "metrics.json").read_text())) for f in ("a", "b")]
+    row = model_rows(runs)
+    assert row.probs == [] and row.row.get("test/acc") == 1.0  # its metrics, no 50 % from mixed labels
+    same = model_rows([runs[0], runs[0]])
+    assert same.correct.all()
+
+
 def test_efficiency_report_has_every_share_of_the_training_split(tmp_path):
     from archbench.report.efficiency import write_efficiency
 

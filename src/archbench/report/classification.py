@@ -55,6 +55,8 @@ def model_rows(group: list[RunResult]) -> ModelRow:
     row = ModelRow(group[0].run["model"], aggregate(group))
     loaded = [load_predictions(r) for r in group]
     if all(item is not None for item in loaded) and loaded:
+        if any(not np.array_equal(loaded[0][1], targets) for _, targets in loaded[1:]):
+            return row  # replicates scored on different test examples (folds): their metrics only
         row.probs = [probs for probs, _ in loaded]
         row.targets = loaded[0][1]
         row.acc_ci = stats.mean_ci(row.correct)
