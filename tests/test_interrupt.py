@@ -5,6 +5,7 @@ handlers made it exit 1 (SIGINT) or 0 (SIGTERM: "success") with the run FAILED."
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+import torch
 from conftest import BIN, REPO, call_cli
 from optuna.trial import TrialState
 
@@ -56,6 +58,9 @@ def test_a_signalled_training_says_how_to_continue_and_ends_killed(tmp_path, num
     last = stderr.strip().splitlines()[-1]
     assert last.startswith(f"archbench-train: interrupted by {name} in epoch "), stderr[-2000:]
     assert f"resume={run_dir} continues it" in last and last.endswith("MLflow run marked KILLED")
+    epoch, finished = map(int, re.search(r"in epoch (\d+); (\d+) finished epochs are in", last).groups())
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1
+    assert finished == saved and epoch in (saved, saved + 1)
     assert "Traceback" not in stderr
     assert not (run_dir / "metrics.json").exists()
     run = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(

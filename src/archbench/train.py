@@ -315,12 +315,26 @@ def _signals_reported(trainer, out_dir: Path):
             raise
         number = signal.SIGTERM if isinstance(err, SIGTERMException) else signal.SIGINT
         last = out_dir / "checkpoints" / f"{LAST_CHECKPOINT}.ckpt"
-        where = (f"{trainer.current_epoch} finished epochs are in {last}" if last.is_file()
+        saved = _epochs_saved(last) if last.is_file() else 0
+        where = (f"{saved if saved is not None else 'its'} finished epochs are in {last}" if last.is_file()
                  else "no epoch had finished, so there is nothing to continue")
+        epoch = max(trainer.current_epoch, saved or 0) + 1  # under ddp_spawn only the file knows
         raise RunInterrupted(f"interrupted by {signal.Signals(number).name} in "
-                             f"{'testing' if trainer.testing else f'epoch {trainer.current_epoch + 1}'}; "
+                             f"{'testing' if trainer.testing else f'epoch {epoch}'}; "
                              f"{where}; the same command with resume={out_dir} continues it "
                              f"(a dvc repro stage continues by itself); MLflow run marked KILLED", number) from None
+
+
+def _epochs_saved(checkpoint: Path) -> int | None:
+    """How many epochs a checkpoint holds, read from it (under ddp_spawn this process's trainer
+    never trained: its own count stays 0); None when it cannot be read."""
+    import torch
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - a message detail, never worth a second error
+        return None
+    return int(state.get("epoch", -1)) + 1
 
 
 def _test_from(module, callbacks: list, path: str) -> str | None:

@@ -252,7 +252,9 @@ class ClassificationTask(TaskModule):
         count = float(self.val_count.compute())
         if count > 0:
             tiebreak = 0.5 / count / (1.0 + self.val_loss.compute().clamp(min=0))
-            self.log("val/acc_then_loss", self.val_acc.compute() + tiebreak)
+            # the same on every rank (torchmetrics' compute() syncs them): sync_dist averages
+            # equal values, and Lightning no longer warns that it might not be
+            self.log("val/acc_then_loss", self.val_acc.compute() + tiebreak, sync_dist=True)
         self.val_count.reset()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
