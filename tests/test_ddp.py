@@ -94,7 +94,7 @@ def test_ddp_training_metrics_are_the_whole_split_means(make_cfg):
     assert logged["train/acc"].item() == pytest.approx((scores.argmax(-1) == y).float().mean().item(), abs=1e-6)
 
 
-def test_an_optuna_sweep_whose_trials_train_with_ddp_cpu(tmp_path):
+def test_an_optuna_sweep_whose_trials_train_with_ddp_cpu(tmp_path, capfd):
     """Hydra multirun + DDP: each trial spawns its 2 processes inside trainer.fit (no re-executed
     command line), gets its own output directory, and trains with the trial's values."""
     sweep_dir = tmp_path / "sweep"
@@ -119,6 +119,9 @@ def test_an_optuna_sweep_whose_trials_train_with_ddp_cpu(tmp_path):
     for run in children:  # the value the rank-0 process trained with is the trial's value
         config = (Path(run.data.tags["output_dir"]) / "config.yaml").read_text()
         assert f"lr: {float(run.data.params['optimizer.lr'])}" in config
+    # the spawned ranks keep the console as quiet as one process (archbench.tasks.callbacks.QuietProcess)
+    ranks_said = capfd.readouterr().err
+    assert "LeafSpec" not in ranks_said and "sync_dist" not in ranks_said
 
 
 class SaveRankWeights(pl.Callback):

@@ -22,6 +22,7 @@ from archbench.resume import LAST_CHECKPOINT
 def build_callbacks(cfg: DictConfig, out_dir: Path, monitor: str, mode: str) -> tuple[list, Any]:
     """Lightning's checkpoint/early-stopping/progress callbacks, archbench's own, and any
     ``callbacks.extra`` entries (instantiated from config: how a sweep adds its pruning)."""
+    from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import (
         EarlyStopping,
@@ -34,12 +35,14 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, monitor: str, mode: str) -> 
     from archbench.tasks.callbacks import (
         DeterministicWithoutFill,
         EpochCurves,
+        QuietProcess,
         RngStateInCheckpoint,
     )
 
     cb = cfg.callbacks
+    verbose = bool(HydraConfig.get().verbose) if HydraConfig.initialized() else False
     callbacks: list = [EpochCurves(out_dir / "curves.csv"), LearningRateMonitor("epoch"),
-                       RngStateInCheckpoint(), DeterministicWithoutFill()]
+                       RngStateInCheckpoint(), DeterministicWithoutFill(), QuietProcess(verbose)]
     # whole-epoch boundaries (save_on_train_epoch_end): resume continues at the next epoch
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1,

@@ -38,6 +38,20 @@ class DeterministicWithoutFill(pl.Callback):
         self.teardown(trainer, pl_module, "exception")
 
 
+class QuietProcess(pl.Callback):
+    """archbench's console filters (``archbench.console``) in every process that trains: a
+    ``ddp_spawn`` rank starts afresh, without the filters its parent set, and printed Lightning's
+    known noise once per rank."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        from archbench.console import quiet_dependencies
+
+        quiet_dependencies(self.verbose)
+
+
 class EpochCurves(pl.Callback):
     """One CSV row per epoch (train and validation metrics side by side) for ``dvc plots``.
 
