@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     add_model_arguments(parser, "digits-mlp")
     parser.add_argument("--format", default="auto", choices=["auto", "onnx", "torchscript", "pyfunc"],
                         help="auto: ONNX, else TorchScript (default); pyfunc: an MLflow model for `mlflow "
-                             "models serve` that takes raw inputs (table rows by column name, texts)")
+                             "models serve` that takes raw inputs (table rows by column name, texts, "
+                             "base64 image files)")
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for the file (default: outputs/export/<run id>)")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -104,8 +105,8 @@ def _export_pyfunc(args: argparse.Namespace, model, uri: str, client, run_id: st
     metadata = mlflow.models.get_model_info(uri).metadata or {}
     reads = raw_input_reads(model, metadata, client.get_run(run_id).data.tags)
     if reads is None:
-        fail(PROGRAM, f"{uri} takes no raw inputs a pyfunc could read (a text classifier, or a model of a "
-                      f"table with named columns, does); serve the model itself: it takes prepared tensors")
+        fail(PROGRAM, f"{uri} takes no raw inputs a pyfunc could read (a text or image classifier, or a "
+                      f"model of a table with named columns, does); serve the model itself: it takes prepared tensors")
     out_dir = (args.output or project_root() / "outputs" / "export" / run_id) / "pyfunc"
     save_raw_input_model(uri, reads, out_dir)
     answer = mlflow.pyfunc.load_model(str(out_dir)).predict(example_input(reads))

@@ -1,5 +1,5 @@
 """A logged model wrapped to take raw inputs over MLflow's scoring server (``mlflow models serve``):
-new table rows by column name, or texts. The logged model itself is a plain net (MLflow's pytorch
+new table rows by column name, texts, or image files (base64-encoded, as JSON carries bytes). The logged model itself is a plain net (MLflow's pytorch
 flavour), so served as it is it takes prepared tensors only; this ``pyfunc`` wrapper reads the
 inputs as ``archbench-predict`` does (the same encoders, the model's own MLmodel metadata) and
 answers labels with probabilities, or a regressor's predictions in the target's units.
@@ -16,12 +16,13 @@ import mlflow
 import pandas as pd
 
 TEXT_COLUMN = "text"
+IMAGE_COLUMN = "image"  # an image file's bytes (PNG, JPEG, ...), base64-encoded
 
 
 class RawInputModel(mlflow.pyfunc.PythonModel):
-    """``predict(DataFrame)``: a ``text`` column for a text classifier, the training table's columns
-    for a table model; a DataFrame of ``label``, ``probability`` and one ``p(<class>)`` per class,
-    or of ``prediction``."""
+    """``predict(DataFrame)``: a ``text`` column for a text classifier, an ``image`` column (base64
+    file bytes) for an image classifier, the training table's columns for a table model; a DataFrame
+    of ``label``, ``probability`` and one ``p(<class>)`` per class, or of ``prediction``."""
 
     def load_context(self, context) -> None:
         import mlflow.pytorch
@@ -44,12 +45,39 @@ class RawInputModel(mlflow.pyfunc.PythonModel):
                 if empty is not None:
                     raise MlflowException(f"text {empty} is empty", INVALID_PARAMETER_VALUE)
                 outputs = self.net.predict_texts(texts)
+            elif self.reads["kind"] == "image":
+                with torch.no_grad():
+                    outputs = self.net(_image_tensor(model_input[IMAGE_COLUMN], self.reads["image_input"]))
             else:
                 with torch.no_grad():
                     outputs = self.net(torch.from_numpy(encode_rows(model_input, self.reads["table_input"], "request")))
         except ArchbenchError as err:  # a missing column, an unseen category: the client's request
             raise MlflowException(str(err), INVALID_PARAMETER_VALUE) from None
         return _answer(outputs, self.reads)
+
+
+def _image_tensor(encoded, settings: dict[str, Any]):
+    """Base64 image files → the model's input tensor, each read as ``archbench-predict`` reads a file."""
+    import base64
+    import binascii
+    import io
+
+    import numpy as np
+    from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
+    from archbench.data.images import model_inputs, read_image
+    from archbench.errors import DataError
+
+    size = (int(settings["size"][0]), int(settings["size"][1]))
+    images = []
+    for i, value in enumerate(encoded):
+        try:
+            images.append(read_image(io.BytesIO(base64.b64decode(str(value), validate=True)),
+                                     int(settings["channels"]), size))
+        except (binascii.Error, DataError) as err:
+            reason = "not base64" if isinstance(err, binascii.Error) else "not an image file Pillow reads"
+            raise MlflowException(f"image {i}: {reason}", INVALID_PARAMETER_VALUE) from None
+    return model_inputs(np.stack(images), settings)
 
 
 def _answer(outputs, reads: dict[str, Any]) -> pd.DataFrame:
@@ -71,6 +99,8 @@ def raw_input_reads(model: Any, metadata: dict[str, Any], tags: dict[str, str]) 
         return {"kind": "text", **common}
     if metadata.get("table_input") and task in ("classification", "regression"):
         return {"kind": "table", "table_input": metadata["table_input"], **common}
+    if metadata.get("image_input") and task == "classification":
+        return {"kind": "image", "image_input": metadata["image_input"], **common}
     return None
 
 
@@ -79,6 +109,16 @@ def example_input(reads: dict[str, Any]) -> pd.DataFrame:
     training value of each categorical one."""
     if reads["kind"] == "text":
         return pd.DataFrame({TEXT_COLUMN: ["a quietly moving film"]})
+    if reads["kind"] == "image":  # a mid-grey image of the model's size, as a PNG file
+        import base64
+        import io
+
+        from PIL import Image
+
+        height, width = (int(n) for n in reads["image_input"]["size"])
+        png = io.BytesIO()
+        Image.new("L", (width, height), 128).save(png, format="PNG")
+        return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(png.getvalue()).decode()]})
     spec = reads["table_input"]
     means = dict(zip(spec["columns"], spec["normalization"]["mean"], strict=True))
     return pd.DataFrame([{**{c: float(means[c]) for c in spec["numeric"]},
@@ -89,8 +129,9 @@ def _signature(reads: dict[str, Any]):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    if reads["kind"] == "text":
-        return ModelSignature(inputs=Schema([ColSpec("string", TEXT_COLUMN)]))
+    if reads["kind"] in ("text", "image"):
+        column = TEXT_COLUMN if reads["kind"] == "text" else IMAGE_COLUMN
+        return ModelSignature(inputs=Schema([ColSpec("string", column)]))
     spec = reads["table_input"]
     return ModelSignature(inputs=Schema([*(ColSpec("double", c) for c in spec["numeric"]),
                                          *(ColSpec("string", c) for c in spec["categories"])]))
