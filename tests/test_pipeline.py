@@ -139,6 +139,12 @@ def test_dvc_repro_runs_tracks_and_is_then_up_to_date(project):
     with edited(project / "src/archbench/data/datamodule.py", '"""One in-memory', '"""One  in-memory'):
         assert stale_stages(project, env) == RUN_STAGES
     assert stale_stages(project, env) == set()
+    # byte-compiled files come and go with the machine and its history: not code a stage depends on
+    # (.dvcignore); before, a new .pyc made every run stage stale, and a fresh clone saw src/ changed
+    stray = project / "src/archbench/data/__pycache__/stray.cpython-311.pyc"
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_bytes(b"\0")
+    assert stale_stages(project, env) == set()
 
 
 @contextmanager
