@@ -215,6 +215,7 @@ def _run_reporting() -> None:
                 raise
             raise SystemExit(EXIT_BAD_INPUT if isinstance(err, ArchbenchError) else EXIT_DIVERGED) from None
 
+    MultirunDir.current = None  # this command's own multirun, if it is one, sets it
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises here instead of printing and exiting 1
     try:
         reporting_errors(PROGRAM, body)
