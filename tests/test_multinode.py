@@ -29,9 +29,11 @@ def test_two_torchrun_nodes_train_one_run_whose_checkpoint_resumes_on_one_node(m
     out = tmp_path / "two-nodes"
     port = free_port()
     where = (f"paths.data_dir={data}", f"logger.tracking_uri={store}", f"hydra.run.dir={out}")
+    # logger.flush_seconds=0: every epoch's metrics reach MLflow as logged, so the SIGKILL below
+    # loses none (batched, a kill may lose the last second's, which the history check would see)
     command = ["-m", "archbench.cli.train", *COMMON, *where, "trainer=ddp", "trainer.accelerator=cpu",
                "trainer.precision=32-true", "trainer.deterministic=true", "trainer.devices=1",
-               "trainer.num_nodes=2"]
+               "trainer.num_nodes=2", "logger.flush_seconds=0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     agents = [subprocess.Popen(
         [str(BIN / "torchrun"), "--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
@@ -48,6 +50,9 @@ def test_two_torchrun_nodes_train_one_run_whose_checkpoint_resumes_on_one_node(m
     for agent in agents:  # the job dies (both nodes) after 4 of its 12 epochs
         os.killpg(agent.pid, signal.SIGKILL)
         agent.wait()
+    # and its training processes with it: torchrun may start them in sessions of their own, and a
+    # survivor would go on writing the run directory the resumed run uses
+    subprocess.run(["pkill", "-9", "-f", f"hydra.run.dir={out}"], check=False)
     assert not (out / "metrics.json").exists(), "the job finished before it was killed"
     run_id = json.loads((out / "run.json").read_text())["run_id"]
     client = mlflow.MlflowClient(store)

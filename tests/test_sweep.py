@@ -192,11 +192,15 @@ def test_a_sweep_killed_mid_trial_resumes_to_exactly_n_trials(tmp_path):
                             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
                             trials=2)
     full_env = {**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    said = (tmp_path / "sweep.err").open("w")
     sweep = subprocess.Popen([str(BIN / args[0]), *args[1:]], cwd=REPO, env=full_env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             stdout=subprocess.DEVNULL, stderr=said, start_new_session=True)
     deadline = time.time() + 180
     while time.time() < deadline:  # wait until trial 0 is training
         time.sleep(1)
+        if sweep.poll() is not None:  # say why at once, not after the deadline
+            pytest.fail(f"the sweep ended (exit {sweep.returncode}) before its first trial trained: "
+                        f"{(tmp_path / 'sweep.err').read_text()[-3000:]}")
         try:
             trials = _study(tmp_path).trials
         except (ValueError, KeyError, RuntimeError, optuna.exceptions.StorageInternalError):
@@ -204,7 +208,7 @@ def test_a_sweep_killed_mid_trial_resumes_to_exactly_n_trials(tmp_path):
         if trials and trials[0].state == TrialState.RUNNING and trials[0].intermediate_values:
             break
     else:
-        pytest.fail("the first trial never started")
+        pytest.fail(f"the first trial never started: {(tmp_path / 'sweep.err').read_text()[-3000:]}")
     os.killpg(sweep.pid, signal.SIGKILL)
     sweep.wait()
     assert _study(tmp_path).trials[0].state == TrialState.RUNNING  # orphaned by the kill
