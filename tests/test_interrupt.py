@@ -116,37 +116,35 @@ def test_an_interrupted_parallel_sweep_ends_every_trial_and_its_run(tmp_path):
                f"hydra.sweeper.storage={store}", "callbacks.early_stopping.enabled=false",
                "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    process = _started(command, env)
-    stderr = _signalled_once_an_epoch_is_saved(process, "sweep/*/checkpoints/last.ckpt", tmp_path,
-                                               signal.SIGINT, saved=2)
-    assert process.returncode == 130
-    assert stderr.strip().splitlines()[-1] == (
-        "archbench-train: sweep interrupted by SIGINT: trials 0, 1 marked FAIL, 2 of 2 trials ended; the "
-        "same command continues the study; MLflow runs marked KILLED"), stderr[-2000:]
+    said, runs = _ctrl_c_once_both_jobs_saved(command, tmp_path, "sweep/*/checkpoints/last.ckpt")
+    assert said == ("archbench-train: sweep interrupted by SIGINT: trials 0, 1 marked FAIL, 2 of 2 trials "
+                    "ended; the same command continues the study; MLflow runs marked KILLED")
     [summary] = optuna.get_all_study_summaries(store)
     trials = optuna.load_study(study_name=summary.study_name, storage=store).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
-    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
-    runs = client.search_runs([client.get_experiment_by_name("archbench").experiment_id])
     assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}  # the parent and both trials
 
 
-def test_an_interrupted_parallel_multirun_ends_its_jobs_runs_and_the_same_command_continues(tmp_path):
+def test_an_interrupted_parallel_multirun_ends_its_jobs_runs_and_names_the_dir_that_continues_them(tmp_path):
     """Seeds side by side (joblib, as the text pipeline runs them): Ctrl-C kills the workers before
     they end their MLflow runs; the parent ends them KILLED and says how to go on."""
     sweep = tmp_path / "multi"
     command = ["archbench-train", "-m", "data=digits", "model=logistic", "seed=1,2", "trainer.max_epochs=60",
                "callbacks.early_stopping.enabled=false", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                "threads=1", f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]
+    said, runs = _ctrl_c_once_both_jobs_saved(command, tmp_path, "multi/*/checkpoints/last.ckpt")
+    assert said == (f"archbench-train: interrupted: 2 unfinished job(s) in {sweep}, their MLflow runs marked "
+                    f"KILLED; the same command with hydra.sweep.dir={sweep} continues them (a dvc repro stage "
+                    f"continues by itself)")
+    assert [r.info.status for r in runs] == ["KILLED", "KILLED"]
+
+
+def _ctrl_c_once_both_jobs_saved(command: list[str], tmp_path: Path, pattern: str) -> tuple[str, list]:
+    """Ctrl-C to a command running two jobs side by side once both saved an epoch: exit 130; its
+    last stderr line and the MLflow runs it left."""
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     process = _started(command, env)
-    stderr = _signalled_once_an_epoch_is_saved(process, "multi/*/checkpoints/last.ckpt", tmp_path,
-                                               signal.SIGINT, saved=2)
-    assert process.returncode == 130
-    assert stderr.strip().splitlines()[-1] == (
-        f"archbench-train: interrupted: 2 unfinished job(s) in {sweep}, their MLflow runs marked KILLED; the same "
-        f"command with hydra.sweep.dir={sweep} continues them (a dvc repro stage continues by itself)"), stderr[-2000:]
+    stderr = _signalled_once_an_epoch_is_saved(process, pattern, tmp_path, signal.SIGINT, saved=2)
+    assert process.returncode == 130, stderr[-2000:]
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
-    experiment = [client.get_experiment_by_name("archbench").experiment_id]
-    assert [r.info.status for r in client.search_runs(experiment)] == ["KILLED", "KILLED"]
+    return stderr.strip().splitlines()[-1], client.search_runs([client.get_experiment_by_name("archbench").experiment_id])
