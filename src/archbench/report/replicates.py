@@ -15,21 +15,16 @@ NOT_AN_EXPERIMENT = ("seed", "run_name", "recipe_applied", "data.root", "data.do
 FOLD_KEYS = ("data.val_fold", "data.test_speaker")
 
 
-def _flat(node, prefix: str = "") -> dict[str, str]:
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: str(node)}
-
-
 def experiment_of(run: RunResult) -> tuple[dict[str, str], tuple]:
     """A run's experiment: its config (``config.yaml``, flattened) less what its replicates may
     differ in; and which replicate it is (seed, fold, data checksum)."""
     import yaml
 
+    from archbench.config import dotted_leaves
     from archbench.resume import NOT_FINGERPRINTED
 
     path = run.folder / "config.yaml"
-    config = _flat(yaml.safe_load(path.read_text())) if path.is_file() else {}
+    config = {k: str(v) for k, v in dotted_leaves(yaml.safe_load(path.read_text())).items()} if path.is_file() else {}
     ignored = (*NOT_FINGERPRINTED, *NOT_AN_EXPERIMENT, *FOLD_KEYS)
     kept = {k: v for k, v in config.items() if not any(k == i or k.startswith(f"{i}.") for i in ignored)}
     seed = run.run.get("seed", config.get("seed"))
