@@ -277,26 +277,24 @@ def _interrupted(study, storage, launched: list, tracking, parent: str, n_trials
     import signal
 
     from archbench.errors import RunInterrupted
+    from archbench.tracking.mlflow_run import end_killed
 
     number = getattr(err, "signal_number", signal.SIGINT)
+    reason = f"interrupted by {signal.Signals(number).name}"
     stopped = []
     for trial, trial_id in launched:
         if storage.get_trial(trial_id).state != TrialState.RUNNING:
             continue
-        trial.set_user_attr("reason", f"interrupted by {signal.Signals(number).name}")
+        trial.set_user_attr("reason", reason)
         study.tell(trial, state=TrialState.FAIL)
         run_id = storage.get_trial(trial_id).user_attrs.get("mlflow_run_id")
         if run_id:
             tracking.client.set_tag(run_id, "optuna.trial_state", "FAIL")
-            run = tracking.client.get_run(run_id)
-            if run.info.status != "KILLED":  # a joblib worker killed before it ended its run, or
-                if "interrupted" not in run.data.tags:  # as Lightning's logger left it (FAILED)
-                    tracking.client.set_tag(run_id, "interrupted", f"interrupted by {signal.Signals(number).name}")
-                tracking.client.set_terminated(run_id, "KILLED")
+            end_killed(tracking.client, run_id, reason)  # a joblib worker could not
         stopped.append(str(trial.number))
     tracking.client.set_terminated(parent, "KILLED")
     finished = len([t for t in study.get_trials(deepcopy=False) if t.state in studies.FINISHED])
-    raise RunInterrupted(f"sweep interrupted by {signal.Signals(number).name}: trial"
+    raise RunInterrupted(f"sweep {reason}: trial"
                          f"{'s' if len(stopped) > 1 else ''} {', '.join(stopped) or '-'} marked FAIL, "
                          f"{finished} of {n_trials} trials "
                          f"ended; the same command continues the study; MLflow runs marked KILLED", number) from None

@@ -157,9 +157,18 @@ def end_interrupted_runs(sweep_dir: Path, reason: str) -> int:
         run_id = json.loads(run_file.read_text()).get("run_id")
         if run_file.with_name("metrics.json").is_file() or not run_id or not config.is_file():
             continue
-        client = mlflow.MlflowClient(str(OmegaConf.load(config).logger.tracking_uri))
-        if client.get_run(run_id).info.status in ("RUNNING", "FAILED"):
-            client.set_tag(run_id, "interrupted", reason)
-            client.set_terminated(run_id, "KILLED")
-            ended += 1
+        ended += end_killed(mlflow.MlflowClient(str(OmegaConf.load(config).logger.tracking_uri)), run_id, reason)
     return ended
+
+
+def end_killed(client: mlflow.MlflowClient, run_id: str, reason: str) -> bool:
+    """End ``KILLED`` a run its process could not end (killed by its launcher, or left ``FAILED`` by
+    Lightning's logger on the way out), tagged ``interrupted`` (a reason the run recorded itself is
+    kept); False for a run already ended otherwise."""
+    run = client.get_run(run_id)
+    if run.info.status not in ("RUNNING", "FAILED"):
+        return False
+    if "interrupted" not in run.data.tags:
+        client.set_tag(run_id, "interrupted", reason)
+    client.set_terminated(run_id, "KILLED")
+    return True
