@@ -19,6 +19,8 @@ from conftest import BIN, REPO, call_cli
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
+# the signalled sweeps and multiruns train for 5000 epochs, so none can end before its signal
+# (40 digits-logistic epochs take ~3.5 s here)
 
 
 def _started(command: list[str], env: dict) -> subprocess.Popen:
@@ -78,7 +80,7 @@ def test_a_signalled_training_says_how_to_continue_and_ends_killed(tmp_path, num
 def test_an_interrupted_sweep_fails_its_trial_at_once_and_the_same_command_continues(tmp_path):
     store = f"sqlite:///{tmp_path / 'optuna.db'}"
     command = ["archbench-train", "-m", "hparams_search=lr_wd", "data=digits", "model=logistic",
-               "trainer.max_epochs=40", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none",
+               "trainer.max_epochs=5000", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none",
                f"hydra.sweeper.storage={store}", "callbacks.early_stopping.enabled=false",
                f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
@@ -99,7 +101,7 @@ def test_an_interrupted_sweep_fails_its_trial_at_once_and_the_same_command_conti
     [(_, child)] = runs.items()
     assert child.info.status == "KILLED" and child.data.tags["optuna.trial_state"] == "FAIL"
 
-    shorter = [a.replace("trainer.max_epochs=40", "trainer.max_epochs=2") for a in command]
+    shorter = [a.replace("trainer.max_epochs=5000", "trainer.max_epochs=2") for a in command]
     again = call_cli(*shorter, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     trials = optuna.load_study(study_name=summary.study_name, storage=store).trials
@@ -112,7 +114,7 @@ def test_an_interrupted_parallel_sweep_ends_every_trial_and_its_run(tmp_path):
     interrupted, some before they end their MLflow runs: the parent ends them KILLED."""
     store = f"sqlite:///{tmp_path / 'optuna.db'}"
     command = ["archbench-train", "-m", "hparams_search=lr_wd", "data=digits", "model=logistic",
-               "trainer.max_epochs=60", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none",
+               "trainer.max_epochs=5000", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none",
                f"hydra.sweeper.storage={store}", "callbacks.early_stopping.enabled=false",
                "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
@@ -129,7 +131,7 @@ def test_an_interrupted_parallel_multirun_ends_its_jobs_runs_and_names_the_dir_t
     """Seeds side by side (joblib, as the text pipeline runs them): Ctrl-C kills the workers before
     they end their MLflow runs; the parent ends them KILLED and says how to go on."""
     sweep = tmp_path / "multi"
-    command = ["archbench-train", "-m", "data=digits", "model=logistic", "seed=1,2", "trainer.max_epochs=60",
+    command = ["archbench-train", "-m", "data=digits", "model=logistic", "seed=1,2", "trainer.max_epochs=5000",
                "callbacks.early_stopping.enabled=false", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                "threads=1", f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]
     said, runs = _ctrl_c_once_both_jobs_saved(command, tmp_path, "multi/*/checkpoints/last.ckpt")

@@ -188,7 +188,10 @@ def test_parallel_workers_share_one_study_and_make_exactly_n_trials(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_killed_mid_trial_resumes_to_exactly_n_trials(tmp_path):
-    args, env = _sweep_args(tmp_path, "hydra.sweeper.pruner.name=none", "trainer.max_epochs=40",
+    # trial 0 cannot end before the kill (40 epochs took 3.5 s: CI once killed it after its
+    # training ended, before Optuna was told)
+    args, env = _sweep_args(tmp_path, "hydra.sweeper.pruner.name=none", "trainer.max_epochs=5000",
+                            "callbacks.early_stopping.enabled=false",
                             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
                             trials=2)
     full_env = {**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -214,10 +217,37 @@ def test_a_sweep_killed_mid_trial_resumes_to_exactly_n_trials(tmp_path):
     assert _study(tmp_path).trials[0].state == TrialState.RUNNING  # orphaned by the kill
     time.sleep(4)  # past the grace period: its heartbeat is stale
 
-    shorter = [a.replace("trainer.max_epochs=40", "trainer.max_epochs=3") for a in args]
+    shorter = [a.replace("trainer.max_epochs=5000", "trainer.max_epochs=3") for a in args]
     resumed = call_cli(*shorter, env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     trials = _study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     statuses = {r.data.tags.get("optuna.trial_number"): r.info.status for r in _runs(tmp_path)}
     assert statuses["0"] == "FAILED" and statuses["1"] == "FINISHED"  # no run left RUNNING
+
+
+def test_a_trial_whose_sweep_died_after_training_is_tagged_fail_on_its_finished_run(tmp_path):
+    """A kill between the end of training and ``study.tell`` leaves the run FINISHED and the trial
+    stale; the next sweep tags the run FAIL (its result never reached Optuna) and leaves told runs alone."""
+    from archbench.sweep.runner import Tracking
+
+    tracking = Tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", "archbench")
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    runs = {}
+    for state in ("RUNNING", "FINISHED", "told"):
+        run_id = tracking.client.create_run(tracking.experiment_id).info.run_id
+        trial = study.ask()
+        trial.set_user_attr("mlflow_run_id", run_id)
+        if state == "told":
+            tracking.client.set_tag(run_id, "optuna.trial_state", "FAIL")
+        if state != "RUNNING":
+            tracking.client.set_terminated(run_id, "FINISHED")
+        study.tell(trial, state=TrialState.FAIL)
+        runs[state] = run_id
+    tracking.fail_orphans(study)
+    got = {state: tracking.client.get_run(run_id) for state, run_id in runs.items()}
+    assert got["RUNNING"].info.status == "FAILED"
+    assert got["FINISHED"].info.status == "FINISHED"  # the training did finish: its model stays valid
+    assert got["FINISHED"].data.tags["optuna.trial_state"] == "FAIL"
+    assert "before Optuna recorded its result" in got["FINISHED"].data.tags["failure_reason"]
+    assert "failure_reason" not in got["told"].data.tags

@@ -180,11 +180,11 @@ def _end_interrupted_jobs(err: KeyboardInterrupt) -> None:
 
     sweep_dir = MultirunDir.current
     try:
-        ended = end_interrupted_runs(sweep_dir, "interrupted by SIGINT")
+        unfinished = end_interrupted_runs(sweep_dir, "interrupted by SIGINT")
     except Exception:  # noqa: BLE001 - the interrupt goes on whatever the store does
         return
-    if ended:
-        raise RunInterrupted(f"interrupted: {ended} unfinished job(s) in {sweep_dir}, their MLflow runs marked "
+    if unfinished:
+        raise RunInterrupted(f"interrupted: {unfinished} unfinished job(s) in {sweep_dir}, their MLflow runs marked "
                              f"KILLED; the same command with hydra.sweep.dir={sweep_dir} continues them (a dvc "
                              f"repro stage continues by itself)", signal.SIGINT) from None
 

@@ -117,13 +117,23 @@ class Tracking:
         return run.info.run_id
 
     def fail_orphans(self, study: optuna.Study) -> None:
-        """Trials marked FAIL as stale (their process died) still have a RUNNING MLflow run."""
+        """Trials marked FAIL as stale (their process died) have an MLflow run the sweep never
+        told: still RUNNING, or FINISHED when the process died between the end of training and
+        ``study.tell``. Both are tagged FAIL; a RUNNING one ends FAILED."""
         for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             run_id = trial.user_attrs.get("mlflow_run_id")
-            if run_id and self.client.get_run(run_id).info.status == "RUNNING":
-                self.client.set_tag(run_id, "optuna.trial_state", "FAIL")
+            if not run_id:
+                continue
+            run = self.client.get_run(run_id)
+            if "optuna.trial_state" in run.data.tags:
+                continue  # told by the sweep that ran it
+            self.client.set_tag(run_id, "optuna.trial_state", "FAIL")
+            if run.info.status == "RUNNING":
                 self.client.set_tag(run_id, "failure_reason", "the trial's process died (stale heartbeat)")
                 self.client.set_terminated(run_id, "FAILED")
+            else:
+                self.client.set_tag(run_id, "failure_reason", "the sweep's process died after the training "
+                                    "ended, before Optuna recorded its result (stale heartbeat)")
 
 
 def _check_before_study(cfg: DictConfig, space: dict[str, Any], n_trials: int, url: str) -> None:

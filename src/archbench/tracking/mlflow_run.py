@@ -148,17 +148,18 @@ def end_interrupted_runs(sweep_dir: Path, reason: str) -> int:
     """End ``KILLED`` the MLflow runs of a multirun's jobs that did not finish (a ``run.json`` without
     a ``metrics.json`` below ``sweep_dir``) and are still open, or were left ``FAILED`` by Lightning's
     logger: worker processes killed by their launcher before they could end their runs. Returns how
-    many it ended."""
+    many jobs are unfinished (a worker that caught the signal in time ended its run itself)."""
     import json
 
-    ended = 0
+    unfinished = 0
     for run_file in sorted(Path(sweep_dir).rglob("run.json")):
         config = run_file.with_name("config.yaml")
         run_id = json.loads(run_file.read_text()).get("run_id")
         if run_file.with_name("metrics.json").is_file() or not run_id or not config.is_file():
             continue
-        ended += end_killed(mlflow.MlflowClient(str(OmegaConf.load(config).logger.tracking_uri)), run_id, reason)
-    return ended
+        end_killed(mlflow.MlflowClient(str(OmegaConf.load(config).logger.tracking_uri)), run_id, reason)
+        unfinished += 1
+    return unfinished
 
 
 def end_killed(client: mlflow.MlflowClient, run_id: str, reason: str) -> bool:
