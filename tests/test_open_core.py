@@ -282,6 +282,49 @@ def test_csv_bad_input_is_one_clear_error_and_writes_nothing(make_cfg, wine_csv,
     assert metrics["test/acc"] > 0.7
 
 
+def test_mean_imputation_uses_the_training_split_only_and_never_fills_the_target(wine_csv, tmp_path, capsys):
+    """Before, data.missing=mean filled gaps with the whole table's means (test rows leaked into
+    training), filled a numeric target's gaps too (made-up labels, scored as real ones) and dropped
+    rows with an empty category unsaid."""
+    import pandas as pd
+    import torch
+
+    from archbench.data.prepare import prepare
+    from archbench.data.sources.table_file import encode_rows, table_input
+
+    frame = pd.read_csv(wine_csv).drop(columns="cultivar")
+    frame.loc[::4, "magnesium"] = np.nan
+    frame.loc[1::9, "strength"] = np.nan
+    frame.loc[2, "alcohol"] = np.nan  # the target of this regression
+    path = tmp_path / "gaps.csv"
+    frame.to_csv(path, index=False)
+    data = to_dict(compose(["data=csv", f"data.path={path}", "data.target=alcohol", "data.missing=mean"]).data)
+    meta = prepare(data, tmp_path / "prepared")
+    said = capsys.readouterr().out
+    assert f"missing values {frame['magnesium'].isna().sum()} in magnesium, 20 in strength, 1 row(s) " \
+           "without a target (alcohol) dropped" in said
+    splits = {s: torch.load(tmp_path / "prepared" / f"{s}.pt", weights_only=True) for s in ("train", "val", "test")}
+    assert sum(len(split["y"]) for split in splits.values()) == len(frame) - 1  # nothing else dropped
+    assert all(torch.isfinite(split["x"]).all() and torch.isfinite(split["y"]).all() for split in splits.values())
+    column = meta.source["columns"].index("magnesium")
+    stats = meta.normalization
+    train_x = splits["train"]["x"][:, column].numpy() * stats["std"][column] + stats["mean"][column]
+    known = train_x[~np.isclose(train_x, stats["mean"][column], atol=1e-3)]
+    assert stats["mean"][column] == pytest.approx(known.mean(), rel=1e-4)  # the training rows' mean only
+    assert stats["mean"][column] != pytest.approx(frame["magnesium"].mean(), rel=1e-4)
+    # new rows are filled as training was: an empty value reads as the training mean
+    spec = table_input(meta.source, stats)
+    rows = frame.head(2).copy()
+    rows.loc[0, "magnesium"], rows.loc[1, "strength"] = np.nan, np.nan
+    encoded = encode_rows(rows, spec, "new.csv")
+    assert encoded[0, column] == 0.0
+    assert [encoded[1, meta.source["columns"].index(f"strength_{v}")] for v in ("light", "strong")] == \
+        pytest.approx([-stats["mean"][i] / stats["std"][i] for i in (
+            meta.source["columns"].index("strength_light"), meta.source["columns"].index("strength_strong"))])
+    with pytest.raises(DataError, match="has an empty value"):  # a model trained without gaps refuses them
+        encode_rows(rows, {**spec, "missing": "error"}, "new.csv")
+
+
 @pytest.fixture
 def digit_images(tmp_path) -> Path:
     """scikit-learn's digits written as one PNG folder per class (3 classes, 8×8 grayscale)."""

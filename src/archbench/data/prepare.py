@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,12 @@ NORMALIZATIONS = ("global", "per_channel")
 def _normalization(kind: str, x: np.ndarray, per: str = "global") -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Training statistics: per feature for tables, per channel for colour images that ask for it
     (``data.normalize: per_channel``), else one mean and std."""
-    if kind == "tabular":
-        mean, std = x.mean(axis=0), x.std(axis=0)
+    if kind == "tabular":  # gaps (data.missing=mean) left out: they become 0, the training mean
+        gaps = np.isnan(x).any()
+        with warnings.catch_warnings():  # a column with no value in training: "mean of empty slice"
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = (np.nanmean(x, axis=0), np.nanstd(x, axis=0)) if gaps else (x.mean(axis=0), x.std(axis=0))
+        mean, std = np.nan_to_num(mean, nan=0.0), np.nan_to_num(std, nan=1.0)  # a column with no value
         std = np.where(std > 0, std, 1.0)
         return {"mean": mean.tolist(), "std": std.tolist(), "per": "feature"}, mean, std
     if per not in NORMALIZATIONS:
@@ -152,7 +157,8 @@ def _example_splits(cfg: dict[str, Any], source: Source, seed: int):
         target = {"mean": y_mean, "std": y_std}
         ys = {k: ((v - y_mean) / y_std).astype(np.float32) for k, v in ys.items()}
     xs = {"train": x_train, "val": x_pool[val_idx], "test": x_test}
-    arrays = {split: {"x": ((xs[split] - mean) / std).astype(np.float32), "y": ys[split]} for split in xs}
+    arrays = {split: {"x": np.nan_to_num((xs[split] - mean) / std, nan=0.0).astype(np.float32), "y": ys[split]}
+              for split in xs}
     return arrays, stats, target
 
 

@@ -74,7 +74,10 @@ def _decimal_commas(frame, separator: str):
     return frame, converted
 
 
-def _handle_missing(frame, policy: str):
+def _handle_missing(frame, policy: str, target: str):
+    """``error``: refuse gaps; ``drop``: drop their rows; ``mean``: drop only rows without a target
+    (never imputed) and leave feature gaps for the prepare engine to fill with the training split's
+    means (filled here from the whole table, test rows would leak into training)."""
     if policy not in MISSING_POLICIES:
         raise ConfigError(f"unknown data.missing {policy!r}; valid: {', '.join(MISSING_POLICIES)}")
     counts = frame.isna().sum()
@@ -83,12 +86,16 @@ def _handle_missing(frame, policy: str):
     if policy == "error":
         worst = ", ".join(f"{c} ({n})" for c, n in counts[counts > 0].items())
         raise DataError(f"missing values in column(s) {worst}: set data.missing=drop (drop those rows) "
-                        f"or data.missing=mean (fill numeric columns with their mean)")
+                        f"or data.missing=mean (fill numeric columns with the training split's mean)")
     if policy == "drop":
         return frame.dropna()
-    numeric = frame.select_dtypes("number").columns
-    frame = frame.fillna({c: frame[c].mean() for c in numeric})
-    return frame.dropna()
+    gaps = {str(c): int(n) for c, n in counts.items() if n and c != target}
+    said = [f"{n} in {c}" for c, n in gaps.items()]
+    if counts[target]:
+        said.append(f"{int(counts[target])} row(s) without a target ({target}) dropped")
+    print(f"archbench: data.missing=mean: missing values {', '.join(said)}; numbers get the training "
+          f"split's mean, categories none of their one-hot columns", flush=True)
+    return frame[frame[target].notna()]
 
 
 def _decide_task(target, requested: str, max_classes: int) -> str:
@@ -122,7 +129,8 @@ def table(cfg: dict[str, Any]) -> Source:
     absent = [c for c in features if c not in frame.columns]
     if absent:
         raise DataError(f"feature column(s) {absent} not in {path.name}")
-    frame = _handle_missing(frame[[*features, target_name]], str(cfg.get("missing", "error")))
+    missing = str(cfg.get("missing", "error"))
+    frame = _handle_missing(frame[[*features, target_name]], missing, target_name)
     if frame.empty:
         raise DataError(f"{path} has no rows left to learn from")
     target = frame[target_name]
@@ -133,7 +141,7 @@ def table(cfg: dict[str, Any]) -> Source:
             "numeric_features": [c for c in features if c not in categorical],
             "categorical_features": {c: "one-hot" for c in categorical}, "columns": list(x.columns),
             "categories": {c: [str(v) for v in pd.get_dummies(frame[c]).columns] for c in categorical},
-            "decimal_comma_columns": decimal_comma}
+            "decimal_comma_columns": decimal_comma, "missing": missing}
     x_values = x.to_numpy(dtype=np.float32)
     if task == "regression":
         y = target.to_numpy(dtype=np.float32)
@@ -155,13 +163,15 @@ def table_input(info: dict[str, Any], normalization: dict[str, Any]) -> dict[str
     if "columns" not in info or "categories" not in info:
         return None
     return {"numeric": list(info["numeric_features"]), "categories": dict(info["categories"]),
-            "columns": list(info["columns"]), "normalization": normalization}
+            "columns": list(info["columns"]), "normalization": normalization,
+            "missing": str(info.get("missing", "error"))}
 
 
 def encode_rows(frame, spec: dict[str, Any], name: str) -> np.ndarray:
     """New rows of the training table (named columns; others, the target among them, ignored) as
-    the model's inputs: one-hot columns as in training, then normalised. One DataError line for a
-    missing column, an empty or non-numeric value, or a category training never saw."""
+    the model's inputs: one-hot columns as in training, then normalised; empty values filled as in
+    training when it was ``data.missing=mean``. One DataError line for a missing column, an empty
+    value (other models), a non-numeric value, or a category training never saw."""
     import pandas as pd
 
     needed = [*spec["numeric"], *spec["categories"]]
@@ -169,24 +179,28 @@ def encode_rows(frame, spec: dict[str, Any], name: str) -> np.ndarray:
     if absent:
         raise DataError(f"{name}: no column(s) {', '.join(map(str, absent))}; the model reads "
                         f"{', '.join(map(str, needed))} (a header row names them)")
+    fills = spec.get("missing") == "mean"
     gaps = frame[needed].isna().any(axis=1)
-    if gaps.any():
+    if gaps.any() and not fills:
         raise DataError(f"{name}: row {int(np.flatnonzero(gaps)[0]) + 1} has an empty value; the model "
                         f"needs every one of {', '.join(map(str, needed))}")
     columns: dict[str, Any] = {}
     for column in spec["numeric"]:
         values = pd.to_numeric(frame[column], errors="coerce")
-        if values.isna().any():
-            raise DataError(f"{name}: column {column!r} row {int(np.flatnonzero(values.isna())[0]) + 1} "
-                            f"is not a number ({frame[column][values.isna()].iloc[0]!r})")
+        wrong = values.isna() & frame[column].notna()
+        if wrong.any():
+            raise DataError(f"{name}: column {column!r} row {int(np.flatnonzero(wrong)[0]) + 1} "
+                            f"is not a number ({frame[column][wrong].iloc[0]!r})")
         columns[column] = values
     for column, known in spec["categories"].items():
+        given = frame[column].notna()
         text = frame[column].astype(str)
-        unseen = sorted(set(text) - set(known))
+        unseen = sorted(set(text[given]) - set(known))
         if unseen:
             raise DataError(f"{name}: column {column!r} has {unseen[0]!r}, a value training never saw "
                             f"(known: {', '.join(known)})")
-        columns.update({f"{column}_{value}": text == value for value in known})
+        columns.update({f"{column}_{value}": (text == value) & given for value in known})
     from archbench.data.prepare import normalise
 
-    return normalise(pd.DataFrame(columns)[spec["columns"]].to_numpy(dtype=np.float32), spec["normalization"])
+    x = normalise(pd.DataFrame(columns)[spec["columns"]].to_numpy(dtype=np.float32), spec["normalization"])
+    return np.nan_to_num(x, nan=0.0) if fills else x  # 0: the training mean, normalised
