@@ -51,7 +51,8 @@ def resolve_source(cfg: dict[str, Any]) -> Callable[[dict[str, Any]], Source]:
         raise ConfigError(f"data.source={target}: no such function ({err})") from None
 
 
-def _split(y: np.ndarray, fraction: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+def _split(y: np.ndarray, fraction: float, seed: int, stratify: bool,
+           names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(y))
@@ -59,8 +60,19 @@ def _split(y: np.ndarray, fraction: float, seed: int, stratify: bool) -> tuple[n
         keep, held = train_test_split(index, test_size=fraction, random_state=seed,
                                       stratify=y if stratify else None)
     except ValueError as err:  # e.g. a class with one example cannot be stratified
-        raise ConfigError(f"cannot split {len(y)} examples ({fraction:.0%} held out): {err}") from None
+        said = _too_rare(y, names or []) if stratify else ""
+        raise ConfigError(f"cannot split {len(y)} examples ({fraction:.0%} held out): {said or err}") from None
     return np.sort(keep), np.sort(held)
+
+
+def _too_rare(y: np.ndarray, names: list[str]) -> str:
+    """The classes too rare for a stratified split, by name (sklearn's message gives their ids)."""
+    counts = np.bincount(y, minlength=len(names))
+    rare = [f"{names[c] if c < len(names) else c!r} ({counts[c]})" for c in np.flatnonzero((counts > 0) & (counts < 2))]
+    if not rare:
+        return ""
+    return (f"too few examples of class(es) {', '.join(rare)}: a stratified split needs at least 2 of each; "
+            f"remove their rows or add examples")
 
 
 def _fold(y: np.ndarray, folds: int, fold: int, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +142,7 @@ def _split_indices(cfg: dict[str, Any], source: Source, seed: int):
     stratify = source.task == "classification"
     x_pool, y_pool = source.x_pool, source.y_pool
     if source.x_test is None:
-        keep, held = _split(y_pool, float(cfg.get("test_fraction", 0.2)), seed, stratify)
+        keep, held = _split(y_pool, float(cfg.get("test_fraction", 0.2)), seed, stratify, source.class_names)
         x_test, y_test, x_pool, y_pool = x_pool[held], y_pool[held], x_pool[keep], y_pool[keep]
     else:
         x_test, y_test = source.x_test, source.y_test
@@ -139,7 +151,7 @@ def _split_indices(cfg: dict[str, Any], source: Source, seed: int):
         x_pool, y_pool = np.concatenate([x_pool, source.x_val]), np.concatenate([y_pool, source.y_val])
         train_idx, val_idx = np.arange(n_train), np.arange(n_train, len(y_pool))
     elif cfg.get("val_fold") is None:
-        train_idx, val_idx = _split(y_pool, float(cfg.get("val_fraction", 0.1)), seed, stratify)
+        train_idx, val_idx = _split(y_pool, float(cfg.get("val_fraction", 0.1)), seed, stratify, source.class_names)
     else:
         train_idx, val_idx = _fold(y_pool, int(cfg.get("cv_folds", 5)), int(cfg["val_fold"]), seed, stratify)
     return x_pool, y_pool, train_idx, val_idx, x_test, y_test
