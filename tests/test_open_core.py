@@ -286,6 +286,26 @@ def test_csv_bad_input_is_one_clear_error_and_writes_nothing(make_cfg, wine_csv,
     assert metrics["test/acc"] > 0.7
 
 
+def test_identifier_text_columns_are_left_out_unless_named(wine_csv, tmp_path, capsys):
+    """A name or ticket column one-hot would be a column per row, and every new row's value one
+    training never saw (predict refuses it): left out with a warning, kept when data.features asks."""
+    import pandas as pd
+
+    from archbench.data.prepare import prepare
+
+    frame = pd.read_csv(wine_csv)
+    frame.insert(0, "bottle", [f"bottle no. {i}" for i in range(len(frame))])
+    path = tmp_path / "bottles.csv"
+    frame.to_csv(path, index=False)
+    data = to_dict(compose(["data=csv", f"data.path={path}", "data.target=cultivar"]).data)
+    meta = prepare(data, tmp_path / "default")
+    assert "column(s) bottle (178 values) left out: text columns with more than data.max_categories=100" \
+        in capsys.readouterr().out
+    assert meta.input_shape == [15] and meta.source["left_out"] == {"bottle": 178}  # as without it
+    named = prepare({**data, "features": ["bottle", "alcohol"]}, tmp_path / "named")
+    assert "left out" not in capsys.readouterr().out and named.input_shape == [179]
+
+
 def test_mean_imputation_uses_the_training_split_only_and_never_fills_the_target(wine_csv, tmp_path, capsys):
     """Before, data.missing=mean filled gaps with the whole table's means (test rows leaked into
     training), filled a numeric target's gaps too (made-up labels, scored as real ones) and dropped

@@ -98,6 +98,19 @@ def _handle_missing(frame, policy: str, target: str):
     return frame[frame[target].notna()]
 
 
+def _identifier_columns(frame, max_categories: int) -> dict[str, int]:
+    """Text columns with more distinct values than ``max_categories`` (names, ticket numbers,
+    free text), left out with a warning: one-hot, each would be as many columns, and a new row
+    would carry a value training never saw (which predict refuses). ``{column: distinct values}``."""
+    many = {str(c): int(frame[c].nunique()) for c in frame.columns if frame[c].dtype.kind not in "iufb"}
+    many = {c: n for c, n in many.items() if n > max_categories}
+    if many:
+        print(f"archbench: warning: column(s) {', '.join(f'{c} ({n} values)' for c, n in many.items())} left "
+              f"out: text columns with more than data.max_categories={max_categories} distinct values (an "
+              f"identifier, free text); data.features=[…] names the columns to use", flush=True)
+    return many
+
+
 def _decide_task(target, requested: str, max_classes: int) -> str:
     if requested in ("classification", "regression"):
         return requested
@@ -129,6 +142,10 @@ def table(cfg: dict[str, Any]) -> Source:
     absent = [c for c in features if c not in frame.columns]
     if absent:
         raise DataError(f"feature column(s) {absent} not in {path.name}")
+    left_out = {} if cfg.get("features") else _identifier_columns(frame[features], int(cfg.get("max_categories", 100)))
+    features = [c for c in features if c not in left_out]
+    if not features:
+        raise DataError(f"{path.name} has no feature column left besides {target_name!r} (set data.features=[…])")
     missing = str(cfg.get("missing", "error"))
     frame = _handle_missing(frame[[*features, target_name]], missing, target_name)
     if frame.empty:
@@ -141,7 +158,7 @@ def table(cfg: dict[str, Any]) -> Source:
             "numeric_features": [c for c in features if c not in categorical],
             "categorical_features": {c: "one-hot" for c in categorical}, "columns": list(x.columns),
             "categories": {c: [str(v) for v in pd.get_dummies(frame[c]).columns] for c in categorical},
-            "decimal_comma_columns": decimal_comma, "missing": missing}
+            "decimal_comma_columns": decimal_comma, "missing": missing, "left_out": left_out}
     x_values = x.to_numpy(dtype=np.float32)
     if task == "regression":
         y = target.to_numpy(dtype=np.float32)
