@@ -275,6 +275,9 @@ def test_csv_bad_input_is_one_clear_error_and_writes_nothing(make_cfg, wine_csv,
     one_class.write_text("a,b,label\n1,2,x\n3,4,x\n5,6,x\n")
     with pytest.raises(DataError, match="has one class only"):
         train(make_cfg("data=csv", f"data.path={one_class}", "data.target=label"))
+    with pytest.raises(ConfigError, match="data.features must name other columns than the target"):
+        train(make_cfg("data=csv", f"data.path={wine_csv}", "data.target=cultivar",  # was a traceback
+                       "data.features=[alcohol,cultivar]"))
     rare = tmp_path / "rare.csv"  # before: sklearn's "Classes with too few members are: [3]", by index
     rare.write_text(wine_csv.read_text().replace(",barolo,", ",nebbiolo,", 1))
     with pytest.raises(ConfigError, match=r"too few examples of class\(es\) 'nebbiolo' \(1\): a stratified"):

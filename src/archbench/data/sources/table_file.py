@@ -142,6 +142,9 @@ def table(cfg: dict[str, Any]) -> Source:
     absent = [c for c in features if c not in frame.columns]
     if absent:
         raise DataError(f"feature column(s) {absent} not in {path.name}")
+    if target_name in features or len(set(features)) < len(features):
+        raise ConfigError(f"data.features must name other columns than the target ({target_name!r}: a model "
+                          f"given the answer), each once; got {features}")
     left_out = {} if cfg.get("features") else _identifier_columns(frame[features], int(cfg.get("max_categories", 100)))
     features = [c for c in features if c not in left_out]
     if not features:
