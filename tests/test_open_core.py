@@ -549,6 +549,32 @@ def test_image_folder_bad_input(make_cfg, tmp_path, digit_images):
         train(make_cfg("data=image_folder", f"data.root={phone}"))
 
 
+def test_an_image_tree_with_sub_folders_and_a_macs_leftovers_reads_as_the_flat_one(digit_images, tmp_path):
+    """Photos kept in dated sub-folders are the class's images (before, unsaid and left out: a class
+    of 0 images); a Mac zip's ``._*`` copies and ``__MACOSX/`` folder are not images (before, an
+    "unreadable image" error, and a third class)."""
+    from archbench.data.sources.image_folder import image_folder
+
+    nested = tmp_path / "nested"
+    for folder in sorted(digit_images.iterdir()):
+        for index, path in enumerate(sorted(folder.iterdir())):
+            moved = nested / folder.name / (f"{2020 + index % 3}" if index % 2 else "") / path.name
+            moved.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, moved)
+            if index == 0:
+                (moved.parent / f"._{path.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (nested / "__MACOSX" / "digit0").mkdir(parents=True)
+    (nested / "__MACOSX" / "digit0" / "._0.png").write_bytes(b"\x00\x05\x16\x07")
+    (nested / "digit1" / ".thumbnails").mkdir()
+    (nested / "digit1" / ".thumbnails" / "1.png").write_bytes(b"not an image")
+    flat, deep = image_folder({"root": str(digit_images)}), image_folder({"root": str(nested)})
+    assert deep.class_names == flat.class_names == ["digit0", "digit1", "digit2"]
+    assert len(deep.y_pool) == len(flat.y_pool) and np.bincount(deep.y_pool).tolist() == np.bincount(flat.y_pool).tolist()
+    order = np.lexsort(flat.x_pool.reshape(len(flat.x_pool), -1).T)
+    again = np.lexsort(deep.x_pool.reshape(len(deep.x_pool), -1).T)
+    assert np.array_equal(flat.x_pool[order], deep.x_pool[again])  # the same images, whatever the folders
+
+
 @pytest.mark.slow
 def test_bad_own_data_on_the_command_line_is_one_line_exit_2(tmp_path, wine_csv):
     env = {"ARCHBENCH_ROOT": str(REPO)}

@@ -50,8 +50,16 @@ def _on_white(image):
 
 
 def image_files(folder: Path) -> list[Path]:
-    """The image files (``IMAGE_SUFFIXES``) directly in ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The image files (``IMAGE_SUFFIXES``) in ``folder`` and its sub-folders (photos kept by date,
+    say; as torchvision's ImageFolder reads a class), sorted by path; hidden ones (a Mac's ``._*``
+    copies, ``.thumbnails/``) are not images of the class."""
+    return sorted(p for p in visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """Every file below ``folder`` whose path inside it has no hidden (``.``-prefixed) part."""
+    return [p for p in Path(folder).rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
 
 
 def image_input(input_shape: list[int], normalization: dict[str, Any], layout: str) -> dict[str, Any]:

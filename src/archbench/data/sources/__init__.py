@@ -57,10 +57,11 @@ def other_files(folder, kept: list) -> str:
     """The files in a class folder besides those read (``kept``), by suffix (``3 .heic, 1 .txt``),
     or "": what a warning or an error says was skipped."""
     from collections import Counter
-    from pathlib import Path
 
-    kinds = Counter(p.suffix.lower() or "(no suffix)" for p in Path(folder).iterdir()
-                    if p.is_file() and not p.name.startswith(".") and p not in kept)
+    from archbench.data.images import visible_files
+
+    kept = set(kept)
+    kinds = Counter(p.suffix.lower() or "(no suffix)" for p in visible_files(folder) if p not in kept)
     return ", ".join(f"{n} {suffix}" for suffix, n in sorted(kinds.items()))
 
 

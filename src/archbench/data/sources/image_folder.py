@@ -13,7 +13,8 @@ from archbench.errors import ConfigError, DataError
 
 
 def _class_folders(root: Path) -> list[Path]:
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(p for p in root.iterdir()  # __MACOSX: a Mac's zip's resource forks, not a class
+                     if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
     if not folders:
         raise DataError(f"no class sub-folders in {root}: put one folder of images per class there")
     return folders
