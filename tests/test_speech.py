@@ -234,6 +234,14 @@ def test_audio_folder_reads_class_folders_resampling_other_rates(tmp_path):
     meta = prepare(data_config("audio_folder", root, "data.frames=32"), tmp_path / "p")
     assert meta.class_names == ["no", "yes"] and meta.input_shape == [40, 32]
     assert sum(meta.splits.values()) == 20
+    # a class's sub-folders are read; a Mac zip's ._* copies and __MACOSX/ are not recordings
+    (root / "yes" / "take2").mkdir()
+    (root / "yes" / "9.wav").rename(root / "yes" / "take2" / "9.wav")
+    (root / "no" / "._0.wav").write_bytes(b"\x00\x05\x16\x07")
+    (root / "__MACOSX" / "no").mkdir(parents=True)
+    (root / "__MACOSX" / "no" / "._0.wav").write_bytes(b"\x00\x05\x16\x07")
+    nested = prepare(data_config("audio_folder", root, "data.frames=32"), tmp_path / "nested")
+    assert nested.class_names == ["no", "yes"] and sum(nested.splits.values()) == 20
 
 
 # --- spoken strings -----------------------------------------------------------------------------

@@ -178,7 +178,7 @@ def test_download_settings_reach_the_source_through_archbench_prepare(tmp_path):
     assert (tmp_path / "raw" / "input.txt").read_bytes() == corpus.read_bytes()
 
 
-def test_own_texts_from_a_csv_and_from_class_folders(tmp_path):
+def test_own_texts_from_a_csv_and_from_class_folders(tmp_path, capsys):
     import pandas as pd
 
     rows = [{"review": t, "stars": "good"} for t in POSITIVE] + [{"review": t, "stars": "bad"} for t in NEGATIVE]
@@ -192,6 +192,18 @@ def test_own_texts_from_a_csv_and_from_class_folders(tmp_path):
             (tmp_path / "folders" / label / f"{i}.txt").write_text(text)
     meta = prepare(_data_cfg("text_files", path=tmp_path / "folders"), tmp_path / "dirs")
     assert meta.class_names == ["neg", "pos"] and sum(meta.splits.values()) == 20
+    # a class's sub-folders are read; a Mac's ._* copies (binary: they were read as texts) and
+    # __MACOSX/ (was a third class) are not; other files are counted in a warning
+    (tmp_path / "folders" / "pos" / "2026").mkdir()
+    (tmp_path / "folders" / "pos" / "9.txt").rename(tmp_path / "folders" / "pos" / "2026" / "9.txt")
+    (tmp_path / "folders" / "pos" / "._0.txt").write_bytes(b"\x00\x05\x16\x07 Mac OS X")
+    (tmp_path / "folders" / "__MACOSX" / "pos").mkdir(parents=True)
+    (tmp_path / "folders" / "__MACOSX" / "pos" / "._0.txt").write_bytes(b"\x00\x05\x16\x07")
+    (tmp_path / "folders" / "neg" / "notes.md").write_text("labelled by hand")
+    again = prepare(_data_cfg("text_files", path=tmp_path / "folders"), tmp_path / "nested")
+    # 20: the nested text in (19 without it), the binary copy out (21 with it)
+    assert again.class_names == ["neg", "pos"] and sum(again.splits.values()) == 20
+    assert "skipped files that are not .txt: 1 .md in neg" in capsys.readouterr().out
 
 
 def test_a_byte_order_mark_from_windows_tools_is_not_part_of_the_first_word(tmp_path):

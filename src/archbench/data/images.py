@@ -53,13 +53,9 @@ def image_files(folder: Path) -> list[Path]:
     """The image files (``IMAGE_SUFFIXES``) in ``folder`` and its sub-folders (photos kept by date,
     say; as torchvision's ImageFolder reads a class), sorted by path; hidden ones (a Mac's ``._*``
     copies, ``.thumbnails/``) are not images of the class."""
+    from archbench.data.sources import visible_files
+
     return sorted(p for p in visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def visible_files(folder: Path) -> list[Path]:
-    """Every file below ``folder`` whose path inside it has no hidden (``.``-prefixed) part."""
-    return [p for p in Path(folder).rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
 
 
 def image_input(input_shape: list[int], normalization: dict[str, Any], layout: str) -> dict[str, Any]:

@@ -53,12 +53,28 @@ class Source:
     preparer: str = ""
 
 
+def visible_files(folder) -> list:
+    """Every file below ``folder``, sub-folders included, whose path inside it has no hidden
+    (``.``-prefixed) part: a Mac's ``._*`` copies and ``.DS_Store``, ``.thumbnails/`` are not data."""
+    from pathlib import Path
+
+    return [p for p in Path(folder).rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+
+
+def class_folders(root) -> list:
+    """The class sub-folders of ``root``, sorted: visible ones, not ``__MACOSX`` (a Mac's zip's
+    resource forks)."""
+    from pathlib import Path
+
+    return sorted(p for p in Path(root).iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
+
+
 def other_files(folder, kept: list) -> str:
     """The files in a class folder besides those read (``kept``), by suffix (``3 .heic, 1 .txt``),
     or "": what a warning or an error says was skipped."""
     from collections import Counter
-
-    from archbench.data.images import visible_files
 
     kept = set(kept)
     kinds = Counter(p.suffix.lower() or "(no suffix)" for p in visible_files(folder) if p not in kept)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from archbench.data.audio import read_wav
-from archbench.data.sources import Source, md5_of
+from archbench.data.sources import Source, class_folders, md5_of, visible_files
 from archbench.errors import ConfigError, DataError
 
 FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
@@ -126,7 +126,7 @@ def _audio_source(pool, test, classes, info, task, preparer) -> Source:
 
 
 def _wav_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(visible_files(folder))  # sub-folders included; a Mac's ._* copies are not recordings
     other = next((p for p in files if p.suffix.lower() != ".wav"), None)
     if other is not None:
         raise DataError(f"{other}: not a .wav file; an audio folder holds PCM WAV files only "
@@ -147,7 +147,7 @@ def audio_folder(cfg: dict[str, Any]) -> Source:
                           "splits by a given test/ tree or a seeded share")
     given_test = (root / "train").is_dir() and (root / "test").is_dir()
     train_root = root / "train" if given_test else root
-    classes = sorted(p.name for p in train_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = [p.name for p in class_folders(train_root)]
     if len(classes) < 2:
         raise DataError(f"{train_root} needs one sub-folder of WAV files per class (at least two); found "
                         f"{len(classes)}")

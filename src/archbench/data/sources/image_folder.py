@@ -8,13 +8,12 @@ from typing import Any
 import numpy as np
 
 from archbench.data.images import IMAGE_KINDS, image_files, read_image
-from archbench.data.sources import Source, other_files, sha256_of
+from archbench.data.sources import Source, class_folders, other_files, sha256_of
 from archbench.errors import ConfigError, DataError
 
 
 def _class_folders(root: Path) -> list[Path]:
-    folders = sorted(p for p in root.iterdir()  # __MACOSX: a Mac's zip's resource forks, not a class
-                     if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
+    folders = class_folders(root)
     if not folders:
         raise DataError(f"no class sub-folders in {root}: put one folder of images per class there")
     return folders

@@ -15,7 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import TEXT_ENCODING, Source, download, extract_archive, md5_of, utf8
+from archbench.data.sources import (
+    TEXT_ENCODING,
+    Source,
+    class_folders,
+    download,
+    extract_archive,
+    md5_of,
+    other_files,
+    utf8,
+    visible_files,
+)
 from archbench.errors import ConfigError, DataError
 
 
@@ -139,11 +149,18 @@ def sentence_validation(texts: list[str], labels: np.ndarray, count: int, seed: 
 
 
 def _read_class_folders(root: Path, class_names: list[str]) -> tuple[list[str], np.ndarray]:
-    texts, labels = [], []
+    """Every ``.txt`` file of each class folder, its sub-folders included; hidden files are not
+    texts (a Mac's ``._*`` copies are binary) and other files are counted in a warning."""
+    texts, labels, skipped = [], [], []
     for label, name in enumerate(class_names):
-        for path in sorted((root / name).glob("*.txt")):
+        files = sorted(p for p in visible_files(root / name) if p.suffix.lower() == ".txt")
+        others = other_files(root / name, files)
+        skipped += [f"{others} in {name}"] if others else []
+        for path in files:
             texts.append(path.read_text(encoding=TEXT_ENCODING, errors="replace").strip())
             labels.append(label)
+    if skipped:
+        print(f"archbench: warning: {root}: skipped files that are not .txt: {'; '.join(skipped)}", flush=True)
     return texts, np.asarray(labels, dtype=np.int64)
 
 
@@ -199,7 +216,7 @@ def text_files(cfg: dict[str, Any]) -> Source:
                         "data.label_column) or data.path=DIR (one sub-folder of .txt files per class)")
     path = Path(str(cfg["path"])).expanduser()
     if path.is_dir():
-        class_names = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        class_names = [p.name for p in class_folders(path)]
         if not class_names:
             raise DataError(f"no class sub-folders in {path}: put one folder of .txt files per class there")
         texts, labels = _read_class_folders(path, class_names)
