@@ -185,3 +185,9 @@ def test_a_table_model_served_as_pyfunc_takes_rows_by_column_name_like_archbench
             post(unseen)
         assert refused.value.code == 400
         assert "'medium', a value training never saw (known: light, strong)" in refused.value.read().decode()
+    # in a Python process (pyfunc.load_model, Spark's UDF), a table read by pandas has integer
+    # columns: before, MLflow's schema refused them ("Can not safely convert int64 to float64")
+    whole = rows.assign(magnesium=rows["magnesium"].astype(int), proline=rows["proline"].astype(int))
+    mlflow.set_tracking_uri(store)
+    answer = mlflow.pyfunc.load_model(served_uri).predict(whole)
+    assert answer["label"].tolist() == [r[1] for r in expected]

@@ -1,8 +1,10 @@
-"""``archbench-export --model-uri URI | --registered DATA-MODEL [--format auto|onnx|torchscript]``:
+"""``archbench-export --model-uri URI | --registered DATA-MODEL [--format auto|onnx|torchscript|pyfunc]``:
 write a logged classifier's, regressor's or language model's forward as an ONNX file (run by
 onnxruntime; ``auto``: TorchScript where ONNX cannot express the model), check its outputs against
 PyTorch on the run's own first test batch, and log the file and the parity figures to the model's
-MLflow run (``export/``). Exits 1 when the outputs differ by more than ``--tolerance``.
+MLflow run (``export/``). Exits 1 when the outputs differ by more than ``--tolerance``. ``pyfunc``:
+an MLflow model that takes raw inputs (table rows by column name, texts, base64 image files) for
+``mlflow models serve``, logged to the same run.
 """
 
 from __future__ import annotations

@@ -128,12 +128,15 @@ def example_input(reads: dict[str, Any]) -> pd.DataFrame:
 def _signature(reads: dict[str, Any]):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
 
     if reads["kind"] in ("text", "image"):
         column = TEXT_COLUMN if reads["kind"] == "text" else IMAGE_COLUMN
         return ModelSignature(inputs=Schema([ColSpec("string", column)]))
     spec = reads["table_input"]
-    return ModelSignature(inputs=Schema([*(ColSpec("double", c) for c in spec["numeric"]),
+    # numbers as any type: MLflow refuses JSON's 127 for a double column ("Can not safely convert
+    # int64 to float64"); encode_rows reads them and names a value that is not a number
+    return ModelSignature(inputs=Schema([*(ColSpec(AnyType(), c) for c in spec["numeric"]),
                                          *(ColSpec("string", c) for c in spec["categories"])]))
 
 
