@@ -282,6 +282,10 @@ def test_csv_bad_input_is_one_clear_error_and_writes_nothing(make_cfg, wine_csv,
     rare.write_text(wine_csv.read_text().replace(",barolo,", ",nebbiolo,", 1))
     with pytest.raises(ConfigError, match=r"too few examples of class\(es\) 'nebbiolo' \(1\): a stratified"):
         train(make_cfg("data=csv", f"data.path={rare}", "data.target=cultivar"))
+    with pytest.raises(ConfigError, match=r"of class\(es\) '1\.\d+' \(1\), .* and 97 more: .* data.task=regression\)$"):
+        train(make_cfg("data=csv", f"data.path={wine_csv}", "data.target=color_intensity", "data.task=classification"))
+    with pytest.raises(DataError, match="data.task=regression needs a numeric target; 'cultivar' holds text"):
+        train(make_cfg("data=csv", f"data.path={wine_csv}", "data.target=cultivar", "data.task=regression"))
     assert {p for p in data_root.iterdir() if not p.name.startswith(".")} == \
         {p for p in before if not p.name.startswith(".")}
     metrics = train(make_cfg("data=csv", f"data.path={holes}", "data.target=cultivar", "data.missing=drop",

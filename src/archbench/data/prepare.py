@@ -71,8 +71,10 @@ def _too_rare(y: np.ndarray, names: list[str]) -> str:
     rare = [f"{names[c] if c < len(names) else c!r} ({counts[c]})" for c in np.flatnonzero((counts > 0) & (counts < 2))]
     if not rare:
         return ""
-    return (f"too few examples of class(es) {', '.join(rare)}: a stratified split needs at least 2 of each; "
-            f"remove their rows or add examples")
+    shown = ", ".join(rare[:5]) + (f" and {len(rare) - 5} more" if len(rare) > 5 else "")
+    hint = " (mostly one-off classes: a measured quantity? data.task=regression)" if len(rare) > len(counts) / 2 else ""
+    return (f"too few examples of class(es) {shown}: a stratified split needs at least 2 of each; "
+            f"remove their rows or add examples{hint}")
 
 
 def _fold(y: np.ndarray, folds: int, fold: int, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:

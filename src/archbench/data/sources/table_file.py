@@ -164,6 +164,9 @@ def table(cfg: dict[str, Any]) -> Source:
             "decimal_comma_columns": decimal_comma, "missing": missing, "left_out": left_out}
     x_values = x.to_numpy(dtype=np.float32)
     if task == "regression":
+        if target.dtype.kind not in "iufb":
+            raise DataError(f"data.task=regression needs a numeric target; {target_name!r} holds text "
+                            f"({target.astype(str).iloc[0]!r}, …): data.task=classification, or another column")
         y = target.to_numpy(dtype=np.float32)
         info["checksum"] = sha256_of(x_values, y)
         return Source(x_values, y, None, None, "tabular", [x.shape[1]], [], info, task="regression")
