@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import mlflow
+import numpy as np
 import pytest
 import torch
+from conftest import call_cli
 
 from archbench.errors import ConfigError, IncompatibleError
 from archbench.nets.autoencoder import Autoencoder
@@ -156,6 +158,11 @@ def _check_generative_run(make_cfg, tmp_path, model: str) -> None:
     sampler = mlflow.pytorch.load_model(run["model_uri"])
     images = sampler(torch.randn(3, 2))
     assert images.shape == (3, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
+    grid = tmp_path / f"{model}.png"  # archbench-generate reads the noise width (2) from the model
+    drawn = call_cli("archbench-generate", "--model-uri", run["model_uri"], "--tracking-uri",
+                     cfg.logger.tracking_uri, "--samples", "4", "--output", str(grid), "--npy")
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    assert np.load(grid.with_suffix(".npy")).shape == (4, 1, 8, 8)
 
 
 def test_vae_refuses_tabular_data(make_cfg):

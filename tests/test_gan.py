@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import mlflow
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import call_cli
 from torch.utils.data import DataLoader, TensorDataset
 
 from archbench.errors import IncompatibleError
@@ -122,3 +124,13 @@ def test_gan_on_digits_end_to_end(make_cfg, tmp_path):
     sampler = mlflow.pytorch.load_model(run["model_uri"])
     images = sampler(torch.randn(3, 100))
     assert images.shape == (3, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
+    # archbench-generate samples it as a grid (before, it took language models only)
+    grid = tmp_path / "grid.png"
+    drawn = call_cli("archbench-generate", "--model-uri", run["model_uri"], "--tracking-uri",
+                     cfg.logger.tracking_uri, "--samples", "12", "--seed", "3", "--output", str(grid), "--npy")
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    assert drawn.stdout.strip() == f"archbench-generate: 12 images (1, 8, 8) from seed 3 -> {grid}, {grid.with_suffix('.npy')}"
+    with torch.no_grad():
+        want = sampler(torch.randn(12, 100, generator=torch.Generator().manual_seed(3)))
+    np.testing.assert_allclose(np.load(grid.with_suffix(".npy")), want.numpy(), atol=1e-6)
+    assert grid.stat().st_size > 500

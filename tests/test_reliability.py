@@ -70,6 +70,12 @@ def test_predict_refuses_a_language_model_in_one_line(trained, tmp_path):
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert "is a language_model model, not a classifier or regressor" in line and "archbench-generate" in line
+    # and archbench-generate refuses the classifier, naming what it is
+    result = call_cli("archbench-generate", "--model-uri", _uri(trained, "cnn"), "--output", str(tmp_path / "g.png"),
+                      "--tracking-uri", f"sqlite:///{trained / 'mlflow.db'}")
+    assert result.returncode == 2 and not (tmp_path / "g.png").exists()
+    assert result.stderr.strip().endswith("is a classification model, not a language model or an image generator "
+                                          "(archbench-predict labels inputs)"), result.stderr[-2000:]
 
 
 @pytest.mark.parametrize(("inputs", "expected"), [
