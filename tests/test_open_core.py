@@ -579,6 +579,33 @@ def test_an_image_tree_with_sub_folders_and_a_macs_leftovers_reads_as_the_flat_o
     assert np.array_equal(flat.x_pool[order], deep.x_pool[again])  # the same images, whatever the folders
 
 
+def test_an_image_tree_split_into_train_valid_test_uses_each_split_as_given(digit_images, tmp_path):
+    """Kaggle's layout, Train/ valid/ test/ (any case): before, valid/ was left out unsaid (its images
+    unused, validation carved from training); Train/ alone was read as one class named "Train"."""
+    from archbench.data.prepare import prepare
+    from archbench.data.sources.image_folder import image_folder
+
+    tree = tmp_path / "kaggle"
+    for folder in sorted(digit_images.iterdir()):
+        for index, path in enumerate(sorted(folder.iterdir())):
+            split = ("Train", "Train", "Train", "valid", "test")[index % 5]
+            (tree / split / folder.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, tree / split / folder.name / path.name)
+    counted = {split: len(list((tree / split).rglob("*.png"))) for split in ("Train", "valid", "test")}
+    meta = prepare(to_dict(compose(["data=image_folder", f"data.root={tree}"]).data), tmp_path / "prepared")
+    assert meta.class_names == ["digit0", "digit1", "digit2"]
+    assert meta.splits == {"train": counted["Train"], "val": counted["valid"], "test": counted["test"]}
+    assert meta.source["validation"] == "given (valid/ sub-tree)" and meta.source["test"] == "given (test/ sub-tree)"
+    shutil.rmtree(tree / "valid")
+    shutil.rmtree(tree / "test")
+    alone = image_folder({"root": str(tree)})  # Train/ alone: its classes, validation and test carved
+    assert alone.class_names == ["digit0", "digit1", "digit2"] and alone.x_test is None and alone.x_val is None
+    (tree / "test" / "digit7").mkdir(parents=True)
+    shutil.copy(next((digit_images / "digit0").iterdir()), tree / "test" / "digit7" / "a.png")
+    with pytest.raises(DataError, match=r"test has class folder\(s\) digit7 that .*Train lacks"):
+        image_folder({"root": str(tree)})
+
+
 @pytest.mark.slow
 def test_bad_own_data_on_the_command_line_is_one_line_exit_2(tmp_path, wine_csv):
     env = {"ARCHBENCH_ROOT": str(REPO)}

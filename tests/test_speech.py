@@ -242,6 +242,16 @@ def test_audio_folder_reads_class_folders_resampling_other_rates(tmp_path):
     (root / "__MACOSX" / "no" / "._0.wav").write_bytes(b"\x00\x05\x16\x07")
     nested = prepare(data_config("audio_folder", root, "data.frames=32"), tmp_path / "nested")
     assert nested.class_names == ["no", "yes"] and sum(nested.splits.values()) == 20
+    # train/ with a given validation/ tree (before: two classes named "train" and "validation")
+    split = tmp_path / "split"
+    for name in ("no", "yes"):
+        for i, path in enumerate(sorted(p for p in (root / name).rglob("*.wav") if not p.name.startswith("."))):
+            folder = split / ("validation" if i < 3 else "train") / name
+            folder.mkdir(parents=True, exist_ok=True)
+            path.rename(folder / path.name)
+    given = prepare(data_config("audio_folder", split, "data.frames=32"), tmp_path / "given")
+    assert given.class_names == ["no", "yes"] and given.splits["val"] == 6 and sum(given.splits.values()) == 20
+    assert given.source["split"] == "given (validation/ sub-tree)"
 
 
 # --- spoken strings -----------------------------------------------------------------------------

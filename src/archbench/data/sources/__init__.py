@@ -71,6 +71,31 @@ def class_folders(root) -> list:
                   if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
 
 
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def split_folders(root) -> dict:
+    """``{"train": dir, "val": dir, "test": dir}`` (the ones there) when ``root``'s sub-folders are
+    all split names, ``train/`` among them (``val/``, ``valid/`` or ``validation/``; ``test/``; any
+    case), each holding one folder per class; ``{}`` when they are the class folders themselves."""
+    named = {p.name.lower(): p for p in class_folders(root)}
+    if "train" not in named or not set(named) <= set(SPLIT_FOLDERS):
+        return {}
+    validation = [named[n].name for n in named if SPLIT_FOLDERS[n] == "val"]
+    if len(validation) > 1:
+        raise DataError(f"{root} has {' and '.join(validation)}: one validation folder, please")
+    return {SPLIT_FOLDERS[n]: p for n, p in named.items()}
+
+
+def check_split_classes(splits: dict, classes: list[str]) -> None:
+    """A class folder in val/ or test/ that train/ lacks: its examples could never be predicted."""
+    for split, folder in splits.items():
+        extra = sorted(p.name for p in class_folders(folder) if p.name not in classes)
+        if split != "train" and extra:
+            raise DataError(f"{folder} has class folder(s) {', '.join(extra)} that {splits['train']} lacks "
+                            f"(classes: {', '.join(classes)})")
+
+
 def other_files(folder, kept: list) -> str:
     """The files in a class folder besides those read (``kept``), by suffix (``3 .heic, 1 .txt``),
     or "": what a warning or an error says was skipped."""

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 
 from archbench.data.audio import read_wav
-from archbench.data.sources import Source, class_folders, md5_of, visible_files
+from archbench.data.sources import (
+    Source,
+    check_split_classes,
+    class_folders,
+    md5_of,
+    split_folders,
+    visible_files,
+)
 from archbench.errors import ConfigError, DataError
 
 FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
@@ -116,13 +123,15 @@ def fsdd(cfg: dict[str, Any]) -> Source:
     return _audio_source(pool, test, [str(d) for d in range(10)], info, task, preparer)
 
 
-def _audio_source(pool, test, classes, info, task, preparer) -> Source:
+def _audio_source(pool, test, classes, info, task, preparer, val=()) -> Source:
     def arrays(items):
         return records([r for r, _ in items]), np.asarray([y for _, y in items], dtype=np.int64)
 
     x_pool, y_pool = arrays(pool)
     x_test, y_test = arrays(test) if test else (None, None)
-    return Source(x_pool, y_pool, x_test, y_test, "audio", [], classes, info, task=task, preparer=preparer)
+    x_val, y_val = arrays(val) if val else (None, None)
+    return Source(x_pool, y_pool, x_test, y_test, "audio", [], classes, info, task=task, preparer=preparer,
+                  x_val=x_val, y_val=y_val)
 
 
 def _wav_files(folder: Path) -> list[Path]:
@@ -135,8 +144,9 @@ def _wav_files(folder: Path) -> list[Path]:
 
 
 def audio_folder(cfg: dict[str, Any]) -> Source:
-    """``root/<class>/*.wav`` (a seeded test split is carved later), or ``root/train/<class>`` and
-    ``root/test/<class>`` when the test recordings are given."""
+    """``root/<class>/*.wav`` (seeded validation and test splits are carved later), or
+    ``root/train/<class>`` with ``root/test/<class>`` and/or ``root/val/<class>`` (or ``valid/``,
+    ``validation/``) when those recordings are given."""
     task, preparer = _preparer(cfg)
     root = Path(str(cfg.get("root") or "")).expanduser()
     if not cfg.get("root") or not root.is_dir():
@@ -145,12 +155,13 @@ def audio_folder(cfg: dict[str, Any]) -> Source:
     if str(cfg.get("split", "official")) != "official":
         raise ConfigError("data.split=speaker needs speaker names (FSDD's file names); an audio folder "
                           "splits by a given test/ tree or a seeded share")
-    given_test = (root / "train").is_dir() and (root / "test").is_dir()
-    train_root = root / "train" if given_test else root
+    splits = split_folders(root)
+    train_root = splits.get("train", root)
     classes = [p.name for p in class_folders(train_root)]
     if len(classes) < 2:
         raise DataError(f"{train_root} needs one sub-folder of WAV files per class (at least two); found "
                         f"{len(classes)}")
+    check_split_classes(splits, classes)
     rate, resample = int(cfg.get("sample_rate", 8000)), bool(cfg.get("resample", True))
 
     def read(tree: Path):
@@ -161,9 +172,11 @@ def audio_folder(cfg: dict[str, Any]) -> Source:
                 items.append(((read_wav(path, rate, resample), -1, index), label))
         return items
 
-    pool, test = read(train_root), read(root / "test") if given_test else []
+    pool = read(train_root)
+    test, val = (read(splits[split]) if split in splits else [] for split in ("test", "val"))
     if not pool:
         raise DataError(f"no WAV files under {train_root}: put one sub-folder of .wav files per class there")
-    info = {"origin": str(root.resolve()), "recordings": len(pool) + len(test), "speakers": [],
-            "split": "given (test/ sub-tree)" if given_test else "seeded"}
-    return _audio_source(pool, test, classes, info, task, preparer)
+    given = [f"{splits[split].name}/" for split in ("val", "test") if split in splits]
+    info = {"origin": str(root.resolve()), "recordings": len(pool) + len(test) + len(val), "speakers": [],
+            "split": f"given ({' and '.join(given)} sub-tree{'s' if len(given) > 1 else ''})" if given else "seeded"}
+    return _audio_source(pool, test, classes, info, task, preparer, val)

@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 
 from archbench.data.images import IMAGE_KINDS, image_files, read_image
-from archbench.data.sources import Source, class_folders, other_files, sha256_of
+from archbench.data.sources import (
+    Source,
+    check_split_classes,
+    class_folders,
+    other_files,
+    sha256_of,
+    split_folders,
+)
 from archbench.errors import ConfigError, DataError
 
 
@@ -41,8 +48,9 @@ def _read_tree(root: Path, classes: list[str], channels: int, size: tuple[int, i
 
 
 def image_folder(cfg: dict[str, Any]) -> Source:
-    """``root/<class>/*.png`` (a seeded test split is carved later), or ``root/train/<class>`` and
-    ``root/test/<class>`` when the test images are given."""
+    """``root/<class>/*.png`` (seeded validation and test splits are carved later), or
+    ``root/train/<class>`` with ``root/test/<class>`` and/or ``root/val/<class>`` (or ``valid/``,
+    ``validation/``) when those images are given."""
     root = Path(str(cfg.get("root") or "")).expanduser()
     if not cfg.get("root") or not root.is_dir():
         raise DataError(f"image folder not found: {root.resolve()}; set data.root=DIR with one "
@@ -52,16 +60,18 @@ def image_folder(cfg: dict[str, Any]) -> Source:
         raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     size = cfg.get("image_size", 28)
     size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    given_test = (root / "train").is_dir() and (root / "test").is_dir()
-    train_root = root / "train" if given_test else root
+    splits = split_folders(root)
+    train_root = splits.get("train", root)
     classes = [p.name for p in _class_folders(train_root)]
     if len(classes) < 2:
         raise DataError(f"{train_root} has one class folder only ({classes[0]}): nothing to classify")
+    check_split_classes(splits, classes)
     x, y = _read_tree(train_root, classes, channels, size)
-    x_test = y_test = None
-    if given_test:
-        x_test, y_test = _read_tree(root / "test", classes, channels, size)
-    info = {"origin": str(root.resolve()), "images": int(len(y) + (0 if y_test is None else len(y_test))),
-            "test": "given (test/ sub-tree)" if given_test else "seeded split",
-            "checksum": sha256_of(x, y, *(a for a in (x_test, y_test) if a is not None))}
-    return Source(x, y, x_test, y_test, "image", [channels, *size], classes, info)
+    given = {split: _read_tree(splits[split], classes, channels, size) for split in ("val", "test") if split in splits}
+    x_val, y_val = given.get("val", (None, None))
+    x_test, y_test = given.get("test", (None, None))
+    info = {"origin": str(root.resolve()), "images": int(len(y) + sum(len(labels) for _, labels in given.values())),
+            "test": f"given ({splits['test'].name}/ sub-tree)" if "test" in splits else "seeded split",
+            "validation": f"given ({splits['val'].name}/ sub-tree)" if "val" in splits else "seeded split",
+            "checksum": sha256_of(x, y, *(a for pair in given.values() for a in pair))}
+    return Source(x, y, x_test, y_test, "image", [channels, *size], classes, info, x_val=x_val, y_val=y_val)
