@@ -600,6 +600,9 @@ def test_an_image_tree_split_into_train_valid_test_uses_each_split_as_given(digi
     shutil.rmtree(tree / "test")
     alone = image_folder({"root": str(tree)})  # Train/ alone: its classes, validation and test carved
     assert alone.class_names == ["digit0", "digit1", "digit2"] and alone.x_test is None and alone.x_val is None
+    (tree / "test").mkdir()
+    with pytest.raises(DataError, match=r"test holds no image files in its class folders \(digit0, digit1, digit2\)"):
+        image_folder({"root": str(tree)})
     (tree / "test" / "digit7").mkdir(parents=True)
     shutil.copy(next((digit_images / "digit0").iterdir()), tree / "test" / "digit7" / "a.png")
     with pytest.raises(DataError, match=r"test has class folder\(s\) digit7 that .*Train lacks"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -203,6 +204,17 @@ def test_own_texts_from_a_csv_and_from_class_folders(tmp_path, capsys):
     again = prepare(_data_cfg("text_files", path=tmp_path / "folders"), tmp_path / "nested")
     # 20: the nested text in (19 without it), the binary copy out (21 with it)
     assert again.class_names == ["neg", "pos"] and sum(again.splits.values()) == 20
+    # train/ and test/ trees of class folders, as IMDB's (before: two classes, "test" and "train")
+    for text in (tmp_path / "folders").glob("[pn]*/**/[0-9].txt"):
+        folder = tmp_path / "split" / ("train" if int(text.stem) < 7 else "test") / text.relative_to(tmp_path / "folders").parts[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(text, folder / text.name)
+    split = prepare(_data_cfg("text_files", path=tmp_path / "split"), tmp_path / "given")
+    assert split.class_names == ["neg", "pos"] and split.splits["test"] == 6  # 3 a class, as given
+    for text in (tmp_path / "split" / "test").rglob("*.txt"):
+        text.unlink()
+    with pytest.raises(DataError, match=r"split/test holds no \.txt files in its class folders \(neg, pos\)"):
+        prepare(_data_cfg("text_files", path=tmp_path / "split"), tmp_path / "empty")  # was an IndexError
     assert "skipped files that are not .txt: 1 .md in neg" in capsys.readouterr().out
 
 

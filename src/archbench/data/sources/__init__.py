@@ -87,6 +87,12 @@ def split_folders(root) -> dict:
     return {SPLIT_FOLDERS[n]: p for n, p in named.items()}
 
 
+def check_given(folder, count: int, kind: str, classes: list[str]) -> None:
+    """A given val/ or test/ tree with nothing in it: one line (it would be an empty split)."""
+    if count == 0:
+        raise DataError(f"{folder} holds no {kind} in its class folders ({', '.join(classes)})")
+
+
 def check_split_classes(splits: dict, classes: list[str]) -> None:
     """A class folder in val/ or test/ that train/ lacks: its examples could never be predicted."""
     for split, folder in splits.items():

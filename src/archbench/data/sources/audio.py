@@ -16,6 +16,7 @@ import numpy as np
 from archbench.data.audio import read_wav
 from archbench.data.sources import (
     Source,
+    check_given,
     check_split_classes,
     class_folders,
     md5_of,
@@ -174,6 +175,9 @@ def audio_folder(cfg: dict[str, Any]) -> Source:
 
     pool = read(train_root)
     test, val = (read(splits[split]) if split in splits else [] for split in ("test", "val"))
+    for split, items in (("test", test), ("val", val)):
+        if split in splits:
+            check_given(splits[split], len(items), "WAV files", classes)
     if not pool:
         raise DataError(f"no WAV files under {train_root}: put one sub-folder of .wav files per class there")
     given = [f"{splits[split].name}/" for split in ("val", "test") if split in splits]

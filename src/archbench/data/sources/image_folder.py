@@ -10,6 +10,7 @@ import numpy as np
 from archbench.data.images import IMAGE_KINDS, image_files, read_image
 from archbench.data.sources import (
     Source,
+    check_given,
     check_split_classes,
     class_folders,
     other_files,
@@ -27,6 +28,8 @@ def _class_folders(root: Path) -> list[Path]:
 
 
 def _read_tree(root: Path, classes: list[str], channels: int, size: tuple[int, int]):
+    if not any((root / name).is_dir() for name in classes):
+        check_given(root, 0, "image files", classes)
     images, labels, skipped = [], [], []
     for label, name in enumerate(classes):
         folder = root / name

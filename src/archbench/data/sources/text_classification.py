@@ -18,11 +18,14 @@ import numpy as np
 from archbench.data.sources import (
     TEXT_ENCODING,
     Source,
+    check_given,
+    check_split_classes,
     class_folders,
     download,
     extract_archive,
     md5_of,
     other_files,
+    split_folders,
     utf8,
     visible_files,
 )
@@ -215,11 +218,17 @@ def text_files(cfg: dict[str, Any]) -> Source:
         raise DataError("data=text_files needs data.path=FILE.csv|FILE.tsv (with data.text_column and "
                         "data.label_column) or data.path=DIR (one sub-folder of .txt files per class)")
     path = Path(str(cfg["path"])).expanduser()
-    if path.is_dir():
-        class_names = [p.name for p in class_folders(path)]
+    given: dict[str, tuple[list[str], np.ndarray]] = {}
+    if path.is_dir():  # class folders, or train/ with val/ and/or test/ trees of them
+        splits = split_folders(path)
+        class_names = [p.name for p in class_folders(splits.get("train", path))]
         if not class_names:
             raise DataError(f"no class sub-folders in {path}: put one folder of .txt files per class there")
-        texts, labels = _read_class_folders(path, class_names)
+        check_split_classes(splits, class_names)
+        texts, labels = _read_class_folders(splits.get("train", path), class_names)
+        given = {split: _read_class_folders(splits[split], class_names) for split in ("val", "test") if split in splits}
+        for split, (given_texts, _) in given.items():
+            check_given(splits[split], len(given_texts), ".txt files", class_names)
     elif path.is_file():
         texts, names = _read_table(path, str(cfg.get("text_column", "text")), str(cfg.get("label_column", "label")))
         class_names = sorted(set(names))
@@ -228,6 +237,10 @@ def text_files(cfg: dict[str, Any]) -> Source:
     else:
         raise DataError(f"text data not found: {path.resolve()}; set data.path to a CSV/TSV file or a "
                         f"folder of class sub-folders")
-    if cfg.get("test_fraction") is None:
+    if cfg.get("test_fraction") is None and "test" not in given:
         raise ConfigError("data.test_fraction must be set for data=text_files (no official test split)")
-    return _source((texts, labels), None, class_names, cfg, {"origin": str(path.resolve())})
+    source = _source((texts, labels), given.get("test"), class_names, cfg, {"origin": str(path.resolve())})
+    if "val" in given:
+        source.x_val, source.y_val = np.array(given["val"][0], dtype=object), given["val"][1]
+        source.info["checksum"] = _texts_checksum((texts, labels), *given.values())
+    return source
