@@ -596,6 +596,8 @@ def test_an_image_tree_split_into_train_valid_test_uses_each_split_as_given(digi
     assert meta.class_names == ["digit0", "digit1", "digit2"]
     assert meta.splits == {"train": counted["Train"], "val": counted["valid"], "test": counted["test"]}
     assert meta.source["validation"] == "given (valid/ sub-tree)" and meta.source["test"] == "given (test/ sub-tree)"
+    with pytest.raises(ConfigError, match="comes with its own validation split .*: drop data.val_fold"):
+        prepare(to_dict(compose(["data=image_folder", f"data.root={tree}", "data.val_fold=0"]).data), tmp_path / "cv")
     shutil.rmtree(tree / "valid")
     shutil.rmtree(tree / "test")
     alone = image_folder({"root": str(tree)})  # Train/ alone: its classes, validation and test carved

@@ -148,6 +148,9 @@ def _split_indices(cfg: dict[str, Any], source: Source, seed: int):
         x_test, y_test, x_pool, y_pool = x_pool[held], y_pool[held], x_pool[keep], y_pool[keep]
     else:
         x_test, y_test = source.x_test, source.y_test
+    if source.x_val is not None and cfg.get("val_fold") is not None:
+        raise ConfigError(f"data.val_fold cuts validation folds from the training pool, but {cfg['name']} "
+                          f"comes with its own validation split (a given val/ tree, say): drop data.val_fold")
     if source.x_val is not None:  # the dataset's own validation split, appended to the pool
         n_train = len(y_pool)
         x_pool, y_pool = np.concatenate([x_pool, source.x_val]), np.concatenate([y_pool, source.y_val])
