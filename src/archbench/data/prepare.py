@@ -174,9 +174,14 @@ def _example_splits(cfg: dict[str, Any], source: Source, seed: int):
         target = {"mean": y_mean, "std": y_std}
         ys = {k: ((v - y_mean) / y_std).astype(np.float32) for k, v in ys.items()}
     xs = {"train": x_train, "val": x_pool[val_idx], "test": x_test}
-    arrays = {split: {"x": np.nan_to_num((xs[split] - mean) / std, nan=0.0).astype(np.float32), "y": ys[split]}
-              for split in xs}
+    arrays = {split: {"x": _gaps_to_mean((xs[split] - mean) / std), "y": ys[split]} for split in xs}
     return arrays, stats, target
+
+
+def _gaps_to_mean(z: np.ndarray) -> np.ndarray:
+    """Normalised inputs with their gaps (NaN: ``data.missing=mean``) at 0, the training mean;
+    infinities stay (they are an error training reports)."""
+    return np.where(np.isnan(z), np.float32(0), z).astype(np.float32)
 
 
 def split_pool(cfg: dict[str, Any], source: Source, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

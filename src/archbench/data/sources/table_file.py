@@ -123,6 +123,28 @@ def _decide_task(target, requested: str, max_classes: int) -> str:
     return "regression"
 
 
+def _columns(frame, target_name: str, cfg: dict[str, Any], name: str) -> tuple[list, dict[str, int]]:
+    """The feature columns (``data.features``, else every other column but identifier-like text
+    ones) and those left out; one line for a missing target or feature, or the target as a feature."""
+    columns = ", ".join(map(str, frame.columns))
+    if not target_name:
+        raise DataError(f"data=csv needs data.target=COLUMN, the column to predict; {name}'s columns: {columns}")
+    if target_name not in frame.columns:
+        raise DataError(f"target column {target_name!r} not in {name}; columns: {columns} (set data.target=COLUMN)")
+    features = list(cfg.get("features") or [c for c in frame.columns if c != target_name])
+    absent = [c for c in features if c not in frame.columns]
+    if absent:
+        raise DataError(f"feature column(s) {absent} not in {name}")
+    if target_name in features or len(set(features)) < len(features):
+        raise ConfigError(f"data.features must name other columns than the target ({target_name!r}: a model "
+                          f"given the answer), each once; got {features}")
+    left_out = {} if cfg.get("features") else _identifier_columns(frame[features], int(cfg.get("max_categories", 100)))
+    features = [c for c in features if c not in left_out]
+    if not features:
+        raise DataError(f"{name} has no feature column left besides {target_name!r} (set data.features=[…])")
+    return features, left_out
+
+
 def table(cfg: dict[str, Any]) -> Source:
     """Numeric features as they are, categorical ones one-hot; classification or regression as the
     target column (or ``data.task``) says."""
@@ -133,22 +155,7 @@ def table(cfg: dict[str, Any]) -> Source:
         raise DataError("data=csv needs data.path=FILE (a .csv or .parquet) and data.target=COLUMN")
     frame, decimal_comma = read_table(path, str(cfg.get("sep") or "auto"))
     target_name = str(cfg.get("target") or "")
-    columns = ", ".join(map(str, frame.columns))
-    if not target_name:
-        raise DataError(f"data=csv needs data.target=COLUMN, the column to predict; {path.name}'s columns: {columns}")
-    if target_name not in frame.columns:
-        raise DataError(f"target column {target_name!r} not in {path.name}; columns: {columns} (set data.target=COLUMN)")
-    features = list(cfg.get("features") or [c for c in frame.columns if c != target_name])
-    absent = [c for c in features if c not in frame.columns]
-    if absent:
-        raise DataError(f"feature column(s) {absent} not in {path.name}")
-    if target_name in features or len(set(features)) < len(features):
-        raise ConfigError(f"data.features must name other columns than the target ({target_name!r}: a model "
-                          f"given the answer), each once; got {features}")
-    left_out = {} if cfg.get("features") else _identifier_columns(frame[features], int(cfg.get("max_categories", 100)))
-    features = [c for c in features if c not in left_out]
-    if not features:
-        raise DataError(f"{path.name} has no feature column left besides {target_name!r} (set data.features=[…])")
+    features, left_out = _columns(frame, target_name, cfg, path.name)
     missing = str(cfg.get("missing", "error"))
     frame = _handle_missing(frame[[*features, target_name]], missing, target_name)
     if frame.empty:
@@ -226,4 +233,4 @@ def encode_rows(frame, spec: dict[str, Any], name: str) -> np.ndarray:
     from archbench.data.prepare import normalise
 
     x = normalise(pd.DataFrame(columns)[spec["columns"]].to_numpy(dtype=np.float32), spec["normalization"])
-    return np.nan_to_num(x, nan=0.0) if fills else x  # 0: the training mean, normalised
+    return np.where(np.isnan(x), np.float32(0), x) if fills else x  # 0: the training mean, normalised
