@@ -293,6 +293,23 @@ def test_csv_bad_input_is_one_clear_error_and_writes_nothing(make_cfg, wine_csv,
     assert metrics["test/acc"] > 0.7
 
 
+def test_whole_number_labels_read_as_floats_are_classes(wine_csv, tmp_path):
+    """A label column with a gap is read as floats (0.0, 1.0, 2.0): before, that made the table a
+    regression, and classes named "0.0"."""
+    import pandas as pd
+
+    from archbench.data.prepare import prepare
+
+    frame = pd.read_csv(wine_csv)
+    frame["cultivar"] = frame["cultivar"].map({"barolo": 0, "grignolino": 1, "barbera": 2}).astype(float)
+    frame.loc[3, "cultivar"] = np.nan
+    frame.to_csv(tmp_path / "coded.csv", index=False)
+    data = to_dict(compose(["data=csv", f"data.path={tmp_path / 'coded.csv'}", "data.target=cultivar",
+                            "data.missing=drop"]).data)
+    meta = prepare(data, tmp_path / "prepared")
+    assert meta.task == "classification" and meta.class_names == ["0", "1", "2"]
+
+
 def test_identifier_text_columns_are_left_out_unless_named(wine_csv, tmp_path, capsys):
     """A name or ticket column one-hot would be a column per row, and every new row's value one
     training never saw (predict refuses it): left out with a warning, kept when data.features asks."""

@@ -161,6 +161,8 @@ def table(cfg: dict[str, Any]) -> Source:
     if frame.empty:
         raise DataError(f"{path} has no rows left to learn from")
     target = frame[target_name]
+    if target.dtype.kind == "f" and (target == target.round()).all():
+        target = target.astype(np.int64)  # 0.0/1.0: labels a column with gaps is read as; classes "0", "1"
     task = _decide_task(target, str(cfg.get("task") or "auto"), int(cfg.get("max_classes", 20)))
     categorical = [c for c in features if frame[c].dtype.kind not in "iufb"]
     x = pd.get_dummies(frame[features], columns=categorical, dtype=np.float32)
