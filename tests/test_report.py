@@ -69,6 +69,32 @@ def test_runs_with_other_settings_than_the_seed_are_not_averaged_as_seeds(tmp_pa
     assert "10.0" not in text
 
 
+def test_one_dataset_name_over_two_files_is_two_datasets(tmp_path):
+    """Two of one's own tables are both data=csv: before, their models were ranked in one "csv"
+    table under one verdict, as if scored on one test set."""
+    import yaml
+
+    results = tmp_path / "results"
+
+    def run(name, table, checksum, model, acc, seed=42):
+        _run(results / name, "csv", model, {"test/acc": acc})
+        meta = json.loads((results / name / "run.json").read_text())
+        (results / name / "run.json").write_text(json.dumps({**meta, "data_checksum": checksum, "seed": seed}))
+        config = {"seed": seed, "data": {"name": "csv", "path": f"/home/me/{table}"}, "model": {"name": model}}
+        (results / name / "config.yaml").write_text(yaml.safe_dump(config))
+
+    run("w1", "wine.csv", "sha256:w", "logistic", 0.97)
+    run("w2", "wine.csv", "sha256:w", "mlp", 0.95)
+    run("w3", "wine.csv", "sha256:w", "mlp", 0.96, seed=43)
+    run("t1", "titanic.csv", "sha256:t", "logistic", 0.79)
+    assert write_report(results, tmp_path / "reports") == 4
+    text = (tmp_path / "reports" / "comparison.md").read_text()
+    assert "### csv (wine.csv)" in text and "### csv (titanic.csv)" in text
+    assert "**csv (wine.csv)**: best **logistic** (97.0 %, n = 1 seed)" in text
+    assert "**csv (titanic.csv)**: best **logistic** (79.0 %, n = 1 seed)" in text
+    assert "| mlp | 2 | 95.5 ± 0.7 |" in text  # its two seeds, one table
+
+
 def test_report_has_a_generative_table_with_anchors_and_the_sample_grid(tmp_path):
     results = tmp_path / "results"
     _run(results / "digits-gan", "digits", "gan",

@@ -63,17 +63,20 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def classification_figures(dataset: str, rows, best, reports_dir: Path) -> list[str]:
     """Writes ``figures/<dataset>-{reliability,pareto}.png``; returns the markdown that shows them
     and the per-class accuracy table (collapsed)."""
+    import re
+
     folder = reports_dir / "figures"
     folder.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^\w.-]+", "_", dataset).strip("_")  # "csv (wine.csv)": a file name without spaces
     lines = []
     with_predictions = [r for r in rows if r.probs]
     if with_predictions:
-        reliability_diagram(with_predictions, folder / f"{dataset}-reliability.png", dataset)
-        lines += [f"![reliability diagram, {dataset}](figures/{dataset}-reliability.png)", ""]
-    if curves_plot(rows, folder / f"{dataset}-curves.png", dataset):
-        lines += [f"![validation curves, {dataset}](figures/{dataset}-curves.png)", ""]
-    if pareto_plot(rows, folder / f"{dataset}-pareto.png", dataset):
-        lines += [f"![accuracy vs cost, {dataset}](figures/{dataset}-pareto.png)", ""]
+        reliability_diagram(with_predictions, folder / f"{stem}-reliability.png", dataset)
+        lines += [f"![reliability diagram, {dataset}](figures/{stem}-reliability.png)", ""]
+    if curves_plot(rows, folder / f"{stem}-curves.png", dataset):
+        lines += [f"![validation curves, {dataset}](figures/{stem}-curves.png)", ""]
+    if pareto_plot(rows, folder / f"{stem}-pareto.png", dataset):
+        lines += [f"![accuracy vs cost, {dataset}](figures/{stem}-pareto.png)", ""]
     if best.probs and with_predictions:
         lines += per_class_table(with_predictions, best)
     return lines

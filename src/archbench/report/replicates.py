@@ -15,16 +15,49 @@ NOT_AN_EXPERIMENT = ("seed", "run_name", "recipe_applied", "data.root", "data.do
 FOLD_KEYS = ("data.val_fold", "data.test_speaker")
 
 
-def experiment_of(run: RunResult) -> tuple[dict[str, str], tuple]:
-    """A run's experiment: its config (``config.yaml``, flattened) less what its replicates may
-    differ in; and which replicate it is (seed, fold, data checksum)."""
+# where a dataset's own files are read from: one name (``csv``) over other files is other data
+LOCATION_KEYS = ("data.path", "data.root", "data.tsv", "data.source_file")
+
+
+def _config(run: RunResult) -> dict[str, str]:
+    """The run's ``config.yaml``, flattened (``{}`` without one)."""
     import yaml
 
     from archbench.config import dotted_leaves
-    from archbench.resume import NOT_FINGERPRINTED
 
     path = run.folder / "config.yaml"
-    config = {k: str(v) for k, v in dotted_leaves(yaml.safe_load(path.read_text())).items()} if path.is_file() else {}
+    return {k: str(v) for k, v in dotted_leaves(yaml.safe_load(path.read_text())).items()} if path.is_file() else {}
+
+
+def label_datasets(runs: list[RunResult]) -> None:
+    """Runs of one dataset name trained on other files' data (two CSV tables are both ``csv``)
+    become separate datasets named by the file, ``csv (wine.csv)``: one table never ranks, tests
+    or references models of another. One file read from one place stays one dataset, whatever
+    folds or seeds its runs took."""
+    from pathlib import Path
+
+    by_name: dict[str, list[tuple[RunResult, str | None]]] = {}
+    for run in runs:
+        config = _config(run)
+        where = next((config[k] for k in LOCATION_KEYS if config.get(k) not in (None, "None")), None)
+        by_name.setdefault(run.run["data"], []).append((run, where))
+    for name, group in by_name.items():
+        places = {where for _, where in group}
+        if len(places) < 2 or len({run.run.get("data_checksum") for run, _ in group}) < 2:
+            continue
+        short = {where: Path(where).name if where else "–" for where in places}
+        if len(set(short.values())) < len(places):  # the same file name in two folders
+            short = {where: where or "–" for where in places}
+        for run, where in group:
+            run.run["data"] = f"{name} ({short[where]})"
+
+
+def experiment_of(run: RunResult) -> tuple[dict[str, str], tuple]:
+    """A run's experiment: its config (``config.yaml``, flattened) less what its replicates may
+    differ in; and which replicate it is (seed, fold, data checksum)."""
+    from archbench.resume import NOT_FINGERPRINTED
+
+    config = _config(run)
     ignored = (*NOT_FINGERPRINTED, *NOT_AN_EXPERIMENT, *FOLD_KEYS)
     kept = {k: v for k, v in config.items() if not any(k == i or k.startswith(f"{i}.") for i in ignored)}
     seed = run.run.get("seed", config.get("seed"))
@@ -37,6 +70,7 @@ def label_experiments(runs: list[RunResult]) -> tuple[list[RunResult], list[RunR
     get their model label extended by what differs, e.g. ``mlp (trainer.max_epochs=1)``, so they
     are never averaged as seed replicates; a run repeating another's experiment and seed is left
     out (the newest is kept). Returns ``(kept, left out)``."""
+    label_datasets(runs)
     pairs: dict[tuple[str, str], list[tuple[RunResult, dict[str, str], tuple]]] = {}
     for run in runs:
         pairs.setdefault((run.run["data"], run.run["model"]), []).append((run, *experiment_of(run)))
