@@ -211,6 +211,11 @@ def test_own_texts_from_a_csv_and_from_class_folders(tmp_path, capsys):
         shutil.copy(text, folder / text.name)
     split = prepare(_data_cfg("text_files", path=tmp_path / "split"), tmp_path / "given")
     assert split.class_names == ["neg", "pos"] and split.splits["test"] == 6  # 3 a class, as given
+    latin = tmp_path / "split" / "train" / "pos" / "café.txt"
+    latin.write_bytes("un très beau film".encode("latin-1"))  # before: read as "un tr\ufffds beau film"
+    with pytest.raises(DataError, match=r"café.txt is not UTF-8 text \(byte 5: invalid continuation byte\)"):
+        prepare(_data_cfg("text_files", path=tmp_path / "split"), tmp_path / "latin")
+    latin.unlink()
     for text in (tmp_path / "split" / "test").rglob("*.txt"):
         text.unlink()
     with pytest.raises(DataError, match=r"split/test holds no \.txt files in its class folders \(neg, pos\)"):

@@ -151,16 +151,19 @@ def sentence_validation(texts: list[str], labels: np.ndarray, count: int, seed: 
             len(texts) - len(keep) - len(val_idx))
 
 
-def _read_class_folders(root: Path, class_names: list[str]) -> tuple[list[str], np.ndarray]:
+def _read_class_folders(root: Path, class_names: list[str], strict: bool = True) -> tuple[list[str], np.ndarray]:
     """Every ``.txt`` file of each class folder, its sub-folders included; hidden files are not
-    texts (a Mac's ``._*`` copies are binary) and other files are counted in a warning."""
+    texts (a Mac's ``._*`` copies are binary) and other files are counted in a warning. ``strict``:
+    a file that is not UTF-8 is one line naming it (IMDB's published files are read as before,
+    undecodable bytes replaced)."""
     texts, labels, skipped = [], [], []
     for label, name in enumerate(class_names):
         files = sorted(p for p in visible_files(root / name) if p.suffix.lower() == ".txt")
         others = other_files(root / name, files)
         skipped += [f"{others} in {name}"] if others else []
         for path in files:
-            texts.append(path.read_text(encoding=TEXT_ENCODING, errors="replace").strip())
+            with utf8(path):
+                texts.append(path.read_text(encoding=TEXT_ENCODING, errors="strict" if strict else "replace").strip())
             labels.append(label)
     if skipped:
         print(f"archbench: warning: {root}: skipped files that are not .txt: {'; '.join(skipped)}", flush=True)
@@ -180,8 +183,8 @@ def imdb(cfg: dict[str, Any]) -> Source:
         raise DataError(f"IMDB not found: put the extracted aclImdb/ folder (train/ and test/, each with "
                         f"neg/ and pos/) in {root.resolve()} (data.root=DIR), or set data.download=true")
     class_names = ["neg", "pos"]
-    return _source(_read_class_folders(tree / "train", class_names),
-                   _read_class_folders(tree / "test", class_names), class_names, cfg,
+    return _source(_read_class_folders(tree / "train", class_names, strict=False),
+                   _read_class_folders(tree / "test", class_names, strict=False), class_names, cfg,
                    {"origin": str(tree.resolve()), "test_split": "aclImdb/test"})
 
 
