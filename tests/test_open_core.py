@@ -328,6 +328,14 @@ def test_identifier_text_columns_are_left_out_unless_named(wine_csv, tmp_path, c
     assert meta.input_shape == [15] and meta.source["left_out"] == {"bottle": 178}  # as without it
     named = prepare({**data, "features": ["bottle", "alcohol"]}, tmp_path / "named")
     assert "left out" not in capsys.readouterr().out and named.input_shape == [179]
+    # a Parquet file's dates: one-hot they were categories no new row's date could match
+    frame.insert(1, "bottled", pd.date_range("2020-01-01", periods=len(frame), freq="7D"))
+    frame.to_parquet(tmp_path / "dated.parquet")
+    dated = prepare({**data, "path": str(tmp_path / "dated.parquet")}, tmp_path / "dated")
+    assert "column(s) bottled left out: dates or durations" in capsys.readouterr().out
+    assert dated.input_shape == [15] and dated.source["left_out"] == {"bottle": 178, "bottled": 178}
+    with pytest.raises(ConfigError, match="data.features: bottled hold dates or durations"):
+        prepare({**data, "path": str(tmp_path / "dated.parquet"), "features": ["bottled", "alcohol"]}, tmp_path / "d2")
 
 
 def test_mean_imputation_uses_the_training_split_only_and_never_fills_the_target(wine_csv, tmp_path, capsys):

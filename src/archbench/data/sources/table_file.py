@@ -138,8 +138,17 @@ def _columns(frame, target_name: str, cfg: dict[str, Any], name: str) -> tuple[l
     if target_name in features or len(set(features)) < len(features):
         raise ConfigError(f"data.features must name other columns than the target ({target_name!r}: a model "
                           f"given the answer), each once; got {features}")
-    left_out = {} if cfg.get("features") else _identifier_columns(frame[features], int(cfg.get("max_categories", 100)))
-    features = [c for c in features if c not in left_out]
+    dates = [str(c) for c in features if frame[c].dtype.kind in "mM"]
+    if dates and cfg.get("features"):
+        raise ConfigError(f"data.features: {', '.join(dates)} hold dates or durations; archbench reads numbers "
+                          f"and categories: derive numeric columns (year, day of year, days since) in the table")
+    if dates:
+        print(f"archbench: warning: column(s) {', '.join(dates)} left out: dates or durations (as categories, "
+              f"no new row's date would be known); derive numeric columns from them in the table", flush=True)
+    left_out = {} if cfg.get("features") else _identifier_columns(frame[[c for c in features if str(c) not in dates]],
+                                                                  int(cfg.get("max_categories", 100)))
+    left_out.update({c: int(frame[c].nunique()) for c in dates})
+    features = [c for c in features if str(c) not in left_out]
     if not features:
         raise DataError(f"{name} has no feature column left besides {target_name!r} (set data.features=[…])")
     return features, left_out
