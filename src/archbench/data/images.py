@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from archbench.data.sources.folders import visible_files
 from archbench.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what Pillow reads
@@ -53,8 +54,6 @@ def image_files(folder: Path) -> list[Path]:
     """The image files (``IMAGE_SUFFIXES``) in ``folder`` and its sub-folders (photos kept by date,
     say; as torchvision's ImageFolder reads a class), sorted by path; hidden ones (a Mac's ``._*``
     copies, ``.thumbnails/``) are not images of the class."""
-    from archbench.data.sources import visible_files
-
     return sorted(p for p in visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES)
 
 

@@ -14,12 +14,11 @@ from typing import Any
 import numpy as np
 
 from archbench.data.audio import read_wav
-from archbench.data.sources import (
-    Source,
+from archbench.data.sources import Source, md5_of
+from archbench.data.sources.folders import (
     check_given,
     check_split_classes,
     class_folders,
-    md5_of,
     split_folders,
     visible_files,
 )
@@ -157,7 +156,7 @@ def audio_folder(cfg: dict[str, Any]) -> Source:
         raise ConfigError("data.split=speaker needs speaker names (FSDD's file names); an audio folder "
                           "splits by a given test/ tree or a seeded share")
     splits = split_folders(root)
-    train_root = splits.get("train", root)
+    train_root = splits["train"]
     classes = [p.name for p in class_folders(train_root)]
     if len(classes) < 2:
         raise DataError(f"{train_root} needs one sub-folder of WAV files per class (at least two); found "

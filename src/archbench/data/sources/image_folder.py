@@ -8,13 +8,12 @@ from typing import Any
 import numpy as np
 
 from archbench.data.images import IMAGE_KINDS, image_files, read_image
-from archbench.data.sources import (
-    Source,
+from archbench.data.sources import Source, sha256_of
+from archbench.data.sources.folders import (
     check_given,
     check_split_classes,
     class_folders,
     other_files,
-    sha256_of,
     split_folders,
 )
 from archbench.errors import ConfigError, DataError
@@ -64,7 +63,7 @@ def image_folder(cfg: dict[str, Any]) -> Source:
     size = cfg.get("image_size", 28)
     size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
     splits = split_folders(root)
-    train_root = splits.get("train", root)
+    train_root = splits["train"]
     classes = [p.name for p in _class_folders(train_root)]
     if len(classes) < 2:
         raise DataError(f"{train_root} has one class folder only ({classes[0]}): nothing to classify")

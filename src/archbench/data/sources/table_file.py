@@ -98,17 +98,26 @@ def _handle_missing(frame, policy: str, target: str):
     return frame[frame[target].notna()]
 
 
-def _identifier_columns(frame, max_categories: int) -> dict[str, int]:
-    """Text columns with more distinct values than ``max_categories`` (names, ticket numbers,
-    free text), left out with a warning: one-hot, each would be as many columns, and a new row
-    would carry a value training never saw (which predict refuses). ``{column: distinct values}``."""
-    many = {str(c): int(frame[c].nunique()) for c in frame.columns if frame[c].dtype.kind not in "iufb"}
-    many = {c: n for c, n in many.items() if n > max_categories}
+def _left_out(frame, features: list, max_categories: int, named: bool) -> dict[str, int]:
+    """``{column: distinct values}`` of the features left out, each kind said in a warning: dates
+    and durations (as categories, no new row's date would be known; one line when ``data.features``
+    names them), and, unless named, text columns with more than ``max_categories`` distinct values
+    (names, ticket numbers, free text: one-hot, a column per row, and new rows' values unseen)."""
+    dates = [c for c in features if frame[c].dtype.kind in "mM"]
+    if dates and named:
+        raise ConfigError(f"data.features: {', '.join(map(str, dates))} hold dates or durations; archbench reads "
+                          f"numbers and categories: derive numeric columns (year, day of year, days since) in the table")
+    text = [] if named else [c for c in features if frame[c].dtype.kind not in "iufbmM"]
+    many = {c: int(frame[c].nunique()) for c in text if frame[c].nunique() > max_categories}
+    if dates:
+        print(f"archbench: warning: column(s) {', '.join(map(str, dates))} left out: dates or durations (as "
+              f"categories, no new row's date would be known); derive numeric columns from them in the table",
+              flush=True)
     if many:
         print(f"archbench: warning: column(s) {', '.join(f'{c} ({n} values)' for c, n in many.items())} left "
               f"out: text columns with more than data.max_categories={max_categories} distinct values (an "
               f"identifier, free text); data.features=[…] names the columns to use", flush=True)
-    return many
+    return {str(c): n for c, n in {**many, **{c: int(frame[c].nunique()) for c in dates}}.items()}
 
 
 def _decide_task(target, requested: str, max_classes: int) -> str:
@@ -124,8 +133,8 @@ def _decide_task(target, requested: str, max_classes: int) -> str:
 
 
 def _columns(frame, target_name: str, cfg: dict[str, Any], name: str) -> tuple[list, dict[str, int]]:
-    """The feature columns (``data.features``, else every other column but identifier-like text
-    ones) and those left out; one line for a missing target or feature, or the target as a feature."""
+    """The feature columns (``data.features``, else every other column) less those ``_left_out``, and
+    those; one line for a missing target or feature, or the target as a feature."""
     columns = ", ".join(map(str, frame.columns))
     if not target_name:
         raise DataError(f"data=csv needs data.target=COLUMN, the column to predict; {name}'s columns: {columns}")
@@ -138,16 +147,7 @@ def _columns(frame, target_name: str, cfg: dict[str, Any], name: str) -> tuple[l
     if target_name in features or len(set(features)) < len(features):
         raise ConfigError(f"data.features must name other columns than the target ({target_name!r}: a model "
                           f"given the answer), each once; got {features}")
-    dates = [str(c) for c in features if frame[c].dtype.kind in "mM"]
-    if dates and cfg.get("features"):
-        raise ConfigError(f"data.features: {', '.join(dates)} hold dates or durations; archbench reads numbers "
-                          f"and categories: derive numeric columns (year, day of year, days since) in the table")
-    if dates:
-        print(f"archbench: warning: column(s) {', '.join(dates)} left out: dates or durations (as categories, "
-              f"no new row's date would be known); derive numeric columns from them in the table", flush=True)
-    left_out = {} if cfg.get("features") else _identifier_columns(frame[[c for c in features if str(c) not in dates]],
-                                                                  int(cfg.get("max_categories", 100)))
-    left_out.update({c: int(frame[c].nunique()) for c in dates})
+    left_out = _left_out(frame, features, int(cfg.get("max_categories", 100)), bool(cfg.get("features")))
     features = [c for c in features if str(c) not in left_out]
     if not features:
         raise DataError(f"{name} has no feature column left besides {target_name!r} (set data.features=[…])")

@@ -15,18 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources import (
-    TEXT_ENCODING,
-    Source,
+from archbench.data.sources import TEXT_ENCODING, Source, download, extract_archive, md5_of, utf8
+from archbench.data.sources.folders import (
     check_given,
     check_split_classes,
     class_folders,
-    download,
-    extract_archive,
-    md5_of,
     other_files,
     split_folders,
-    utf8,
     visible_files,
 )
 from archbench.errors import ConfigError, DataError
@@ -224,11 +219,11 @@ def text_files(cfg: dict[str, Any]) -> Source:
     given: dict[str, tuple[list[str], np.ndarray]] = {}
     if path.is_dir():  # class folders, or train/ with val/ and/or test/ trees of them
         splits = split_folders(path)
-        class_names = [p.name for p in class_folders(splits.get("train", path))]
+        class_names = [p.name for p in class_folders(splits["train"])]
         if not class_names:
             raise DataError(f"no class sub-folders in {path}: put one folder of .txt files per class there")
         check_split_classes(splits, class_names)
-        texts, labels = _read_class_folders(splits.get("train", path), class_names)
+        texts, labels = _read_class_folders(splits["train"], class_names)
         given = {split: _read_class_folders(splits[split], class_names) for split in ("val", "test") if split in splits}
         for split, (given_texts, _) in given.items():
             check_given(splits[split], len(given_texts), ".txt files", class_names)
