@@ -11,9 +11,11 @@ import pytest
 import torch
 from conftest import call_cli
 
-from archbench.config import to_dict
+from archbench.config import compose, to_dict
 from archbench.data.prepare import ensure_prepared, prepare
 from archbench.data.recommend import ImplicitFeedback, PairSet, sample_negatives
+from archbench.data.sources import md5_of
+from archbench.data.sources.movielens import FORMATS, _read_ratings_by_line, read_ratings
 from archbench.data.store import load_all
 from archbench.errors import ConfigError, DataError, IncompatibleError
 from archbench.nets.recommender import GMF, NCFMLP, MatrixFactorization, NeuMF
@@ -91,6 +93,28 @@ def test_generated_files_in_each_official_format_load(tmp_path, writer):
     assert items[3] == "2\t16\tLord of the Rings, The (2001)"
     ratings = meta.extra["rating"]
     assert ratings["min"] >= (0.5 if writer is write_ml_latest else 1) and ratings["max"] <= 5
+
+
+@pytest.mark.parametrize("writer", [write_ml100k, write_ml_latest, write_ml1m])
+def test_the_fast_reader_reads_each_format_as_the_line_reader(tmp_path, writer):
+    path = next(p for p in writer(tmp_path).iterdir() if p.name in FORMATS)
+    fast = read_ratings(path)
+    assert fast.shape == (USERS * 25, 4) and np.array_equal(fast, _read_ratings_by_line(path))
+    assert np.array_equal(fast[:, [0, 1, 3]], synthetic_ratings()[:, [0, 1, 3]])
+
+
+def test_a_malformed_ratings_line_is_named_by_its_number(tmp_path):
+    write_ml100k(tmp_path)
+    lines = (tmp_path / "u.data").read_text().splitlines()
+    (tmp_path / "u.data").write_text("\n".join([*lines[:4], "1\t2\tfive\t880000000", *lines[4:]]) + "\n")
+    with pytest.raises(DataError, match=r"u.data:5: not 'user\titem\trating\ttimestamp': '1\\t2\\tfive"):
+        read_ratings(tmp_path / "u.data")
+    (tmp_path / "u.data").write_text("\n".join([*lines[:2], "1\t2\t3", *lines[2:]]) + "\n")
+    with pytest.raises(DataError, match="u.data:3: expected 4 fields, got 3"):
+        read_ratings(tmp_path / "u.data")
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n")
+    with pytest.raises(DataError, match="ratings.csv holds no ratings"):
+        read_ratings(tmp_path / "ratings.csv")
 
 
 def test_random_split_is_80_10_10_without_leakage(tmp_path):
@@ -173,8 +197,14 @@ def test_missing_files_and_wrong_md5_are_one_line(tmp_path):
     with pytest.raises(DataError, match="no MovieLens ratings in .*ml-100k/u.data.*data.download=true"):
         prepare(_cfg(tmp_path / "nothing"), tmp_path / "out")
     write_ml100k(tmp_path / "ml")
+    pinned = to_dict(compose(["data=movielens"]).data)["md5"]  # the config's: u.data by file name
     with pytest.raises(DataError, match="not the official 6e47.*data.md5=null"):
-        prepare(_cfg(tmp_path / "ml", md5="6e47046882bad158b0efbb84cd5cb987"), tmp_path / "out")
+        prepare(_cfg(tmp_path / "ml", md5=pinned), tmp_path / "out")
+    write_ml_latest(tmp_path / "latest")
+    with pytest.raises(DataError, match="not the official 0123.*data.md5=null"):  # a string pins any file
+        prepare(_cfg(tmp_path / "latest", md5="0123"), tmp_path / "out")
+    meta = prepare(_cfg(tmp_path / "latest", md5=pinned), tmp_path / "out")  # another release's file: unpinned
+    assert meta.source["md5"] == md5_of(tmp_path / "latest" / "ratings.csv")
     with pytest.raises(ConfigError, match="rating or ranking, not 'clicks'"):
         prepare(_cfg(tmp_path / "ml", task="clicks"), tmp_path / "out")
 
