@@ -406,6 +406,42 @@ def test_a_cnn_trains_on_fsdd_spectrograms_and_predict_classifies_a_wav(make_cfg
     tensor = call_cli("archbench-predict", str(tmp_path / "x.npy"), "--model-uri", uri,
                       "--tracking-uri", cfg.logger.tracking_uri)
     assert tensor.returncode == 2 and "classifies recordings: give a .wav file" in tensor.stderr
+    _served_like_predicted(uri, cfg.logger.tracking_uri, fsdd_root, tmp_path)
+
+
+def _served_like_predicted(uri: str, store: str, fsdd_root: Path, tmp_path: Path) -> None:
+    """A folder of WAVs through archbench-predict (hidden and non-WAV files skipped) and the same
+    files base64-encoded through the raw-input pyfunc: the same labels and probabilities."""
+    import base64
+    import shutil
+
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    clips = tmp_path / "clips"
+    (clips / "day2").mkdir(parents=True)
+    names = ["0_george_1.wav", "5_jackson_2.wav", "day2/9_lucas_3.wav"]
+    for name in names:
+        shutil.copy(fsdd_root / "recordings" / Path(name).name, clips / name)
+    (clips / "._0_george_1.wav").write_bytes(b"\x00\x05\x16\x07 a Mac resource fork")
+    (clips / "notes.txt").write_text("not a recording")
+    printed = call_cli("archbench-predict", str(clips), "--model-uri", uri, "--tracking-uri", store)
+    assert printed.returncode == 0, printed.stderr
+    rows = [line.split(",") for line in printed.stdout.strip().splitlines()[1:]]
+    assert [r[-1] for r in rows] == [str(clips / n) for n in names]
+    exported = call_cli("archbench-export", "--model-uri", uri, "--tracking-uri", store, "--format", "pyfunc",
+                        "--output", str(tmp_path / "pyfunc-export"), "--no-log")
+    assert exported.returncode == 0 and "audio inputs" in exported.stdout, exported.stderr[-3000:]
+    served = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc-export" / "pyfunc"))
+    encoded = [base64.b64encode((clips / n).read_bytes()).decode() for n in names]
+    answer = served.predict(pd.DataFrame({"audio": encoded}))
+    assert answer["label"].tolist() == [r[1] for r in rows]
+    assert [f"{p:.4f}" for p in answer["probability"]] == [r[2] for r in rows]
+    with pytest.raises(MlflowException, match="audio 1: not a PCM WAV file"):
+        served.predict(pd.DataFrame({"audio": [encoded[0], base64.b64encode(b"plain text").decode()]}))
+    with pytest.raises(MlflowException, match="audio 0: not base64"):
+        served.predict(pd.DataFrame({"audio": ["not base64!"]}))
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@ write a logged classifier's, regressor's or language model's forward as an ONNX 
 onnxruntime; ``auto``: TorchScript where ONNX cannot express the model), check its outputs against
 PyTorch on the run's own first test batch, and log the file and the parity figures to the model's
 MLflow run (``export/``). Exits 1 when the outputs differ by more than ``--tolerance``. ``pyfunc``:
-an MLflow model that takes raw inputs (table rows by column name, texts, base64 image files) for
+an MLflow model that takes raw inputs (table rows by column name, texts, base64 image or WAV files) for
 ``mlflow models serve``, logged to the same run.
 """
 
@@ -107,8 +107,8 @@ def _export_pyfunc(args: argparse.Namespace, model, uri: str, client, run_id: st
     metadata = mlflow.models.get_model_info(uri).metadata or {}
     reads = raw_input_reads(model, metadata, client.get_run(run_id).data.tags)
     if reads is None:
-        fail(PROGRAM, f"{uri} takes no raw inputs a pyfunc could read (a text or image classifier, or a "
-                      f"model of a table with named columns, does); serve the model itself: it takes prepared tensors")
+        fail(PROGRAM, f"{uri} takes no raw inputs a pyfunc could read (a text, image or spoken-word "
+                      f"classifier, or a model of a table with named columns, does); serve the model itself: it takes prepared tensors")
     out_dir = (args.output or project_root() / "outputs" / "export" / run_id) / "pyfunc"
     save_raw_input_model(uri, reads, out_dir)
     answer = mlflow.pyfunc.load_model(str(out_dir)).predict(example_input(reads))

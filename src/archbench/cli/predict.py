@@ -19,7 +19,8 @@ new rows of it by column name: a ``.csv`` with a header row (or a ``.parquet``),
 normalised as the training rows were.
 
 A spoken-word classifier (trained on ``data=fsdd``, ``fsdd_speaker``, ``audio_folder``) takes a
-``.wav`` file instead, turned into its training features (mono, its sample rate, its frames).
+``.wav`` file instead, or a folder of them (one row each), turned into its training features (mono,
+its sample rate, its frames).
 
 A translation model (task seq2seq, e.g. ``data=multi30k model=seq2seq_attention``) translates the
 same raw-text inputs, printing index, source and translation (``--beam-size``: 1 greedy, default
@@ -174,11 +175,7 @@ def _model_outputs(uri: str, model: Any, tags: dict[str, str],
     import torch
 
     if hasattr(model, "predict_waves"):
-        from archbench.data.audio import read_wav
-
-        if args.input is None or args.input.suffix.lower() != ".wav" or not args.input.is_file():
-            fail(PROGRAM, f"{uri} classifies recordings: give a .wav file (got {args.input or '--text'})")
-        return model.predict_waves([read_wav(args.input, model.sample_rate)]), "file", [str(args.input)]
+        return _audio_outputs(uri, model, args.input, args.limit)
     if hasattr(model, "predict_texts"):
         texts = _load_texts(args.input, args.text, args.column)[: args.limit]
         return model.predict_texts(texts), "text", texts
@@ -195,6 +192,22 @@ def _model_outputs(uri: str, model: Any, tags: dict[str, str],
     x = _load_inputs(args.input, json.loads(tags.get("input_shape", "[]")))[: args.limit]
     with torch.no_grad():
         return model(torch.from_numpy(x)), None, []
+
+
+def _audio_outputs(uri: str, model: Any, path: Path | None, limit: int | None) -> tuple[Any, str, list[str]]:
+    """A WAV file, or every ``.wav`` in a folder and its sub-folders (hidden ones not), read as the
+    model's training recordings were (mono, its sample rate, padded or cropped to its frames)."""
+    from archbench.data.audio import read_wav
+    from archbench.data.sources.folders import visible_files
+
+    if path is None or not (path.is_dir() or path.suffix.lower() == ".wav"):
+        fail(PROGRAM, f"{uri} classifies recordings: give a .wav file or a folder of them (got {path or '--text'})")
+    if not path.exists():
+        fail(PROGRAM, f"no input file {path}")
+    files = (sorted(p for p in visible_files(path) if p.suffix.lower() == ".wav") if path.is_dir() else [path])[:limit]
+    if not files:
+        fail(PROGRAM, f"no .wav files in {path}")
+    return model.predict_waves([read_wav(file, model.sample_rate) for file in files]), "file", [str(f) for f in files]
 
 
 def _raw_input_settings(uri: str, key: str) -> dict[str, Any] | None:

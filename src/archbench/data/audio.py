@@ -9,6 +9,7 @@ torchaudio does not pair with this torch build and librosa pulls numba, so the m
 from __future__ import annotations
 
 import functools
+import io
 import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,12 +23,13 @@ FEATURE_KINDS = ("logmel", "mfcc")
 LOG_FLOOR = 1e-6  # added to mel power before the log: digital silence maps to log(1e-6)
 
 
-def read_wav(path: str | Path, sample_rate: int, resample: bool = True) -> np.ndarray:
+def read_wav(path: str | Path, sample_rate: int, resample: bool = True, data: bytes | None = None) -> np.ndarray:
     """A WAV file (8-, 16-, 24- or 32-bit PCM, or 32/64-bit float) as mono float32 in [-1, 1] at
     ``sample_rate`` Hz: stereo is averaged to mono, another rate is resampled (polyphase, scipy)
-    unless ``resample`` is false; anything else is refused in one line."""
+    unless ``resample`` is false; anything else is refused in one line. With ``data`` (the file's
+    bytes, say from a request) those are read, and ``path`` only names them in messages."""
     path = Path(path)
-    samples, channels, rate = _decode_wav(path)
+    samples, channels, rate = _decode_wav(path, data)
     if len(samples) == 0:
         raise DataError(f"{path}: no audio samples")
     samples = samples.reshape(-1, channels).mean(axis=1)
@@ -43,17 +45,17 @@ def read_wav(path: str | Path, sample_rate: int, resample: bool = True) -> np.nd
     return samples.astype(np.float32)
 
 
-def _decode_wav(path: Path) -> tuple[np.ndarray, int, int]:
+def _decode_wav(path: Path, data: bytes | None = None) -> tuple[np.ndarray, int, int]:
     """(interleaved float32 samples in [-1, 1], channels, rate). Python's ``wave`` reads integer
     PCM; float files and WAVE_FORMAT_EXTENSIBLE ones (how many recorders write 24-bit audio),
     which it calls an unknown format, are read by scipy."""
     try:
-        with wave.open(str(path), "rb") as handle:
+        with wave.open(str(path) if data is None else io.BytesIO(data), "rb") as handle:
             channels, width, rate = handle.getnchannels(), handle.getsampwidth(), handle.getframerate()
             raw = handle.readframes(handle.getnframes())
     except wave.Error as err:
         if str(err).startswith("unknown format"):
-            return _decode_with_scipy(path)
+            return _decode_with_scipy(path, data)
         raise DataError(f"{path}: not a PCM WAV file ({err})") from None
     except EOFError:  # it carries no message
         raise DataError(f"{path}: not a PCM WAV file (the file ends before its header does)") from None
@@ -76,7 +78,7 @@ def _pcm_samples(raw: bytes, width: int, path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).astype(np.float32) / float(np.iinfo(dtype).max + 1)
 
 
-def _decode_with_scipy(path: Path) -> tuple[np.ndarray, int, int]:
+def _decode_with_scipy(path: Path, data: bytes | None = None) -> tuple[np.ndarray, int, int]:
     import warnings
 
     from scipy.io import wavfile
@@ -84,18 +86,18 @@ def _decode_with_scipy(path: Path) -> tuple[np.ndarray, int, int]:
     try:
         with warnings.catch_warnings():  # chunks it skips (LIST, cue): not the user's concern
             warnings.simplefilter("ignore", wavfile.WavFileWarning)
-            rate, data = wavfile.read(path)
+            rate, values = wavfile.read(path if data is None else io.BytesIO(data))
     except Exception as err:  # noqa: BLE001 - whatever scipy raises, the file is at fault
         # scipy's own refusals are ValueErrors; a cut-off file trips its parser in other ways
         reason = " ".join(str(err).split()) if isinstance(err, ValueError) else "truncated or malformed"
         raise DataError(f"{path}: not a WAV file archbench can read ({reason})") from None
-    channels = 1 if data.ndim == 1 else data.shape[1]
-    if data.dtype.kind == "f":
-        samples = data.astype(np.float32)
-    elif data.dtype == np.uint8:
-        samples = (data.astype(np.float32) - 128) / 128
+    channels = 1 if values.ndim == 1 else values.shape[1]
+    if values.dtype.kind == "f":
+        samples = values.astype(np.float32)
+    elif values.dtype == np.uint8:
+        samples = (values.astype(np.float32) - 128) / 128
     else:  # scipy returns 24-bit audio in int32, left-aligned
-        samples = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+        samples = values.astype(np.float32) / float(np.iinfo(values.dtype).max + 1)
     return samples.reshape(-1), channels, int(rate)
 
 

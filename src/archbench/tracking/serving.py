@@ -1,5 +1,5 @@
 """A logged model wrapped to take raw inputs over MLflow's scoring server (``mlflow models serve``):
-new table rows by column name, texts, or image files (base64-encoded, as JSON carries bytes). The logged model itself is a plain net (MLflow's pytorch
+new table rows by column name, texts, or image or WAV files (base64-encoded: JSON carries no bytes). The logged model itself is a plain net (MLflow's pytorch
 flavour), so served as it is it takes prepared tensors only; this ``pyfunc`` wrapper reads the
 inputs as ``archbench-predict`` does (the same encoders, the model's own MLmodel metadata) and
 answers labels with probabilities, or a regressor's predictions in the target's units.
@@ -17,11 +17,13 @@ import pandas as pd
 
 TEXT_COLUMN = "text"
 IMAGE_COLUMN = "image"  # an image file's bytes (PNG, JPEG, ...), base64-encoded
+AUDIO_COLUMN = "audio"  # a WAV file's bytes, base64-encoded
 
 
 class RawInputModel(mlflow.pyfunc.PythonModel):
-    """``predict(DataFrame)``: a ``text`` column for a text classifier, an ``image`` column (base64
-    file bytes) for an image classifier, the training table's columns for a table model; a DataFrame
+    """``predict(DataFrame)``: a ``text`` column for a text classifier, an ``image`` (``audio``) column
+    of base64 file bytes for an image (spoken-word) classifier, the training table's columns for a
+    table model; a DataFrame
     of ``label``, ``probability`` and one ``p(<class>)`` per class, or of ``prediction``."""
 
     def load_context(self, context) -> None:
@@ -48,6 +50,8 @@ class RawInputModel(mlflow.pyfunc.PythonModel):
             elif self.reads["kind"] == "image":
                 with torch.no_grad():
                     outputs = self.net(_image_tensor(model_input[IMAGE_COLUMN], self.reads["image_input"]))
+            elif self.reads["kind"] == "audio":
+                outputs = self.net.predict_waves(_waves(model_input[AUDIO_COLUMN], self.net.sample_rate))
             else:
                 with torch.no_grad():
                     outputs = self.net(torch.from_numpy(encode_rows(model_input, self.reads["table_input"], "request")))
@@ -56,10 +60,24 @@ class RawInputModel(mlflow.pyfunc.PythonModel):
         return _answer(outputs, self.reads)
 
 
-def _image_tensor(encoded, settings: dict[str, Any]):
-    """Base64 image files → the model's input tensor, each read as ``archbench-predict`` reads a file."""
+def _file_bytes(encoded, kind: str) -> list[bytes]:
+    """Each base64 string's bytes; one that is not base64 is the client's error, named by index."""
     import base64
     import binascii
+
+    from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
+    files = []
+    for i, value in enumerate(encoded):
+        try:
+            files.append(base64.b64decode(str(value), validate=True))
+        except binascii.Error:
+            raise MlflowException(f"{kind} {i}: not base64", INVALID_PARAMETER_VALUE) from None
+    return files
+
+
+def _image_tensor(encoded, settings: dict[str, Any]):
+    """Base64 image files → the model's input tensor, each read as ``archbench-predict`` reads a file."""
     import io
 
     import numpy as np
@@ -70,14 +88,20 @@ def _image_tensor(encoded, settings: dict[str, Any]):
 
     size = (int(settings["size"][0]), int(settings["size"][1]))
     images = []
-    for i, value in enumerate(encoded):
+    for i, data in enumerate(_file_bytes(encoded, "image")):
         try:
-            images.append(read_image(io.BytesIO(base64.b64decode(str(value), validate=True)),
-                                     int(settings["channels"]), size))
-        except (binascii.Error, DataError) as err:
-            reason = "not base64" if isinstance(err, binascii.Error) else "not an image file Pillow reads"
-            raise MlflowException(f"image {i}: {reason}", INVALID_PARAMETER_VALUE) from None
+            images.append(read_image(io.BytesIO(data), int(settings["channels"]), size))
+        except DataError:
+            raise MlflowException(f"image {i}: not an image file Pillow reads", INVALID_PARAMETER_VALUE) from None
     return model_inputs(np.stack(images), settings)
+
+
+def _waves(encoded, sample_rate: int) -> list:
+    """Base64 WAV files → mono waveforms at the model's rate, read as ``archbench-predict`` reads a
+    file (a WAV it cannot read is a DataError naming ``audio <i>``: the client's error)."""
+    from archbench.data.audio import read_wav
+
+    return [read_wav(f"audio {i}", sample_rate, data=data) for i, data in enumerate(_file_bytes(encoded, "audio"))]
 
 
 def _answer(outputs, reads: dict[str, Any]) -> pd.DataFrame:
@@ -91,8 +115,8 @@ def _answer(outputs, reads: dict[str, Any]) -> pd.DataFrame:
 
 
 def raw_input_reads(model: Any, metadata: dict[str, Any], tags: dict[str, str]) -> dict[str, Any] | None:
-    """What the wrapper reads and answers, for a model it can serve (a text classifier, or a model
-    trained on a table with named columns); None for any other."""
+    """What the wrapper reads and answers, for a model it can serve (a text, image or spoken-word
+    classifier, or a model trained on a table with named columns); None for any other."""
     task = tags.get("task", "classification")
     common = {"task": task, "class_names": json.loads(tags.get("class_names", "[]"))}
     if hasattr(model, "predict_texts") and task == "classification":
@@ -101,12 +125,14 @@ def raw_input_reads(model: Any, metadata: dict[str, Any], tags: dict[str, str]) 
         return {"kind": "table", "table_input": metadata["table_input"], **common}
     if metadata.get("image_input") and task == "classification":
         return {"kind": "image", "image_input": metadata["image_input"], **common}
+    if hasattr(model, "predict_waves") and task == "classification":
+        return {"kind": "audio", "sample_rate": int(model.sample_rate), **common}
     return None
 
 
 def example_input(reads: dict[str, Any]) -> pd.DataFrame:
-    """One request row: a short text, or the training mean of each numeric column and the first
-    training value of each categorical one."""
+    """One request row: a short text, a mid-grey image, half a second of silence, or the training
+    mean of each numeric column and the first training value of each categorical one."""
     if reads["kind"] == "text":
         return pd.DataFrame({TEXT_COLUMN: ["a quietly moving film"]})
     if reads["kind"] == "image":  # a mid-grey image of the model's size, as a PNG file
@@ -119,6 +145,18 @@ def example_input(reads: dict[str, Any]) -> pd.DataFrame:
         png = io.BytesIO()
         Image.new("L", (width, height), 128).save(png, format="PNG")
         return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(png.getvalue()).decode()]})
+    if reads["kind"] == "audio":  # 16-bit mono PCM at the model's rate
+        import base64
+        import io
+        import wave
+
+        rate, wav = int(reads["sample_rate"]), io.BytesIO()
+        with wave.open(wav, "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(2)
+            handle.setframerate(rate)
+            handle.writeframes(bytes(2 * (rate // 2)))
+        return pd.DataFrame({AUDIO_COLUMN: [base64.b64encode(wav.getvalue()).decode()]})
     spec = reads["table_input"]
     means = dict(zip(spec["columns"], spec["normalization"]["mean"], strict=True))
     return pd.DataFrame([{**{c: float(means[c]) for c in spec["numeric"]},
@@ -130,8 +168,8 @@ def _signature(reads: dict[str, Any]):
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
 
-    if reads["kind"] in ("text", "image"):
-        column = TEXT_COLUMN if reads["kind"] == "text" else IMAGE_COLUMN
+    column = {"text": TEXT_COLUMN, "image": IMAGE_COLUMN, "audio": AUDIO_COLUMN}.get(reads["kind"])
+    if column:
         return ModelSignature(inputs=Schema([ColSpec("string", column)]))
     spec = reads["table_input"]
     # numbers as any type: MLflow refuses JSON's 127 for a double column ("Can not safely convert
