@@ -162,6 +162,24 @@ def test_missing_text_file_says_where_to_put_it(tmp_path):
         prepare("tinyshakespeare", {"path": str(tmp_path / "input.txt")}, tmp_path / "t")
 
 
+def test_your_own_corpus_is_a_dataset_of_its_own_by_config(tmp_path):
+    """data=text_corpus: any UTF-8 file, its characters the vocabulary, split in contiguous runs;
+    no path, or an empty file, is one line."""
+    corpus = "Zwölf Boxkämpfer jagen Viktor quer über den großen Sylter Deich.\n" * 40
+    (tmp_path / "mine.txt").write_text(corpus, encoding="utf-8")
+    settings = {k: v for k, v in compose(["data=text_corpus"]).data.items() if k != "path"}
+    meta = prepare("text_corpus", {**settings, "path": str(tmp_path / "mine.txt")}, tmp_path / "t")
+    assert meta.class_names == sorted(set(corpus)) and "ö" in meta.class_names
+    assert abs(meta.splits["train"] - 0.9 * len(corpus)) <= 1 and meta.source["characters"] == len(corpus)
+    _, splits = load_all(tmp_path / "t")
+    assert "".join(meta.class_names[i] for i in splits["train"]["x"][:12].tolist()) == corpus[:12]
+    with pytest.raises(ConfigError, match="data=text_corpus needs data.path=FILE"):
+        prepare("text_corpus", {**settings, "path": None}, tmp_path / "none")
+    (tmp_path / "blank.txt").write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(DataError, match="blank.txt holds no text"):
+        prepare("text_corpus", {**settings, "path": str(tmp_path / "blank.txt")}, tmp_path / "blank")
+
+
 @pytest.mark.parametrize("dataset, key, name", [
     ("tinyshakespeare", "path", "input.txt"),
     ("parallel_text", "tsv", "pairs.tsv"),

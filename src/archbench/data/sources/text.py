@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from archbench.data.sources import TEXT_ENCODING, Source, download, utf8
-from archbench.errors import DataError
+from archbench.errors import ConfigError, DataError
 
 
 def characters(text: str, info: dict[str, Any], block_size: int) -> Source:
@@ -33,14 +33,18 @@ def pydoc_text(cfg: dict[str, Any]) -> Source:
 
 def text_file(cfg: dict[str, Any]) -> Source:
     """A UTF-8 text file at ``path`` (``download: true`` fetches ``url`` there first)."""
-    path = Path(str(cfg.get("path") or "")).expanduser()
+    if not cfg.get("path"):
+        raise ConfigError(f"data={cfg.get('name')} needs data.path=FILE (a UTF-8 text file: the corpus)")
+    path = Path(str(cfg["path"])).expanduser()
     if not path.is_file():
         if cfg.get("download") and cfg.get("url"):
             download(str(cfg["url"]), path)
         else:
-            raise DataError(f"text file not found: {path.resolve()}; put the corpus there, set "
-                            f"data.path=FILE, or data.download=true to fetch {cfg.get('url')}")
+            fetch = f", or data.download=true to fetch {cfg['url']}" if cfg.get("url") else ""
+            raise DataError(f"text file not found: {path.resolve()}; put the corpus there or set data.path=FILE{fetch}")
     with utf8(path):
         text = path.read_text(encoding=TEXT_ENCODING)
+    if not text.strip():
+        raise DataError(f"{path} holds no text")
     return characters(text, {"origin": str(path.resolve())},
                       int(cfg.get("block_size", 64)))
