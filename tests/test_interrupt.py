@@ -101,8 +101,9 @@ def test_an_interrupted_sweep_fails_its_trial_at_once_and_the_same_command_conti
     [(_, child)] = runs.items()
     assert child.info.status == "KILLED" and child.data.tags["optuna.trial_state"] == "FAIL"
 
+    # a shorter budget is another experiment (its own study) unless the study is named
     shorter = [a.replace("trainer.max_epochs=5000", "trainer.max_epochs=2") for a in command]
-    again = call_cli(*shorter, env=env)
+    again = call_cli(*shorter, f"hydra.sweeper.study_name={summary.study_name}", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     trials = optuna.load_study(study_name=summary.study_name, storage=store).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]

@@ -49,6 +49,44 @@ def _runs(tmp_path) -> list:
     return client.search_runs([client.get_experiment_by_name("archbench").experiment_id])
 
 
+def test_a_study_is_its_data_and_config_not_where_or_how_it_runs():
+    """Before, the name hashed the search space only: a sweep of another table (data=csv), model
+    size or epoch budget silently continued the first one's study and reported its best trial."""
+    from archbench.config import compose
+    from archbench.sweep.runner import _experiment
+    from archbench.sweep.study import study_name
+
+    space = {"optimizer.lr": {"low": 1e-4, "high": 3e-2, "log": True}}
+
+    def name(*overrides: str, checksum: str = "sha256:wine") -> str:
+        cfg = compose(["data=csv", "data.path=/data/wine.csv", "data.target=cultivar", "model=mlp", *overrides])
+        return study_name("csv", "mlp", space, _experiment(cfg, space, checksum))
+
+    same = name()
+    for where_or_searched in ("data.path=/elsewhere/wine.csv", "threads=1", "trainer.devices=2",
+                              "trainer.strategy=ddp", "callbacks.progress_bar=none", "optimizer.lr=0.5"):
+        assert name(where_or_searched) == same, where_or_searched
+    assert name(checksum="sha256:iris") != same
+    for what in ("trainer.max_epochs=7", "model.net.hidden=[8]", "data.seed=1", "data.batch_size=8",
+                 "optimizer=sgd", "optimizer.weight_decay=0.1", "seed=1", "callbacks.early_stopping.patience=3"):
+        assert name(what) != same, what
+
+
+def test_a_sweep_on_your_own_table_reads_its_task_from_the_data(tmp_path):
+    """data=csv leaves the task to the data (data.task=auto); before, the sweep stopped at "no task:
+    set data.task" before its first trial."""
+    from sklearn.datasets import load_wine
+
+    load_wine(as_frame=True).frame.to_csv(tmp_path / "wine.csv", index=False)
+    args, env = _sweep_args(tmp_path, "data=csv", f"data.path={tmp_path / 'wine.csv'}", "data.target=target",
+                            "trainer.max_epochs=1", trials=1)
+    result = call_cli(*[a for a in args if a != "data=digits"], env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "objective maximize val/acc_then_loss_best" in result.stdout
+    [trial] = _study(tmp_path).trials
+    assert trial.state == TrialState.COMPLETE and 0 <= trial.value <= 1
+
+
 def test_a_sweep_of_no_trials_is_refused_before_its_study_exists(tmp_path):
     """Before, n_trials=0 created the study, an MLflow parent run and an empty plot, exit 0."""
     args, env = _sweep_args(tmp_path, trials=0)
@@ -217,8 +255,9 @@ def test_a_sweep_killed_mid_trial_resumes_to_exactly_n_trials(tmp_path):
     assert _study(tmp_path).trials[0].state == TrialState.RUNNING  # orphaned by the kill
     time.sleep(4)  # past the grace period: its heartbeat is stale
 
+    # a shorter budget is another experiment (its own study) unless the study is named
     shorter = [a.replace("trainer.max_epochs=5000", "trainer.max_epochs=3") for a in args]
-    resumed = call_cli(*shorter, env=env)
+    resumed = call_cli(*shorter, f"hydra.sweeper.study_name={_study(tmp_path).study_name}", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     trials = _study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]

@@ -60,15 +60,30 @@ def _outcome(job_return) -> tuple[TrialState, float | None, str]:
     return TrialState.COMPLETE, float(value), ""
 
 
-def _monitor(cfg: DictConfig) -> tuple[str, str]:
-    """The objective's metric and mode; ``auto`` means the task's own (decided by the config)."""
+def _monitor(cfg: DictConfig, meta_task: str) -> tuple[str, str]:
+    """The objective's metric and mode; ``auto`` means the task's own (the data's when the config
+    leaves it to the data: your own table's ``data.task=auto``)."""
     monitor, mode = _select(cfg, "callbacks.monitor"), _select(cfg, "callbacks.mode")
     if "auto" not in (monitor, mode):
         return monitor, mode
     from archbench.tasks import load_task, task_name
 
-    # a task only the prepared data can decide (data.task=auto) is an error naming data.task
-    return load_task(task_name(cfg.model, cfg.data, None)).resolve_monitor(monitor, mode)
+    return load_task(task_name(cfg.model, cfg.data, meta_task)).resolve_monitor(monitor, mode)
+
+
+def _prepared(cfg: DictConfig):
+    """The study's prepared data (``meta``), prepared now as its first trial would prepare it: a
+    bad file is one line before the study exists, and its task and checksum define the study."""
+    from archbench.config import to_dict
+    from archbench.data.prepare import ensure_prepared
+
+    return ensure_prepared(to_dict(cfg.data))[0]
+
+
+def _experiment(cfg: DictConfig, space: dict[str, Any], checksum: str) -> dict[str, Any]:
+    groups = {group: OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+              for group in studies.EXPERIMENT_GROUPS for node in [OmegaConf.select(cfg, group)]}
+    return studies.experiment(groups, space, checksum)
 
 
 class Tracking:
@@ -156,10 +171,11 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict[str, Any]]:
     n_trials = int(conf["n_trials"])
     url = conf.get("storage") or f"sqlite:///{_select(cfg, 'paths.root')}/optuna.db"
     _check_before_study(cfg, space, n_trials, url)
-    monitor, mode = _monitor(cfg)
+    meta = _prepared(cfg)
+    monitor, mode = _monitor(cfg, meta.task)
     direction = conf.get("direction") or ("maximize" if mode == "max" else "minimize")
     data, model = _select(cfg, "data.name"), _select(cfg, "model.name")
-    name = conf.get("study_name") or studies.study_name(data, model, space)
+    name = conf.get("study_name") or studies.study_name(data, model, space, _experiment(cfg, space, meta.checksum))
     sampler_cfg = dict(conf.get("sampler") or {})
     base = _base_overrides(list(arguments), space)
     tracking = Tracking(_select(cfg, "logger.tracking_uri"), _select(cfg, "logger.experiment_name"))

@@ -69,10 +69,42 @@ def make_pruner(cfg: dict[str, Any]) -> optuna.pruners.BasePruner:
     raise ConfigError(f"unknown pruner {name!r}; valid: {', '.join(PRUNERS)}")
 
 
-def study_name(data: str, model: str, space: dict[str, Any], extra: str = "") -> str:
-    """``<data>-<model>-<hash of the search space>``: the same command continues the same study."""
-    digest = hashlib.sha256(json.dumps([space, extra], sort_keys=True, default=str).encode()).hexdigest()
+def study_name(data: str, model: str, space: dict[str, Any], experiment: dict[str, Any] | None = None) -> str:
+    """``<data>-<model>-<hash of the search space and the experiment>``: the same command on the
+    same data continues the same study; another file, model size or budget starts its own."""
+    digest = hashlib.sha256(json.dumps([space, experiment or {}], sort_keys=True, default=str).encode()).hexdigest()
     return f"{data}-{model}-{digest[:8]}"
+
+
+# the config groups a trial's result depends on
+EXPERIMENT_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "callbacks", "seed", "distill", "decode")
+# where and how a trial runs, not what it computes: a worker on another machine, device or thread
+# count joins the same study; the data's files are identified by the prepared checksum instead
+RUN_KEYS = {"data": {"dir", "path", "root", "tsv", "source_file", "target_file", "url", "download",
+                     "location_keys", "verify_checksum", "eval_batch_size"},
+            "trainer": {"accelerator", "devices", "num_nodes", "strategy", "enable_progress_bar",
+                        "log_every_n_steps", "enable_model_summary", "compile", "channels_last"},
+            "callbacks": {"progress_bar", "extra"}}
+
+
+def experiment(groups: dict[str, Any], space: dict[str, Any], data_checksum: str) -> dict[str, Any]:
+    """What a study tunes, less the keys it searches: the prepared data by its checksum (the same
+    file read from another folder or machine is the same data) and every other group of
+    ``EXPERIMENT_GROUPS`` (plain values of the composed config), less ``RUN_KEYS``."""
+    picked = json.loads(json.dumps({g: groups.get(g) for g in EXPERIMENT_GROUPS}, default=str))
+    for group, keys in RUN_KEYS.items():
+        section = picked.get(group) or {}
+        for key in keys | set(section.get("location_keys") or []):
+            section.pop(key, None)
+    picked["data"] = {**(picked["data"] or {}), "checksum": data_checksum}
+    for dotted in space:
+        *parents, leaf = dotted.split(".")
+        section = picked
+        for part in parents:
+            section = section.get(part) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.pop(leaf, None)
+    return picked
 
 
 def budget_lock(url: str):
