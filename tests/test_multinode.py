@@ -98,5 +98,8 @@ def test_the_sbatch_script_runs_one_torchrun_agent_per_node_with_a_composing_com
     assert cfg.trainer.num_nodes == 2 and cfg.trainer.strategy == "ddp" and cfg.data.name == "mnist"
     assert "srun --nodes=1 --ntasks=1 archbench-prepare mnist data.root=../shared/datasets/mnist" in script
 
+    default = call_cli("archbench-sbatch", "--nodes", "1", "--gpus-per-node", "2", "--", "model=cnn")
+    assert f"archbench-prepare {compose(['model=cnn']).data.name}\n" in default.stdout  # was digits, not the run's data
+
     bad = call_cli("archbench-sbatch", "--nodes", "2", "--gpus-per-node", "8", "--", "model=resnt")
     assert bad.returncode == 2 and "unknown model 'resnt'; valid:" in bad.stderr and bad.stdout == ""

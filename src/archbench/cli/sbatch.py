@@ -23,8 +23,8 @@ def sbatch_script(overrides: list[str], nodes: int, gpus_per_node: int, cpus_per
     run_dir = f"outputs/runs/{name}-${{SLURM_JOB_ID}}"
     train = ["-m", "archbench.cli.train", "trainer=ddp", f"trainer.num_nodes={nodes}",
              f"trainer.devices={gpus_per_node}", *overrides]
-    data = next((o.split("=", 1)[1] for o in overrides if o.startswith("data=")), "digits")
     data_overrides = [o for o in overrides if o.startswith(("data.", "paths."))]
+    data = next((o.split("=", 1)[1] for o in overrides if o.startswith("data=")), None) or _default_data()
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name={name}",
@@ -46,6 +46,13 @@ def sbatch_script(overrides: list[str], nodes: int, gpus_per_node: int, cpus_per
         f"--rdzv-endpoint=\"$head_node:{port}\" {shlex.join(train)} hydra.run.dir={run_dir}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _default_data() -> str:
+    """The dataset a run composes when no ``data=`` is given (conf/config.yaml's default)."""
+    from archbench.config import compose
+
+    return str(compose([]).data.name)
 
 
 def main(argv: list[str] | None = None) -> None:
