@@ -81,7 +81,7 @@ dashboard: setup
 	optuna-dashboard "$(STORAGE)" --host 127.0.0.1 --port $(DASHBOARD_PORT)
 
 clean:
-	rm -rf outputs multirun results data/prepared mlflow.db mlruns mlartifacts
+	rm -rf outputs multirun results data/prepared mlflow.db mlruns mlartifacts optuna.db optuna.db.workers.lock
 
 # data-efficiency curves (not part of dvc repro; run after it): every classifier of mnist1d and
 # digits trained on 10 / 25 / 50 % of its training split, per seed, beside the pipeline's 100 % runs;
