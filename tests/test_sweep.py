@@ -149,6 +149,10 @@ def test_sweep_runs_n_trials_nests_runs_registers_and_continues(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(_study(tmp_path).trials) == 4 and len(_runs(tmp_path)) == 5
     assert len(client.search_model_versions("name='archbench-digits-logistic'")) == 1
+    # continued against another MLflow store, where its runs are not: said, not a traceback
+    elsewhere = call_cli(*args, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'other.db'}"})
+    assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
+    assert f"not registered: the best trial's run {study.best_trial.user_attrs['mlflow_run_id']} is not in" in elsewhere.stdout
 
     # the predict CLI classifies a .npy file with the champion
     test = torch.load(tmp_path / "data" / "digits" / "test.pt", weights_only=True)

@@ -372,13 +372,20 @@ def _param(key: str, value: Any):
 
 def _register_best(tracking: Tracking, result, monitor, mode, data, model) -> dict[str, Any] | None:
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     from archbench.tracking.registry import register_and_promote, registered_name
 
     run_id = result.get("best_run_id")
     if not run_id:
         return None
-    model_uri = tracking.client.get_run(run_id).data.tags.get("model_uri")
+    try:
+        model_uri = tracking.client.get_run(run_id).data.tags.get("model_uri")
+    except MlflowException:  # a study continued against another store (or its runs deleted)
+        print(f"archbench-sweep: not registered: the best trial's run {run_id} is not in "
+              f"{tracking.tracking_uri} (the study was tracked elsewhere, or its runs were deleted); "
+              f"use that store, or start another study (hydra.sweeper.study_name=NAME)", flush=True)
+        return None
     if not model_uri:
         return None
     name = registered_name(data, model)
