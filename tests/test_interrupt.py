@@ -3,6 +3,7 @@ line saying how to continue it, exit 128 + the signal, and the MLflow run KILLED
 interrupted trial ends FAIL at once and the same command continues the study. Before, Lightning's
 handlers made it exit 1 (SIGINT) or 0 (SIGTERM: "success") with the run FAILED."""
 
+import contextlib
 import json
 import os
 import re
@@ -33,15 +34,15 @@ def _started(command: list[str], env: dict) -> subprocess.Popen:
 
 
 def _signalled_once_an_epoch_is_saved(process: subprocess.Popen, pattern: str, root: Path,
-                                      number: int, saved: int = 1) -> str:
-    """Send ``number`` to the process group once ``saved`` checkpoints matching ``pattern`` under
-    ``root`` exist; the stderr."""
+                                      number: int, saved: int = 1, group: bool = True) -> str:
+    """Send ``number`` to the process group (to the process alone unless ``group``) once ``saved``
+    checkpoints matching ``pattern`` under ``root`` exist; the stderr."""
     deadline = time.monotonic() + 240
     while len(list(root.glob(pattern))) < saved and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
     assert process.poll() is None, process.stderr.read()[-2000:]
     time.sleep(0.3)  # into the next epoch
-    os.killpg(process.pid, number)
+    (os.killpg if group else os.kill)(process.pid, number)
     _, stderr = process.communicate(timeout=120)
     return stderr
 
@@ -140,6 +141,44 @@ def test_an_interrupted_parallel_multirun_ends_its_jobs_runs_and_names_the_dir_t
                     f"KILLED; the same command with hydra.sweep.dir={sweep} continues them (a dvc repro stage "
                     f"continues by itself)")
     assert [r.info.status for r in runs] == ["KILLED", "KILLED"]
+
+
+def test_sigterm_to_a_parallel_multiruns_parent_alone_stops_its_workers_too(tmp_path):
+    """`kill PID`, `timeout`, a container stopping: SIGTERM reaches the parent only. Before, it died
+    alone and its joblib workers trained on as orphans, their MLflow runs RUNNING."""
+    sweep = tmp_path / "multi"
+    command = ["archbench-train", "-m", "data=digits", "model=logistic", "seed=1,2", "trainer.max_epochs=5000",
+               "callbacks.early_stopping.enabled=false", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+               "threads=1", f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    process = _started(command, env)
+    try:
+        stderr = _signalled_once_an_epoch_is_saved(process, "multi/*/checkpoints/last.ckpt", tmp_path,
+                                                   signal.SIGTERM, saved=2, group=False)
+        assert process.returncode == 143, stderr[-2000:]
+        assert stderr.strip().splitlines()[-1].startswith(
+            f"archbench-train: interrupted by SIGTERM: 2 unfinished job(s) in {sweep}, their MLflow runs marked KILLED")
+        deadline = time.monotonic() + 30
+        while _live_processes(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _live_processes(process.pid)  # no worker left training
+    finally:  # workers a parent left behind (the bug) keep its process group: none outlives the test
+        _kill_group(process.pid)
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("archbench").experiment_id])
+    assert [r.info.status for r in runs] == ["KILLED", "KILLED"]
+    assert {r.data.tags["interrupted"] for r in runs} == {"interrupted by SIGTERM"}
+
+
+def _kill_group(group: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+
+
+def _live_processes(session: int) -> list[str]:
+    """The processes of a session that have not exited (zombies aside)."""
+    listed = subprocess.run(["ps", "-s", str(session), "-o", "pid=,stat="], capture_output=True, text=True).stdout
+    return [line for line in listed.splitlines() if "Z" not in line.split()[-1]]
 
 
 def _ctrl_c_once_both_jobs_saved(command: list[str], tmp_path: Path, pattern: str) -> tuple[str, list]:

@@ -32,6 +32,15 @@ class RunStopped(Exception):
         self.tags = dict(tags or {})
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to the parent of a multirun whose jobs run in worker processes (joblib), raised in
+    its main thread as Ctrl-C's interrupt is: the launcher then stops its workers (joblib kills
+    them), instead of the parent dying alone and leaving them training, and their runs end KILLED.
+    Before, the workers went on training as orphans."""
+
+    signal_number = 15  # signal.SIGTERM
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Training stopped by a signal: Ctrl-C's SIGINT, or SIGTERM (``kill``, a container stopping, a
     scheduler's preemption). The MLflow run ends KILLED; the command exits 128 + the signal number,

@@ -11,7 +11,7 @@ from typing import Any
 
 import hydra
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from archbench.cli.common import check_group_choices, fail, reporting_errors
 from archbench.config import config_groups, register_resolvers
@@ -163,13 +163,24 @@ class MultirunDir(Callback):
     current: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import signal
+
         MultirunDir.current = Path(str(config.hydra.sweep.dir))
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+        if "joblib" in launcher:  # jobs in worker processes: this process never trains
+            signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _raise_terminated(number: int, frame: Any) -> None:
+    from archbench.errors import Terminated
+
+    raise Terminated()
 
 
 def _end_interrupted_jobs(err: KeyboardInterrupt) -> None:
-    """After Ctrl-C of a multirun whose launcher ran jobs in worker processes (joblib kills them at
-    once), their MLflow runs end KILLED instead of staying RUNNING, and the line says how to go on;
-    best effort: the interrupt is not held up by a store that fails."""
+    """After Ctrl-C (or SIGTERM, ``Terminated``) of a multirun whose launcher ran jobs in worker
+    processes (joblib kills them at once), their MLflow runs end KILLED instead of staying RUNNING,
+    and the line says how to go on; best effort: the interrupt is not held up by a store that fails."""
     import signal
 
     from archbench.errors import RunInterrupted
@@ -178,15 +189,20 @@ def _end_interrupted_jobs(err: KeyboardInterrupt) -> None:
         return
     from archbench.tracking.mlflow_run import end_interrupted_runs
 
+    number = getattr(err, "signal_number", signal.SIGINT)
+    name = signal.Signals(number).name
     sweep_dir = MultirunDir.current
     try:
-        unfinished = end_interrupted_runs(sweep_dir, "interrupted by SIGINT")
+        unfinished = end_interrupted_runs(sweep_dir, f"interrupted by {name}")
     except Exception:  # noqa: BLE001 - the interrupt goes on whatever the store does
-        return
+        unfinished = 0
     if unfinished:
-        raise RunInterrupted(f"interrupted: {unfinished} unfinished job(s) in {sweep_dir}, their MLflow runs marked "
-                             f"KILLED; the same command with hydra.sweep.dir={sweep_dir} continues them (a dvc "
-                             f"repro stage continues by itself)", signal.SIGINT) from None
+        raise RunInterrupted(f"interrupted{' by SIGTERM' if number == signal.SIGTERM else ''}: {unfinished} "
+                             f"unfinished job(s) in {sweep_dir}, their MLflow runs marked KILLED; the same command "
+                             f"with hydra.sweep.dir={sweep_dir} continues them (a dvc repro stage continues by itself)",
+                             number) from None
+    if number != signal.SIGINT:
+        raise RunInterrupted(f"interrupted by {name}", number) from None
 
 
 def _run_reporting() -> None:
