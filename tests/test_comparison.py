@@ -163,6 +163,12 @@ def test_best_of_reads_a_finished_sweep_and_refuses_a_missing_one(tmp_path):
     assert best_of(OmegaConf.create({"best_of": None})) == {}
     with pytest.raises(ConfigError, match="no sweep.json"):
         best_of(OmegaConf.create({"best_of": str(tmp_path / "missing")}))
+    (tmp_path / "sweep.json").write_text(json.dumps(
+        {"data": "digits", "model": "mlp", "best_params": {"optimizer.lr": 0.01}}))
+    pair = {"best_of": str(tmp_path), "data": {"name": "digits"}, "model": {"name": "mlp"}}
+    assert best_of(OmegaConf.create(pair)) == {"optimizer.lr": 0.01}
+    with pytest.raises(ConfigError, match=r"tuned mlp on digits, not this run's cnn on digits: sweep this pair"):
+        best_of(OmegaConf.create({**pair, "model": {"name": "cnn"}}))
 
 
 def _seed_run(folder, model, seed, acc, probs=None, targets=None, **run):

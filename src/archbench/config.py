@@ -282,7 +282,12 @@ def best_of(cfg: DictConfig) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"best_of={source}: no sweep.json there; run the sweep "
                           f"(archbench-train -m hparams_search=lr_wd ...) first")
-    best = json.loads(path.read_text()).get("best_params") or {}
+    sweep = json.loads(path.read_text())
+    swept, running = (sweep.get("model"), sweep.get("data")), (cfg.get("model", {}).get("name"), cfg.get("data", {}).get("name"))
+    if None not in swept + running and swept != running:  # another pair's lr and weight decay
+        raise ConfigError(f"best_of={source} tuned {swept[0]} on {swept[1]}, not this run's {running[0]} on "
+                          f"{running[1]}: sweep this pair (archbench-train -m hparams_search=lr_wd ...)")
+    best = sweep.get("best_params") or {}
     if not best:
         raise ConfigError(f"best_of={source}: the sweep has no finished trial")
     return best

@@ -339,7 +339,7 @@ def _stop_if_broken(study: optuna.Study, max_failure_rate: float) -> None:
 def _finish(study, conf, cfg, tracking, parent, monitor, mode, data, model, results):
     """Summary file, the parent run's params/metrics/artifacts, and the registry champion."""
     sweep_dir = Path(_select(cfg, "hydra.sweep.dir"))
-    result = studies.summary(study)
+    result = {**studies.summary(study), "data": data, "model": model}
     client = tracking.client
     client.log_batch(parent, params=[
         _param("search_space", json.dumps(conf.get("params"), sort_keys=True)),
