@@ -7,19 +7,28 @@ VENV := .venv
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro repro-text repro-translation repro-vision repro-speech test test-fast lint ui dashboard browser clean efficiency
+.PHONY: constraints setup repro repro-text repro-translation repro-vision repro-speech test test-fast lint ui dashboard browser clean efficiency
 
-$(VENV)/.installed: pyproject.toml
+# the versions the suite last passed with (a new MLflow, Lightning or DVC release cannot break a
+# fresh clone); CONSTRAINTS= installs the newest that pyproject.toml allows instead
+CONSTRAINTS ?= constraints.txt
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
 	$(VENV)/bin/python -m pip install --quiet --no-compile "$(TORCH_SPEC)"
-	$(VENV)/bin/python -m pip install --quiet --no-compile -e ".[dev]"
+	$(VENV)/bin/python -m pip install --quiet --no-compile -e ".[dev]" $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	# byte-compile on every core instead of pip's one (setup 66 -> 54 s here, measured); a few
 	# files are for newer Pythons (torch ships py312 syntax), which compileall reports and pip ignores
 	$(VENV)/bin/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 	touch $@
 
 setup: $(VENV)/.installed
+
+# rewrite constraints.txt from .venv (after upgrading it and seeing make test pass)
+constraints: setup
+	{ sed -n '/^#/p' constraints.txt; $(VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^torch=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 repro: setup
 	dvc repro
