@@ -83,6 +83,18 @@ def test_every_dataset_config_names_a_source_function():
         assert callable(resolve_source(data)), name
 
 
+def test_the_readme_lists_every_dataset_config():
+    """The README's config-groups paragraph had drifted: six datasets were missing from it."""
+    import re
+
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"Config groups \(`conf/`\): `data` \(([^)]*)\)", readme).group(1)
+    names = set(re.findall(r"[a-z0-9_]+", listed.replace("and your own", "")))
+    assert set(config_groups()["data"]) <= names, set(config_groups()["data"]) - names
+
+
 # --- your own data by config alone -------------------------------------------------------
 @pytest.fixture
 def wine_csv(tmp_path) -> Path:
