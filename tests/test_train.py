@@ -382,6 +382,12 @@ def test_character_language_model_trains_samples_and_generates(make_cfg, tmp_pat
                      "--tracking-uri", cfg.logger.tracking_uri)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("def ") and len(result.stdout.rstrip("\n")) >= 20
+    written = call_cli("archbench-generate", "--model-uri", uri, "--prompt", "def ", "--length", "20",
+                       "--output", str(tmp_path / "sample.txt"), "--tracking-uri", cfg.logger.tracking_uri)
+    assert written.returncode == 0 and (tmp_path / "sample.txt").read_text(encoding="utf-8") == result.stdout
+    grid = call_cli("archbench-generate", "--model-uri", uri, "--output", str(tmp_path / "s.png"),
+                    "--tracking-uri", cfg.logger.tracking_uri)  # before: ignored, the text printed
+    assert grid.returncode == 2 and "is a language model: it writes text" in grid.stderr
     bad = call_cli("archbench-generate", "--model-uri", uri, "--prompt", "\u00e9\u00e9",
                   "--tracking-uri", cfg.logger.tracking_uri)
     assert bad.returncode == 2 and "outside the vocabulary" in bad.stderr

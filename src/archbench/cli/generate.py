@@ -1,7 +1,7 @@
-"""``archbench-generate --model-uri URI | --registered DATA-MODEL [--prompt TEXT | --output FILE.png]``:
+"""``archbench-generate --model-uri URI | --registered DATA-MODEL [--prompt TEXT] [--output FILE]``:
 sample text from a logged or registered character language model (e.g. ``runs:/<run_id>/model``,
-or ``--registered pydoc_text-transformer`` for ``models:/archbench-pydoc_text-transformer@champion``),
-or images from an image generator (a GAN, DCGAN, VAE or autoencoder: ``--registered digits-gan``),
+or ``--registered pydoc_text-transformer`` for ``models:/archbench-pydoc_text-transformer@champion``;
+printed, or written to ``--output``), or images from an image generator (a GAN, DCGAN, VAE or autoencoder: ``--registered digits-gan``),
 written as one PNG grid (``--output``; ``--npy`` adds the images as an (N, C, H, W) array in [0, 1])."""
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top-k", type=int, default=None, help="text: sample among the k likeliest")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=64, help="images: how many")
-    parser.add_argument("--output", type=Path, default=Path("samples.png"), help="images: the PNG grid")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="images: the PNG grid (default samples.png); text: a file for the sample (default: printed)")
     parser.add_argument("--npy", action="store_true", help="images: also FILE.npy, (N, C, H, W) in [0, 1]")
     args = parser.parse_args(argv)
     at_least(PROGRAM, "--length", args.length, 1)
@@ -42,11 +43,24 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         model = load_logged_model(PROGRAM, args, "forward", "a language model or an image generator")
         if hasattr(model, "generate"):
-            print(model.generate(args.prompt, args.length, args.temperature, args.top_k, args.seed))
+            _sample_text(model, args)
         else:
             _sample_images(model, args)
 
     reporting_errors(PROGRAM, run)
+
+
+def _sample_text(model, args: argparse.Namespace) -> None:
+    """``--length`` characters after ``--prompt``, printed or written to ``--output`` (UTF-8)."""
+    if args.output is not None and args.output.suffix.lower() in (".png", ".npy"):
+        fail(PROGRAM, f"--output {args.output}: {model_uri(args)} is a language model: it writes text (FILE.txt)")
+    sample = model.generate(args.prompt, args.length, args.temperature, args.top_k, args.seed)
+    if args.output is None:
+        print(sample)
+        return
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(sample + "\n", encoding="utf-8")
+    print(f"{PROGRAM}: {len(sample)} characters from seed {args.seed} -> {args.output}")
 
 
 def _noise_width(uri: str) -> int:
@@ -76,6 +90,7 @@ def _sample_images(model, args: argparse.Namespace) -> None:
     from archbench.tasks.callbacks import save_grid
 
     width = _noise_width(model_uri(args))
+    args.output = args.output or Path("samples.png")
     if args.output.suffix.lower() != ".png":
         fail(PROGRAM, f"--output {args.output}: a .png file (the grid); --npy adds the array beside it")
     noise = torch.randn(args.samples, width, generator=torch.Generator().manual_seed(args.seed))
