@@ -248,6 +248,11 @@ def test_mf_rating_end_to_end_and_archbench_recommend(make_cfg, tmp_path):
     assert lines[0] == "rank,item,title,score" and len(lines) == 4
     rated = {int(r[1]) for r in synthetic_ratings() if r[0] == 4}
     assert not {int(line.split(",")[1]) for line in lines[1:]} & rated  # seen items left out
+    meta, _ = ensure_prepared(to_dict(cfg.data))
+    trained_on = {int(i) for u, i in raw["train"]["x"].tolist() if u == meta.extra["user_ids"].index(4)}
+    every = call_cli("archbench-recommend", "4", "--top", "1000", *args).stdout.splitlines()[1:]
+    assert len(every) == ITEMS - len(trained_on)  # before: all 60, the seen ones last, scored -inf
+    assert not any(line.endswith("-inf") for line in every)
     one = call_cli("archbench-recommend", "4", "--item", "9", *args)
     assert one.returncode == 0 and one.stdout.splitlines()[1].startswith("4,9,Amélie (2001),")
     for wrong, message in ((["5"], "unknown user 5; known users: 40 ids from 1 to 118"),

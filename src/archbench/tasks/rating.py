@@ -46,13 +46,14 @@ class Recommender(nn.Module):
 
     @torch.no_grad()
     def top_k(self, raw_user: int, k: int = 10, exclude_seen: bool = True) -> list[tuple[int, str, float]]:
-        """The ``k`` best-scored items for a user: (raw item id, title, score)."""
+        """The ``k`` best-scored items for a user: (raw item id, title, score); fewer when fewer are
+        left once the user's training items are excluded."""
         user = self.user_index(raw_user)
         items = torch.arange(len(self.item_ids))
         scores = self(torch.stack([torch.full_like(items, user), items], dim=1))
         if exclude_seen:
             scores[self.seen[self.seen[:, 0] == user, 1]] = -float("inf")
-        best = scores.topk(min(int(k), len(items))).indices.tolist()
+        best = scores.topk(min(int(k), int(torch.isfinite(scores).sum()))).indices.tolist()
         return [(int(self.item_ids[i]), self.titles[i] if i < len(self.titles) else "", float(scores[i]))
                 for i in best]
 
