@@ -300,6 +300,14 @@ def _translate(model, texts: list[str], beam_size: int | None) -> None:
     """One CSV row per sentence: index, source, translation."""
     if beam_size is not None and beam_size < 1:
         fail(PROGRAM, f"--beam-size must be ≥ 1 (1: greedy), got {beam_size}")
+    from archbench.data.tokens import tokenize
+
+    limit, lowercase = int(model.tokenizer["max_len"]), bool(model.tokenizer.get("lowercase", True))
+    long = [i for i, text in enumerate(texts) if len(tokenize(text, lowercase)) > limit]
+    if long:  # the encoder reads the first max_len tokens, as in training: the rest goes untranslated
+        print(f"{PROGRAM}: warning: {len(long)} sentence(s) longer than the {limit} tokens the model reads "
+              f"(index {', '.join(map(str, long[:5]))}{', …' if len(long) > 5 else ''}): only their first {limit} "
+              f"are translated; split them into sentences", file=sys.stderr)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["index", "source", "translation"])
     for i, (source, target) in enumerate(zip(texts, model.translate(texts, beam_size), strict=True)):
