@@ -98,6 +98,18 @@ def test_gan_refuses_tabular_and_text_data(make_cfg):
         train(make_cfg("data=pydoc_text", "model=gan"))
 
 
+def test_archbench_train_refuses_a_gan_on_sequences_before_training_its_scoring_classifier(make_cfg, tmp_path):
+    """Before, the entry point first trained the FID classifier (a cnn) on mnist1d's sequences, or
+    on a table failed with the cnn's own error ("cnn needs images or sequences")."""
+    from archbench.provision import scoring_classifier
+
+    cfg = make_cfg("data=mnist1d", "model=gan", f"paths.output_root={tmp_path / 'outputs'}")
+    assert cfg.model.quality.classifier == "auto"
+    with pytest.raises(IncompatibleError, match="task adversarial \\(model gan\\) needs image data; mnist1d is sequence"):
+        scoring_classifier(cfg)
+    assert not (tmp_path / "outputs" / "quality").exists()
+
+
 def test_gan_on_digits_end_to_end(make_cfg, tmp_path):
     """A cnn run scores the GAN (classifier given as its run directory); metrics, anchors, grids,
     and the logged generator model all land."""

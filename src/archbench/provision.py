@@ -25,7 +25,12 @@ def scoring_classifier(cfg: DictConfig) -> DictConfig:
 
     if OmegaConf.select(cfg, "model.quality.classifier", default=None) != "auto":
         return cfg
+    from archbench.tasks import load_task, task_name
+
     meta, _ = ensure_prepared(to_dict(cfg.data))
+    # data the generator's own task refuses (a table for a GAN) is said as such, not as the
+    # scoring classifier's failure to read it
+    load_task(task_name(cfg.model, cfg.data, meta.task)).check(cfg, meta)
     run_dir = Path(cfg.paths.output_root) / "quality" / f"{meta.name}-{meta.checksum[7:19]}"
     run_file = run_dir / "run.json"
     if not (run_file.is_file() and json.loads(run_file.read_text()).get("status") == "finished"):
