@@ -283,7 +283,8 @@ def best_of(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"best_of={source}: no sweep.json there; run the sweep "
                           f"(archbench-train -m hparams_search=lr_wd ...) first")
     sweep = json.loads(path.read_text())
-    swept, running = (sweep.get("model"), sweep.get("data")), (cfg.get("model", {}).get("name"), cfg.get("data", {}).get("name"))
+    swept = (sweep.get("model"), sweep.get("data"))  # None for a sweep.json written before it said
+    running = (OmegaConf.select(cfg, "model.name"), OmegaConf.select(cfg, "data.name"))
     if None not in swept + running and swept != running:  # another pair's lr and weight decay
         raise ConfigError(f"best_of={source} tuned {swept[0]} on {swept[1]}, not this run's {running[0]} on "
                           f"{running[1]}: sweep this pair (archbench-train -m hparams_search=lr_wd ...)")
