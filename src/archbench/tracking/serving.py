@@ -1,6 +1,7 @@
 """A logged model wrapped to take raw inputs over MLflow's scoring server (``mlflow models serve``):
-new table rows by column name, texts, or image or WAV files (base64-encoded: JSON carries no bytes). The logged model itself is a plain net (MLflow's pytorch
-flavour), so served as it is it takes prepared tensors only; this ``pyfunc`` wrapper reads the
+new table rows by column name, texts, or image or WAV files (base64-encoded: JSON carries no
+bytes). The logged model itself is a plain net (MLflow's pytorch flavour), so served as it is it
+takes prepared tensors only; this ``pyfunc`` wrapper reads the
 inputs as ``archbench-predict`` does (the same encoders, the model's own MLmodel metadata) and
 answers labels with probabilities, or a regressor's predictions in the target's units.
 """
@@ -23,8 +24,8 @@ AUDIO_COLUMN = "audio"  # a WAV file's bytes, base64-encoded
 class RawInputModel(mlflow.pyfunc.PythonModel):
     """``predict(DataFrame)``: a ``text`` column for a text classifier, an ``image`` (``audio``) column
     of base64 file bytes for an image (spoken-word) classifier, the training table's columns for a
-    table model; a DataFrame
-    of ``label``, ``probability`` and one ``p(<class>)`` per class, or of ``prediction``."""
+    table model; a DataFrame of ``label``, ``probability`` and one ``p(<class>)`` per class, or of
+    ``prediction``."""
 
     def load_context(self, context) -> None:
         import mlflow.pytorch
