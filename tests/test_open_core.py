@@ -119,6 +119,48 @@ def test_csv_classification_with_a_categorical_column(make_cfg, wine_csv, tmp_pa
     assert meta["input_shape"] == [15]  # 13 numeric + 2 one-hot columns
 
 
+def test_your_own_file_edited_since_is_prepared_and_trained_again(make_cfg, wine_csv, tmp_path, capsys):
+    """Before, a table edited at the same path trained on its stale prepared copy, and a run
+    directory holding the old file's finished run answered for the new one."""
+    import pandas as pd
+
+    from archbench.data.prepare import ensure_prepared
+    from archbench.errors import ConfigError
+
+    def cfg(*extra: str):
+        return make_cfg("data=csv", f"data.path={wine_csv}", "data.target=cultivar", "model=logistic",
+                        *extra, output="mine")
+
+    first = train(cfg())
+    pd.read_csv(wine_csv).sample(120, random_state=0).to_csv(wine_csv, index=False)
+    capsys.readouterr()
+    second = train(cfg())
+    said = capsys.readouterr().out
+    assert "changed since it was prepared: preparing it again" in said and "training afresh" in said
+    meta, _ = ensure_prepared(to_dict(cfg().data))
+    assert sum(meta.splits.values()) == 120 and second != first
+    assert json.loads((tmp_path / "mine" / "run.json").read_text())["data_checksum"] == meta.checksum
+    assert train(cfg()) == second and "already holds this run" in capsys.readouterr().out  # unchanged: kept
+    pd.read_csv(wine_csv).iloc[:100].to_csv(wine_csv, index=False)
+    with pytest.raises(ConfigError, match="cannot resume .*mine: it was trained on other data"):
+        train(cfg(f"resume={tmp_path / 'mine'}"))
+
+
+def test_a_photo_moved_to_another_class_folder_changes_the_source_stamp(tmp_path):
+    from archbench.data.prepare import source_stamp
+
+    for label in ("cat", "dog"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "photos" / label / f"{label}{i}.png").write_bytes(b"png" * (i + 1))
+    cfg = {"root": str(tmp_path / "photos")}
+    before = source_stamp(cfg)
+    assert source_stamp(cfg) == before and set(before) == {"root"}
+    (tmp_path / "photos" / "cat" / "cat0.png").rename(tmp_path / "photos" / "dog" / "cat0.png")
+    assert source_stamp(cfg) != before  # same bytes, other label
+    assert source_stamp({**cfg, "md5": "pinned"}) == {}  # official files: checked by MD5 when read
+
+
 def test_inputs_copied_across_splits_are_counted_at_prepare(wine_csv, tmp_path, capsys):
     """A table whose rows were exported twice: test rows with a twin in training are said."""
     import pandas as pd

@@ -75,8 +75,9 @@ def _mode(cfg: DictConfig) -> str | bool:
     return value
 
 
-def find_resume_point(cfg: DictConfig) -> ResumePoint:
-    """Where this run writes, and what (if anything) it continues."""
+def find_resume_point(cfg: DictConfig, data_checksum: str | None = None) -> ResumePoint:
+    """Where this run writes, and what (if anything) it continues: a run of the same config and
+    code on the same prepared data (``data_checksum``: your own file edited since is other data)."""
     mode = _mode(cfg)
     explicit = mode not in (False, "auto", True, "true")
     out_dir = Path(str(mode)) if explicit else Path(cfg.paths.output_dir)
@@ -86,8 +87,16 @@ def find_resume_point(cfg: DictConfig) -> ResumePoint:
         stamped = stamped_fingerprint(last)
         if stamped == fingerprint:
             run = json.loads(run_file.read_text())
-            done = run.get("status") == "finished" and (out_dir / "metrics.json").is_file()
-            return ResumePoint(out_dir, last, run.get("run_id"), finished=done)
+            trained_on = run.get("data_checksum")
+            if not (data_checksum and trained_on and trained_on != data_checksum):
+                done = run.get("status") == "finished" and (out_dir / "metrics.json").is_file()
+                return ResumePoint(out_dir, last, run.get("run_id"), finished=done)
+            if explicit:
+                raise ConfigError(f"cannot resume {out_dir}: it was trained on other data ({trained_on[:19]}…, "
+                                  f"now {data_checksum[:19]}…: the files changed since); resume=false starts afresh")
+            print(f"archbench: {out_dir} holds a run on other data (its files changed since): training afresh",
+                  flush=True)
+            return ResumePoint(out_dir, None, None)
         if explicit and stamped is None:
             raise ConfigError(f"cannot resume {out_dir}: {last} cannot be read (truncated, or not a "
                               f"checkpoint archbench wrote); resume=false starts afresh")

@@ -158,12 +158,13 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     check_store(cfg.logger.tracking_uri, "logger.tracking_uri")
     import pytorch_lightning as pl
 
+    from archbench.data.prepare import ensure_prepared
     from archbench.resume import find_resume_point, run_fingerprint, start_fresh
     from archbench.tasks.callbacks import ConfigStamp
     from archbench.threads import use_threads
 
     main = launch_rank() == 0
-    point = find_resume_point(cfg)
+    point = find_resume_point(cfg, ensure_prepared(to_dict(cfg.data))[0].checksum)
     point.out_dir.mkdir(parents=True, exist_ok=True)
     if point.finished:  # same config, same code, tested: its metrics stand
         print(f"archbench: {point.out_dir} already holds this run, trained and tested with the same "
@@ -227,7 +228,7 @@ def _tracked_fit(cfg, task, built, datamodule, point, main: bool, parent_run_id,
     summary = {"data": meta.name, "model": cfg.model.name, "task": task.name, "seed": int(cfg.seed),
                "train_fraction": float(cfg.data.get("train_fraction", 1.0)), "status": "running",
                "input_shape": list(datamodule.input_shape), "num_classes": meta.num_classes,
-               "data_dir": str(datamodule.data_dir)}
+               "data_dir": str(datamodule.data_dir), "data_checksum": meta.checksum}
     if main:
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     tracking = training_run(cfg, tags, parent_run_id, resume_run_id=point.run_id) if main else nullcontext()

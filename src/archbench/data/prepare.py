@@ -15,6 +15,7 @@ fixed seed — stratified for classification —, normalises with training stati
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -207,9 +208,59 @@ def split_overlap(arrays: dict[str, dict[str, np.ndarray]]) -> dict[str, int]:
     return {split: n for split, n in counts.items() if n}
 
 
+# config keys that name your own files (a table, a folder of images, sentence pairs, a corpus)
+SOURCE_KEYS = ("path", "root", "tsv", "source_file", "target_file")
+
+
+def source_stamp(cfg: dict[str, Any]) -> dict[str, str]:
+    """Per key of ``SOURCE_KEYS`` the config names, a digest of its files' paths, sizes and
+    modification times (a folder: every entry below it, so a photo moved to another class folder
+    counts): what tells that a file changed since it was prepared. {} for built-in data and for
+    files pinned by MD5 (checked when they are read)."""
+    if cfg.get("md5"):
+        return {}
+    stamp = {}
+    for key in SOURCE_KEYS:
+        if not cfg.get(key):
+            continue
+        root = Path(str(cfg[key])).expanduser()
+        entries = sorted(root.rglob("*")) if root.is_dir() else [root] if root.exists() else []
+        listing = []
+        for entry in entries:
+            with contextlib.suppress(OSError):  # gone meanwhile: the digest differs anyway
+                info = entry.stat()
+                listing.append(f"{entry.relative_to(root) if entry != root else '.'}\t{info.st_size}\t{info.st_mtime_ns}")
+        stamp[key] = hashlib.sha256("\n".join(listing).encode()).hexdigest()
+    return stamp
+
+
+def _stamp_file(out_dir: Path) -> Path:
+    """Beside the prepared folder, not in it: the folder's bytes stay the same on every machine."""
+    return out_dir.with_name(f".{out_dir.name}.sources.json")
+
+
+def _sources_changed(cfg: dict[str, Any], out_dir: Path) -> bool:
+    """Whether a file the prepared data was read from changed since (False when not recorded)."""
+    recorded = _stamp_file(out_dir)
+    if not recorded.is_file():
+        return False
+    try:
+        return json.loads(recorded.read_text()) != source_stamp(cfg)
+    except ValueError:
+        return True
+
+
 def prepare(cfg: dict[str, Any], out_dir: str | Path) -> Meta:
     """Build ``out_dir`` from the dataset's source; deterministic for a given config."""
     validate_split_fractions(cfg)
+    stamp = source_stamp(cfg)  # before reading: a file changed while it is read is redone next time
+    meta = _prepare(cfg, Path(out_dir))
+    if stamp:
+        _stamp_file(Path(out_dir)).write_text(json.dumps(stamp))
+    return meta
+
+
+def _prepare(cfg: dict[str, Any], out_dir: Path) -> Meta:
     seed = int(cfg.get("seed", 42))
     source = resolve_source(cfg)(cfg)
     files, extra, input_shape = {}, {}, source.input_shape
@@ -310,6 +361,10 @@ def ensure_prepared(data_cfg: dict[str, Any]) -> tuple[Meta, Path]:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(data_dir.with_name(f".{data_dir.name}.lock"))):
         meta = _prepared_from(data_dir, identity(json.loads(json.dumps(prepare_config(data_cfg)))))
+        if meta is not None and _sources_changed(data_cfg, data_dir):
+            print(f"archbench: {data_cfg['name']}: {meta.source.get('origin') or 'its files'} changed since it was "
+                  f"prepared: preparing it again", flush=True)
+            meta = None
         if meta is None:
             meta = prepare(data_cfg, data_dir)
         return meta, data_dir
