@@ -60,7 +60,7 @@ def test_runs_with_other_settings_than_the_seed_are_not_averaged_as_seeds(tmp_pa
     assert write_report(results, tmp_path / "reports") == 7
     said = capsys.readouterr().out
     assert f"1 run(s) repeat the settings and seed of a newer run and are left out (not independent " \
-           f"replicates), e.g. {results / 'd_old'}" in said
+           f"replicates), or trained on an earlier version of its files, e.g. {results / 'd_old'}" in said
     text = (tmp_path / "reports" / "comparison.md").read_text()
     assert "| mlp | 3 | 96.0 ± 1.0 |" in text
     assert "| mlp (trainer.max_epochs=1) | 1 | 50.0 |" in text
@@ -93,6 +93,28 @@ def test_one_dataset_name_over_two_files_is_two_datasets(tmp_path):
     assert "**csv (wine.csv)**: best **logistic** (97.0 %, n = 1 seed)" in text
     assert "**csv (titanic.csv)**: best **logistic** (79.0 %, n = 1 seed)" in text
     assert "| mlp | 2 | 95.5 ± 0.7 |" in text  # its two seeds, one table
+
+
+def test_runs_on_an_earlier_version_of_ones_table_are_left_out(tmp_path, capsys):
+    """wine.csv edited between runs at the same path: before, seeds on the old and the new table
+    were averaged as replicates of one dataset."""
+    import os
+
+    import yaml
+
+    results = tmp_path / "results"
+    for age, (name, checksum, seed, acc) in enumerate([("new43", "sha256:new", 43, 0.90), ("new42", "sha256:new", 42, 0.92),
+                                                        ("old42", "sha256:old", 42, 0.60), ("old44", "sha256:old", 44, 0.62)]):
+        _run(results / name, "csv", "mlp", {"test/acc": acc})
+        meta = json.loads((results / name / "run.json").read_text())
+        (results / name / "run.json").write_text(json.dumps({**meta, "data_checksum": checksum, "seed": seed}))
+        config = {"seed": seed, "data": {"name": "csv", "path": "/home/me/wine.csv"}, "model": {"name": "mlp"}}
+        (results / name / "config.yaml").write_text(yaml.safe_dump(config))
+        stamp = 1_000_000 - 1000 * age  # the first listed is the newest
+        os.utime(results / name / "metrics.json", (stamp, stamp))
+    assert write_report(results, tmp_path / "reports") == 2
+    assert "2 run(s) repeat the settings and seed of a newer run" in capsys.readouterr().out
+    assert "| mlp | 2 | 91.0 ± 1.4 |" in (tmp_path / "reports" / "comparison.md").read_text()
 
 
 def test_report_has_a_generative_table_with_anchors_and_the_sample_grid(tmp_path):

@@ -41,7 +41,8 @@ def collect(results_dir: Path, label: bool = True) -> dict[str, list[RunResult]]
         repeated += left_out
     if repeated:
         print(f"archbench-compare: {len(repeated)} run(s) repeat the settings and seed of a newer run "
-              f"and are left out (not independent replicates), e.g. {repeated[0].folder}", flush=True)
+              f"and are left out (not independent replicates), or trained on an earlier version of its "
+              f"files, e.g. {repeated[0].folder}", flush=True)
     return runs
 
 

@@ -69,7 +69,8 @@ def label_experiments(runs: list[RunResult]) -> tuple[list[RunResult], list[RunR
     """Runs of one (dataset, model) that are different experiments (other settings than the seed)
     get their model label extended by what differs, e.g. ``mlp (trainer.max_epochs=1)``, so they
     are never averaged as seed replicates; a run repeating another's experiment and seed is left
-    out (the newest is kept). Returns ``(kept, left out)``."""
+    out (the newest is kept), and so is one trained on an earlier version of the same files (the
+    fold's newest run says which data is current: your table edited since). Returns ``(kept, left out)``."""
     label_datasets(runs)
     pairs: dict[tuple[str, str], list[tuple[RunResult, dict[str, str], tuple]]] = {}
     for run in runs:
@@ -77,9 +78,12 @@ def label_experiments(runs: list[RunResult]) -> tuple[list[RunResult], list[RunR
     kept, repeated = [], []
     for group in pairs.values():
         seen: set[tuple] = set()
+        current: dict[tuple, object] = {}  # (experiment, folds) → the data checksum of its newest run
         for run, experiment, replicate in sorted(group, key=lambda g: -(g[0].folder / "metrics.json").stat().st_mtime):
             key = (tuple(sorted(experiment.items())), replicate)
-            (repeated if key in seen else kept).append(run)
+            folds, checksum = replicate[1:-1], replicate[-1]  # replicate: (seed, *folds, checksum)
+            stale = current.setdefault((key[0], folds), checksum) != checksum
+            (repeated if key in seen or stale else kept).append(run)
             seen.add(key)
         _label_apart([(run, experiment) for run, experiment, _ in group])
     return sorted(kept, key=lambda r: str(r.folder)), repeated
