@@ -161,6 +161,19 @@ def test_a_multirun_with_a_bad_sweeper_value_is_one_line(tmp_path, isolated):
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize("typo, message", [
+    ("optimizer.lrr=0.1", "unknown key optimizer.lrr; did you mean optimizer.lr? optimizer has: betas, lr, name, "
+                          "weight_decay (+optimizer.lrr=… adds a new key, which only a component that reads it uses)"),
+    ("modle.net.hidden=[8]", "unknown key modle; did you mean model? the config has: "),
+])
+def test_a_mistyped_key_is_named_with_the_close_one(tmp_path, isolated, typo, message):
+    """Before, Hydra's line advised +optimizer.lrr=0.1, which trains as if the setting were unsaid."""
+    result = call_cli("archbench-train", "data=digits", "model=mlp", typo, f"hydra.run.dir={tmp_path / 'run'}",
+                      env=isolated)
+    assert _one_line_error(result).startswith(f"archbench-train: error: {message}")
+    assert result.returncode == 2 and not (tmp_path / "run").exists()
+
+
 def test_prepare_cli_rejects_unknown_dataset():
     line = _one_line_error(run_cli("archbench-prepare", "cifar"))
     assert "valid: " + ", ".join(config_groups()["data"]) in line
@@ -168,8 +181,7 @@ def test_prepare_cli_rejects_unknown_dataset():
 
 @pytest.mark.parametrize("args, message", [
     (["digits", "--bogus"], "archbench-prepare: error: unrecognized arguments: --bogus"),
-    (["digits", "data.nope=1"], "archbench-prepare: error: Could not override 'data.nope'. To append to your config "
-                                "use +data.nope=1 (Key 'nope' is not in struct"),
+    (["digits", "data.sed=1"], "archbench-prepare: error: unknown key data.sed; did you mean data.seed? data has: "),
 ])
 def test_prepare_cli_refuses_bad_overrides_in_one_line(tmp_path, args, message):
     """Both were Hydra tracebacks, exit 1 (an unknown option gets argparse's usage line first)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
@@ -60,7 +61,39 @@ def config_error_line(err: BaseException) -> str | None:
     if not isinstance(err, (HydraException, OmegaConfBaseException)):
         return None
     cause = f" ({err.__cause__})" if isinstance(err.__cause__, OmegaConfBaseException) else ""
-    return " ".join(f"{err}{cause}".split())
+    line = " ".join(f"{err}{cause}".split())
+    unknown = re.search(r"Could not override '[^']+'.*is not in struct full_key: (\S+)", line)
+    return (_unknown_key_line(unknown.group(1)) if unknown else None) or line
+
+
+def _unknown_key_line(key: str) -> str | None:
+    """A key no config has (a typo, ``optimizer.lrr``) named with the close ones and its siblings,
+    instead of Hydra's advice to append it (``+optimizer.lrr``), which would train as if unsaid;
+    None when the config the command line composes cannot be read back."""
+    import difflib
+
+    from omegaconf import DictConfig, OmegaConf
+
+    from archbench.config import compose, config_groups
+
+    groups = config_groups()
+    choices = [a for a in sys.argv[1:] if "=" in a and a.split("=", 1)[0] in groups]
+    named = [a for a in sys.argv[1:] if a in groups.get("data", [])]  # archbench-prepare NAME
+    choices += [f"data={named[0]}"] if named else []
+    try:
+        cfg = compose(choices)
+    except Exception:  # noqa: BLE001 - a hint only: Hydra's own line stands
+        return None
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if not isinstance(node, DictConfig):
+        return None
+    keys = sorted(str(k) for k in node)
+    close = difflib.get_close_matches(leaf, keys, n=1)
+    hint = f"did you mean {parent + '.' if parent else ''}{close[0]}? " if close else ""
+    shown = ", ".join(keys[:12]) + (", …" if len(keys) > 12 else "")
+    return (f"unknown key {key}; {hint}{parent or 'the config'} has: {shown} "
+            f"(+{key}=… adds a new key, which only a component that reads it uses)")
 
 
 # errors of a path the user chose (a folder setting that names a file, a folder this user cannot
