@@ -164,7 +164,8 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     from archbench.threads import use_threads
 
     main = launch_rank() == 0
-    point = find_resume_point(cfg, ensure_prepared(to_dict(cfg.data))[0].checksum)
+    prepared = ensure_prepared(to_dict(cfg.data))  # once: build() reads the same
+    point = find_resume_point(cfg, prepared[0].checksum)
     point.out_dir.mkdir(parents=True, exist_ok=True)
     if point.finished:  # same config, same code, tested: its metrics stand
         print(f"archbench: {point.out_dir} already holds this run, trained and tested with the same "
@@ -175,7 +176,7 @@ def train(cfg: DictConfig, parent_run_id: str | None = None) -> dict[str, float]
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     use_threads(cfg.get("threads"))  # and settles MKL's vector math first: see archbench.threads
     stamp = ConfigStamp(run_fingerprint(cfg))  # config as given + code: what a re-run is compared to
-    cfg, task, datamodule, built = build(cfg)
+    cfg, task, datamodule, built = build(cfg, prepared)
     apply_net_switches(cfg, built.nets)
     return _tracked_fit(cfg, task, built, datamodule, point, main,
                         parent_run_id or cfg.logger.get("parent_run_id"), stamp)
@@ -193,13 +194,14 @@ def apply_net_switches(cfg: DictConfig, nets) -> None:
             net.compile()
 
 
-def build(cfg: DictConfig):
-    """Prepared data, the task plug-in, its datamodule (loaded) and module for ``cfg``; returns
-    ``(cfg with the monitor resolved, task, datamodule, built)``."""
+def build(cfg: DictConfig, prepared: tuple | None = None):
+    """Prepared data (``prepared``: ``ensure_prepared``'s answer when the caller has it), the task
+    plug-in, its datamodule (loaded) and module for ``cfg``; returns ``(cfg with the monitor
+    resolved, task, datamodule, built)``."""
     from archbench.data.prepare import ensure_prepared
     from archbench.tasks import load_task, task_name
 
-    meta, data_dir = ensure_prepared(to_dict(cfg.data))
+    meta, data_dir = prepared or ensure_prepared(to_dict(cfg.data))
     task = load_task(task_name(cfg.model, cfg.data, meta.task))
     task.check(cfg, meta)
     cfg = resolve_monitor(cfg, task)
