@@ -249,6 +249,19 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
 
+def drop_keys(tree: dict[str, Any], dotted: Any) -> dict[str, Any]:
+    """``tree`` (a plain nested dict) with each dotted key of ``dotted`` removed, in place; a key it
+    does not hold is passed over."""
+    for key in dotted:
+        *parents, leaf = str(key).split(".")
+        node: Any = tree
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return tree
+
+
 def dotted_leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` → ``{"a.b": 1}``: every leaf of a plain nested dict under its dotted key
     (an empty dict has no leaves)."""

@@ -29,7 +29,10 @@ NOT_FINGERPRINTED = ("resume", "paths", "logger", "register", "callbacks.progres
                      # where it runs, not what it computes (data.batch_size is the global batch): a
                      # multi-node job's checkpoint continues on one node, and the other way round
                      "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.accelerator",
-                     "trainer.sync_batchnorm", "threads")
+                     "trainer.sync_batchnorm", "threads",
+                     # what it shows, and switches that keep the math (and the state_dict keys)
+                     "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.enable_model_summary",
+                     "trainer.compile", "trainer.channels_last", "data.eval_batch_size", "data.verify_checksum")
 
 
 def code_fingerprint() -> str:
@@ -50,13 +53,9 @@ def run_fingerprint(cfg: DictConfig) -> str:
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
-    plain = OmegaConf.to_container(cfg, resolve=False)
-    for dotted in NOT_FINGERPRINTED:
-        *parents, leaf = dotted.split(".")
-        node = plain
-        for key in parents:
-            node = node.get(key, {})
-        node.pop(leaf, None)
+    from archbench.config import drop_keys
+
+    plain = drop_keys(OmegaConf.to_container(cfg, resolve=False), NOT_FINGERPRINTED)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from archbench.data.prepare import SOURCE_KEYS
 from archbench.tasks.base import RunResult
 
 # config keys that do not make runs different experiments: the seed (what replicates vary), where
@@ -16,7 +17,7 @@ FOLD_KEYS = ("data.val_fold", "data.test_speaker")
 
 
 # where a dataset's own files are read from: one name (``csv``) over other files is other data
-LOCATION_KEYS = ("data.path", "data.root", "data.tsv", "data.source_file")
+LOCATION_KEYS = tuple(f"data.{key}" for key in SOURCE_KEYS)
 
 
 def _config(run: RunResult) -> dict[str, str]:

@@ -78,32 +78,25 @@ def study_name(data: str, model: str, space: dict[str, Any], experiment: dict[st
 
 # the config groups a trial's result depends on
 EXPERIMENT_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "callbacks", "seed", "distill", "decode")
-# where and how a trial runs, not what it computes: a worker on another machine, device or thread
-# count joins the same study; the data's files are identified by the prepared checksum instead
-RUN_KEYS = {"data": {"dir", "path", "root", "tsv", "source_file", "target_file", "url", "download",
-                     "location_keys", "verify_checksum", "eval_batch_size"},
-            "trainer": {"accelerator", "devices", "num_nodes", "strategy", "enable_progress_bar",
-                        "log_every_n_steps", "enable_model_summary", "compile", "channels_last"},
-            "callbacks": {"progress_bar", "extra"}}
+# where the data's files are (identified by the prepared checksum instead) and the trial's own
+# pruning callback; where and how a trial runs is resume's NOT_FINGERPRINTED: a worker on another
+# machine, device or thread count joins the same study
+PLACE_KEYS = ("data.dir", "data.url", "data.download", "data.location_keys", "callbacks.extra")
 
 
 def experiment(groups: dict[str, Any], space: dict[str, Any], data_checksum: str) -> dict[str, Any]:
     """What a study tunes, less the keys it searches: the prepared data by its checksum (the same
     file read from another folder or machine is the same data) and every other group of
-    ``EXPERIMENT_GROUPS`` (plain values of the composed config), less ``RUN_KEYS``."""
+    ``EXPERIMENT_GROUPS`` (plain values of the composed config), less where and how it runs."""
+    from archbench.config import drop_keys
+    from archbench.data.prepare import SOURCE_KEYS
+    from archbench.resume import NOT_FINGERPRINTED
+
     picked = json.loads(json.dumps({g: groups.get(g) for g in EXPERIMENT_GROUPS}, default=str))
-    for group, keys in RUN_KEYS.items():
-        section = picked.get(group) or {}
-        for key in keys | set(section.get("location_keys") or []):
-            section.pop(key, None)
-    picked["data"] = {**(picked["data"] or {}), "checksum": data_checksum}
-    for dotted in space:
-        *parents, leaf = dotted.split(".")
-        section = picked
-        for part in parents:
-            section = section.get(part) if isinstance(section, dict) else None
-        if isinstance(section, dict):
-            section.pop(leaf, None)
+    data = picked["data"] or {}
+    located = {*SOURCE_KEYS, *(data.get("location_keys") or [])}
+    drop_keys(picked, [*NOT_FINGERPRINTED, *PLACE_KEYS, *(f"data.{k}" for k in located), *space])
+    picked["data"] = {**data, "checksum": data_checksum}
     return picked
 
 
