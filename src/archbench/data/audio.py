@@ -101,11 +101,11 @@ def _decode_with_scipy(path: Path, data: bytes | None = None) -> tuple[np.ndarra
     return samples.reshape(-1), channels, int(rate)
 
 
-def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
-    """Mono float samples in [-1, 1] as a 16-bit PCM WAV file (the FSDD format)."""
-    path = Path(path)
+def write_wav(path: str | Path | io.BytesIO, samples: np.ndarray, sample_rate: int) -> Path | io.BytesIO:
+    """Mono float samples in [-1, 1] as a 16-bit PCM WAV file (the FSDD format), or into a buffer."""
+    path = path if isinstance(path, io.BytesIO) else Path(path)
     pcm = np.clip(np.round(np.asarray(samples) * 32768), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as handle:
+    with wave.open(path if isinstance(path, io.BytesIO) else str(path), "wb") as handle:
         handle.setnchannels(1)
         handle.setsampwidth(2)
         handle.setframerate(sample_rate)

@@ -146,17 +146,16 @@ def example_input(reads: dict[str, Any]) -> pd.DataFrame:
         png = io.BytesIO()
         Image.new("L", (width, height), 128).save(png, format="PNG")
         return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(png.getvalue()).decode()]})
-    if reads["kind"] == "audio":  # 16-bit mono PCM at the model's rate
+    if reads["kind"] == "audio":  # half a second of silence, 16-bit mono PCM at the model's rate
         import base64
         import io
-        import wave
 
-        rate, wav = int(reads["sample_rate"]), io.BytesIO()
-        with wave.open(wav, "wb") as handle:
-            handle.setnchannels(1)
-            handle.setsampwidth(2)
-            handle.setframerate(rate)
-            handle.writeframes(bytes(2 * (rate // 2)))
+        import numpy as np
+
+        from archbench.data.audio import write_wav
+
+        rate = int(reads["sample_rate"])
+        wav = write_wav(io.BytesIO(), np.zeros(rate // 2, dtype=np.float32), rate)
         return pd.DataFrame({AUDIO_COLUMN: [base64.b64encode(wav.getvalue()).decode()]})
     spec = reads["table_input"]
     means = dict(zip(spec["columns"], spec["normalization"]["mean"], strict=True))
