@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.data.sources.folders import visible_files
+from archbench.data.sources.folders import files_with
 from archbench.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what Pillow reads
@@ -54,7 +54,7 @@ def image_files(folder: Path) -> list[Path]:
     """The image files (``IMAGE_SUFFIXES``) in ``folder`` and its sub-folders (photos kept by date,
     say; as torchvision's ImageFolder reads a class), sorted by path; hidden ones (a Mac's ``._*``
     copies, ``.thumbnails/``) are not images of the class."""
-    return sorted(p for p in visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES)
+    return files_with(folder, IMAGE_SUFFIXES)
 
 
 def image_input(input_shape: list[int], normalization: dict[str, Any], layout: str) -> dict[str, Any]:

@@ -15,6 +15,11 @@ def visible_files(folder) -> list:
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
 
 
+def files_with(folder, suffixes) -> list:
+    """``visible_files`` of ``folder`` whose suffix (any case) is one of ``suffixes``, sorted by path."""
+    return sorted(p for p in visible_files(folder) if p.suffix.lower() in suffixes)
+
+
 def class_folders(root) -> list:
     """The class sub-folders of ``root``, sorted: visible ones, not ``__MACOSX`` (a Mac's zip's
     resource forks)."""
