@@ -174,6 +174,20 @@ def test_a_mistyped_key_is_named_with_the_close_one(tmp_path, isolated, typo, me
     assert result.returncode == 2 and not (tmp_path / "run").exists()
 
 
+def test_seed_replicates_of_two_configurations_are_refused_before_any_job(tmp_path, isolated):
+    """Before, model=boe,cnn with replicas=seeds trained both into seed<N>: the cnn overwrote the boe's
+    runs and the summary held the cnn alone, with nothing said."""
+    sweep = tmp_path / "sweep"
+    result = call_cli("archbench-train", "-m", "replicas=seeds", "data=digits", "model=logistic,mlp",
+                      "seed=1,2", f"hydra.sweep.dir={sweep}", env=isolated)
+    assert result.returncode == 2
+    assert _one_line_error(result) == (
+        "archbench-train: error: replicas=seeds repeats one configuration over seeds, and model is swept too: "
+        "those jobs would share the seed<N> folders, each overwriting the last. Run one multirun per value "
+        "of it, each with its own hydra.sweep.dir")
+    assert not sweep.exists()
+
+
 def test_prepare_cli_rejects_unknown_dataset():
     line = _one_line_error(run_cli("archbench-prepare", "cifar"))
     assert "valid: " + ", ".join(config_groups()["data"]) in line

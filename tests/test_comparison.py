@@ -10,7 +10,7 @@ from conftest import call_cli, run_cli
 from torch import nn
 
 from archbench.nets.cost import flops_per_example
-from archbench.replicas import summarise, swept_seeds
+from archbench.replicas import shared_seed_folders, summarise, swept_seeds
 from archbench.report import stats
 from archbench.report.figures import pareto_front
 
@@ -83,6 +83,10 @@ def test_pareto_front_keeps_what_nothing_beats_on_both_axes():
 def test_swept_seeds_and_summary():
     assert swept_seeds(["data=digits", "seed=42,43,44"]) == [42, 43, 44]
     assert swept_seeds(["seed=range(1,4)", "model=mlp"]) == [1, 2, 3]
+    assert shared_seed_folders(["data=digits", "seed=42,43,44"]) is None
+    assert shared_seed_folders(["data=digits"]) is None  # one job
+    assert shared_seed_folders(["seed=1,1"]).startswith("seed repeats a value (1, 1)")
+    assert "and optimizer.lr and model are swept too" in shared_seed_folders(["optimizer.lr=0.1,0.2", "model=a,b", "seed=1"])
     summary = summarise({42: {"test/acc": 0.9}, 43: {"test/acc": 0.8}})
     assert summary["n"] == 2 and summary["mean"]["test/acc"] == pytest.approx(0.85)
     assert summary["std"]["test/acc"] == pytest.approx(0.0707107, rel=1e-5)

@@ -23,15 +23,41 @@ from omegaconf import DictConfig
 SEED_DIR = re.compile(r"^seed(-?\d+)$")
 
 
-def swept_seeds(task_overrides: list[str]) -> list[int]:
-    """The seeds a multirun's overrides expand to (``seed=42,43,44``, ``seed=range(42,45)``)."""
+def _swept_jobs(task_overrides: list[str]) -> list[list[str]]:
+    """Each job's overrides, as Hydra's basic sweeper expands a multirun's command line."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(list(task_overrides))
-    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    seeds = [int(a.split("=", 1)[1]) for job in jobs for a in job if a.split("=", 1)[0].lstrip("+") == "seed"]
-    return sorted(set(seeds))
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _is_seed(override: str) -> bool:
+    return override.split("=", 1)[0].lstrip("+") == "seed"
+
+
+def swept_seeds(task_overrides: list[str]) -> list[int]:
+    """The seeds a multirun's overrides expand to (``seed=42,43,44``, ``seed=range(42,45)``)."""
+    jobs = _swept_jobs(task_overrides)
+    return sorted({int(a.split("=", 1)[1]) for job in jobs for a in job if _is_seed(a)})
+
+
+def shared_seed_folders(task_overrides: list[str]) -> str | None:
+    """Why a replicas multirun's jobs would share ``seed<N>`` folders (one job overwriting another's
+    run and the summary mixing configurations), or None: each job must be its own seed."""
+    jobs = _swept_jobs(task_overrides)
+    seeds = [next((a.split("=", 1)[1] for a in job if _is_seed(a)), None) for job in jobs]
+    if len(set(seeds)) == len(jobs):
+        return None
+    common = set.intersection(*map(set, jobs))
+    keys = list(dict.fromkeys(a.split("=", 1)[0] for job in jobs for a in job if a not in common and not _is_seed(a)))
+    if not keys:
+        return f"seed repeats a value ({', '.join(str(s) for s in seeds)}): give each seed once"
+    swept = " and ".join([", ".join(keys[:-1]), keys[-1]] if len(keys) > 1 else keys)
+    return (f"replicas=seeds repeats one configuration over seeds, and {swept} {'are' if len(keys) > 1 else 'is'} "
+            f"swept too: those jobs would share the seed<N> folders, each overwriting the last. Run one multirun "
+            f"per {'combination of their values' if len(keys) > 1 else 'value of it'}, each "
+            f"with its own hydra.sweep.dir")
 
 
 def summarise(seed_metrics: dict[int, dict[str, float]]) -> dict[str, Any]:

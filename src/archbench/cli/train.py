@@ -30,6 +30,12 @@ def _precheck(argv: list[str]) -> None:
     overrides = [a for a in argv if not a.startswith("-") and "=" in a and not a.startswith("hydra")]
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv) or not overrides:
         return
+    if multirun and "replicas=seeds" in overrides:
+        from archbench.replicas import shared_seed_folders
+
+        problem = shared_seed_folders(overrides)
+        if problem:
+            fail(PROGRAM, problem)
     from archbench.config import validate
 
     def check() -> None:
