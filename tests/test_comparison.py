@@ -10,7 +10,7 @@ from conftest import call_cli, run_cli
 from torch import nn
 
 from archbench.nets.cost import flops_per_example
-from archbench.replicas import shared_seed_folders, summarise, swept_seeds
+from archbench.replicas import shared_seed_folders, summarise, summary_lines, swept_seeds
 from archbench.report import stats
 from archbench.report.figures import pareto_front
 
@@ -90,6 +90,18 @@ def test_swept_seeds_and_summary():
     summary = summarise({42: {"test/acc": 0.9}, 43: {"test/acc": 0.8}})
     assert summary["n"] == 2 and summary["mean"]["test/acc"] == pytest.approx(0.85)
     assert summary["std"]["test/acc"] == pytest.approx(0.0707107, rel=1e-5)
+
+
+def test_replicates_end_with_their_summary_on_the_console(tmp_path):
+    """Before, a replicas multirun printed Hydra's launch lines and no result."""
+    sweep = tmp_path / "sweep"
+    (sweep / "seed1").mkdir(parents=True)
+    (sweep / "seed1" / "run.json").write_text('{"model": "mlp", "data": "digits"}')
+    found = {1: {"test/acc": 0.9, "val/acc_best": 0.8, "epochs": 3}, 2: {"test/acc": 0.8, "val/acc_best": 0.9}}
+    assert summary_lines(sweep, 3, found).splitlines() == [
+        "archbench: mlp on digits, 2 of 3 seeds finished (1, 2)", f"  summary        {tmp_path / 'sweep.json'}",
+        "  test           acc 0.85 ± 0.071", "  best val       acc 0.85 ± 0.071"]
+    assert summary_lines(sweep, 2, {}).splitlines()[0] == "archbench: no run, 0 of 2 seeds finished (none)"
 
 
 def test_seeds_change_initial_weights_and_the_same_seed_repeats_them(make_cfg):

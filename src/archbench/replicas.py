@@ -98,6 +98,27 @@ class ReplicaSummary(Callback):
         summary.write_text(json.dumps(summarise(found), indent=2, sort_keys=True) + "\n")
         curves = [sweep_dir / f"seed{seed}" / "curves.csv" for seed in found]
         mean_curves([c for c in curves if c.is_file()], sweep_dir.with_name(sweep_dir.name + ".curves.csv"))
+        print(summary_lines(sweep_dir, len(swept_seeds(list(config.hydra.overrides.task))), found), flush=True)
+
+
+def summary_lines(sweep_dir: Path, asked: int, found: dict[int, dict[str, float]]) -> str:
+    """The replicates in a few console lines: which pair, how many seeds finished, each test metric
+    and best validation value as mean ± std, and where the summary is."""
+    summary = summarise(found)
+    first = sweep_dir / f"seed{min(found)}" / "run.json" if found else None
+    run = json.loads(first.read_text()) if first and first.is_file() else {}
+    pair = f"{run['model']} on {run['data']}" if run else "no run"
+    done = f"{len(found)} of {asked} seeds" if len(found) != asked else f"{asked} seed{'' if asked == 1 else 's'}"
+
+    def spread(prefix: str, suffix: str = "") -> str:
+        return ", ".join(f"{k.removeprefix(prefix).removesuffix(suffix)} {v:.4g} ± {summary['std'][k]:.2g}"
+                         for k, v in summary["mean"].items() if k.startswith(prefix) and k.endswith(suffix))
+
+    lines = [f"archbench: {pair}, {done} finished ({', '.join(map(str, sorted(found))) or 'none'})",
+             f"  summary        {sweep_dir.with_name(sweep_dir.name + '.json')}"]
+    if found:
+        lines += [f"  test           {spread('test/')}", f"  best val       {spread('val/', '_best')}"]
+    return "\n".join(lines)
 
 
 def mean_curves(paths: list[Path], out: Path) -> None:
