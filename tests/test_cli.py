@@ -165,10 +165,12 @@ def test_a_multirun_with_a_bad_sweeper_value_is_one_line(tmp_path, isolated):
     ("optimizer.lrr=0.1", "unknown key optimizer.lrr; did you mean optimizer.lr? optimizer has: betas, lr, name, "
                           "weight_decay (+optimizer.lrr=… adds a new key, which only a component that reads it uses)"),
     ("modle.net.hidden=[8]", "unknown key modle; did you mean model? the config has: "),
+    # data=csv and text_files name their files data.path; image_folder (as the other folders) data.root
+    ("data=image_folder data.path=pics", "unknown key data.path; did you mean data.root? data has: "),
 ])
 def test_a_mistyped_key_is_named_with_the_close_one(tmp_path, isolated, typo, message):
     """Before, Hydra's line advised +optimizer.lrr=0.1, which trains as if the setting were unsaid."""
-    result = call_cli("archbench-train", "data=digits", "model=mlp", typo, f"hydra.run.dir={tmp_path / 'run'}",
+    result = call_cli("archbench-train", "data=digits", "model=mlp", *typo.split(), f"hydra.run.dir={tmp_path / 'run'}",
                       env=isolated)
     assert _one_line_error(result).startswith(f"archbench-train: error: {message}")
     assert result.returncode == 2 and not (tmp_path / "run").exists()

@@ -90,6 +90,10 @@ def _unknown_key_line(key: str) -> str | None:
         return None
     keys = sorted(str(k) for k in node)
     close = difflib.get_close_matches(leaf, keys, n=1)
+    if not close and parent == "data":  # data.path where this dataset names its files data.root
+        from archbench.data.prepare import SOURCE_KEYS
+
+        close = [k for k in keys if k in SOURCE_KEYS and leaf in SOURCE_KEYS][:1]
     hint = f"did you mean {parent + '.' if parent else ''}{close[0]}? " if close else ""
     shown = ", ".join(keys[:12]) + (", …" if len(keys) > 12 else "")
     return (f"unknown key {key}; {hint}{parent or 'the config'} has: {shown} "
