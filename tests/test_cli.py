@@ -254,3 +254,15 @@ def test_console_scripts_run_exit_handlers_and_keep_the_status_on_their_quick_ex
     assert result.returncode == code, result.stderr
     assert result.stdout.splitlines()[-1] == "handler ran"
     assert ("bad" in result.stderr) == (code == 1)
+
+
+def test_the_run_summary_shows_the_kept_epochs_validation_metrics(tmp_path):
+    """Before, a classifier's line read "best val val/acc_then_loss 1.052": accuracy plus a tie-break."""
+    from archbench.cli.common import _best_epoch
+
+    (tmp_path / "curves.csv").write_text("epoch,train/loss,val/acc,val/acc_then_loss,val/loss\n"
+                                         "0,0.9,0.5,0.52,0.8\n1,0.5,1.0,1.052,0.37\n2,0.4,1.0,1.05,0.38\n")
+    assert _best_epoch(tmp_path, {"val/acc_then_loss_best": 1.052}) == "epoch 2: acc 1, loss 0.37 (kept by acc, ties by loss)"
+    assert _best_epoch(tmp_path, {"val/loss_best": 0.8}) == "epoch 1: acc 0.5, loss 0.8 (kept by loss)"
+    (tmp_path / "curves.csv").unlink()
+    assert _best_epoch(tmp_path, {"val/loss_best": 0.8}) == "val/loss 0.8"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from types import SimpleNamespace
 
@@ -216,7 +217,8 @@ def test_a_run_is_quiet_and_ends_with_a_summary(tmp_path):
     summary = result.stdout[result.stdout.index("archbench: mlp on digits (classification) finished"):]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert f"run directory  {tmp_path / 'run'}" in summary and run["run_id"] in summary
-    assert "test           acc " in summary and "best val       val/acc_then_loss " in summary
+    assert "test           acc " in summary and "best val       epoch " in summary
+    assert re.search(r"best val       epoch \d+: acc 0\.\d+, f1 0\.\d+, loss \d\.\d+ \(kept by acc, ties by loss\)", summary)
     assert "model          models:/" in summary
     verbose = run_cli("archbench-train", *common[:-1], f"hydra.run.dir={tmp_path / 'run2'}", "-v", env=env)
     assert verbose.returncode == 0 and "GPU available" in verbose.stdout + verbose.stderr

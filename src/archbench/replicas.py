@@ -111,7 +111,8 @@ def summary_lines(sweep_dir: Path, asked: int, found: dict[int, dict[str, float]
     done = f"{len(found)} of {asked} seeds" if len(found) != asked else f"{asked} seed{'' if asked == 1 else 's'}"
 
     def spread(prefix: str, suffix: str = "") -> str:
-        return ", ".join(f"{k.removeprefix(prefix).removesuffix(suffix)} {v:.4g} ± {summary['std'][k]:.2g}"
+        return ", ".join(f"{k.removeprefix(prefix).removesuffix(suffix).replace('acc_then_loss', 'acc (+ loss tie-break)')} "
+                         f"{v:.4g} ± {summary['std'][k]:.2g}"
                          for k, v in summary["mean"].items() if k.startswith(prefix) and k.endswith(suffix))
 
     lines = [f"archbench: {pair}, {done} finished ({', '.join(map(str, sorted(found))) or 'none'})",

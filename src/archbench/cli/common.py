@@ -156,7 +156,7 @@ def run_summary(out_dir) -> str:
         f"  MLflow run     {run.get('run_id')}  (UI: #/experiments/{run.get('experiment_id')}/runs/"
         f"{run.get('run_id')}; store {run.get('tracking_uri')})",
         f"  test           {tests}",
-        "  best val       " + ", ".join(f"{k.removesuffix('_best')} {v:.4g}" for k, v in best.items()),
+        "  best val       " + _best_epoch(out_dir, best),
         f"  trained        {epochs} epoch{'' if epochs == 1 else 's'} in {metrics.get('train_seconds', 0):.1f} s, "
         f"{int(metrics.get('parameters', 0)):,} parameters",
     ]
@@ -167,6 +167,29 @@ def run_summary(out_dir) -> str:
                   + (f" ({registered['note']})" if registered.get("note") else "")) if registered else ""
         lines.append(f"  model          {run['model_uri']}{suffix}")
     return "\n".join(lines)
+
+
+def _best_epoch(out_dir, best: dict[str, float]) -> str:
+    """The validation metrics of the epoch whose checkpoint was kept (from ``curves.csv``), e.g.
+    ``epoch 7: acc 0.9722, loss 0.1104 (kept by acc, ties by loss)``; else the monitored value.
+    A classifier's monitor, accuracy plus a loss tie-break, reads above 1 and means little alone."""
+    import csv
+
+    plain = ", ".join(f"{k.removesuffix('_best')} {v:.4g}" for k, v in best.items())
+    curves = out_dir / "curves.csv"
+    if len(best) != 1 or not curves.is_file():
+        return plain
+    (name, value), = best.items()
+    monitor = name.removesuffix("_best")
+    with curves.open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get(monitor)]
+    if not rows:
+        return plain
+    row = min(rows, key=lambda r: abs(float(r[monitor]) - value))
+    shown = ", ".join(f"{k.removeprefix('val/')} {float(v):.4g}" for k, v in row.items()
+                      if k.startswith("val/") and k != "val/acc_then_loss" and v)
+    how = "acc, ties by loss" if monitor == "val/acc_then_loss" else monitor.removeprefix("val/")
+    return f"epoch {int(float(row['epoch'])) + 1}: {shown} (kept by {how})"
 
 
 def add_model_arguments(parser, example: str) -> None:
