@@ -191,3 +191,18 @@ def test_a_table_model_served_as_pyfunc_takes_rows_by_column_name_like_archbench
     mlflow.set_tracking_uri(store)
     answer = mlflow.pyfunc.load_model(served_uri).predict(whole)
     assert answer["label"].tolist() == [r[1] for r in expected]
+
+
+def test_export_to_a_named_file_takes_its_format_from_the_suffix(champion, tmp_path):
+    """Before, --output model.pt was a folder: model.pt/model.onnx."""
+    root, store, _ = champion
+    named = call_cli("archbench-export", "--registered", "digits-mlp", "--tracking-uri", store,
+                     "--output", str(tmp_path / "mlp.pt"), "--no-log")
+    assert named.returncode == 0, named.stderr[-2000:]
+    assert json.loads(named.stdout.strip().splitlines()[-1])["format"] == "torchscript"
+    assert (tmp_path / "mlp.pt").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["mlp.pt"]
+    clash = call_cli("archbench-export", "--registered", "digits-mlp", "--tracking-uri", store,
+                     "--output", str(tmp_path / "mlp.onnx"), "--format", "torchscript", "--no-log")
+    assert clash.returncode == 2 and clash.stderr.strip().splitlines()[-1] == (
+        f"archbench-export: error: --output {tmp_path / 'mlp.onnx'} names an ONNX file, and --format is "
+        "torchscript: give a .pt file or a folder")

@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                              "models serve` that takes raw inputs (table rows by column name, texts, "
                              "base64 image files)")
     parser.add_argument("--output", type=Path, default=None,
-                        help="folder for the file (default: outputs/export/<run id>)")
+                        help="a file (.onnx: ONNX, .pt: TorchScript) or a folder for model.onnx / model.pt "
+                             "(default: outputs/export/<run id>)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="inputs of the test split to compare on (default: the run's data.eval_batch_size)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest absolute difference allowed")
@@ -56,6 +57,23 @@ def _exportable_run(client, uri: str) -> str:
     return run_id
 
 
+def _file_place(args: argparse.Namespace) -> tuple[Path | None, str, str]:
+    """Folder, file stem and format: ``--output DIR`` (``DIR/model.onnx``), or ``--output FILE.onnx``
+    / ``FILE.pt``, whose suffix names the format (before, ``x.onnx`` became a folder ``x.onnx/``);
+    no folder: the default one."""
+    from archbench.export import SUFFIX
+
+    output = args.output
+    named = {suffix: fmt for fmt, suffix in SUFFIX.items()}.get(output.suffix) if output else None
+    if named is None:
+        return output, "model", args.format
+    if args.format not in ("auto", named):
+        kind = {"onnx": "an ONNX", "torchscript": "a TorchScript"}[named]
+        fail(PROGRAM, f"--output {output} names {kind} file, and --format is {args.format}: "
+                      f"give a {SUFFIX[args.format]} file or a folder")
+    return output.parent, output.stem, named
+
+
 def _export(args: argparse.Namespace) -> int:
     """Write the file, compare it with PyTorch on test inputs, log and print; 1 if over tolerance."""
     import os
@@ -67,6 +85,7 @@ def _export(args: argparse.Namespace) -> int:
     from archbench.export import export_with_parity, first_test_batch
     from archbench.paths import project_root
 
+    out_dir, stem, fmt = _file_place(args) if args.format != "pyfunc" else (None, "", "")
     model = load_logged_model(PROGRAM, args, "forward", "a torch model")
     uri = model_uri(args)
     client = mlflow.MlflowClient()
@@ -75,8 +94,8 @@ def _export(args: argparse.Namespace) -> int:
         return _export_pyfunc(args, model, uri, client, run_id)
     cfg = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
     batch = first_test_batch(cfg, args.batch_size)
-    out_dir = args.output or project_root() / "outputs" / "export" / run_id
-    path, parity, reason = export_with_parity(model, batch, args.format, out_dir)
+    out_dir = out_dir or project_root() / "outputs" / "export" / run_id
+    path, parity, reason = export_with_parity(model, batch, fmt, out_dir, stem)
     figures = {**parity.as_dict(), "model_uri": uri, "tolerance": args.tolerance,
                "onnx_failure": reason, "file": path.name}
     if not args.no_log:
