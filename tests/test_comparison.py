@@ -404,7 +404,7 @@ def _summary(path, values: dict[int, float], metric: str = "val/acc_then_loss_be
 
 
 def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path):
-    from archbench.report.trial import arm_values, welch_difference
+    from archbench.report.trial import arm_values, describe, welch_difference
 
     (tmp_path / "in.txt").write_text("not json")
     base = [_summary(tmp_path / "a.json", {42: 0.80, 43: 0.81}), _summary(tmp_path / "a2.json", {44: 0.82})]
@@ -416,6 +416,10 @@ def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path):
     assert not diff.resolved and diff.resolution == pytest.approx(0.02267, abs=1e-5)
     far = welch_difference([0.80, 0.81, 0.82], [0.90, 0.91, 0.92])
     assert far.resolved and far.low > 0
+    # both arms constant (a saturated metric): a zero-width interval, not a resolved difference
+    flat = welch_difference([0.9, 0.9], [1.0, 1.0])
+    assert flat.constant and not flat.resolved
+    assert "not judged: each arm reads the same on every seed" in describe(flat, "test/acc", 100)
     shown = call_cli("archbench-trial", *map(str, base), "--vs", str(trial[0]))
     assert shown.returncode == 0 and "trial − base: +2.00 [-0.27, +4.27]" in shown.stdout
     assert "(accuracy plus a loss tie-break worth under half a validation example" in shown.stdout

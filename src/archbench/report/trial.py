@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,13 @@ class Difference:
         return (self.high - self.low) / 2
 
     @property
+    def constant(self) -> bool:
+        """Each arm reads the same on every seed: the interval has no spread to stand on."""
+        return statistics.pstdev(self.base) == 0 and statistics.pstdev(self.trial) == 0
+
+    @property
     def resolved(self) -> bool:
-        return self.low > 0 or self.high < 0
+        return not self.constant and (self.low > 0 or self.high < 0)
 
 
 def arm_values(summaries: list[Path], metric: str) -> list[float]:
@@ -67,7 +73,9 @@ def welch_difference(base: list[float], trial: list[float], confidence: float = 
     """``mean(trial) − mean(base)`` with scipy's Welch interval (unequal variances)."""
     from scipy import stats
 
-    result = stats.ttest_ind(trial, base, equal_var=False)
+    with warnings.catch_warnings():  # scipy's "catastrophic cancellation" when an arm is constant
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(trial, base, equal_var=False)
     interval = result.confidence_interval(confidence)
     delta = statistics.fmean(trial) - statistics.fmean(base)
     return Difference(base, trial, delta, float(interval.low), float(interval.high))
@@ -80,7 +88,9 @@ def describe(diff: Difference, metric: str, scale: float = 1.0) -> str:
         return (f"{name}: {statistics.fmean(values) * scale:.2f} ± {statistics.stdev(values) * scale:.2f} "
                 f"over {len(values)} seeds ({shown})")
 
-    verdict = ("resolved: the interval excludes 0" if diff.resolved else
+    verdict = ("not judged: each arm reads the same on every seed, so the seeds show no spread to weigh the "
+               "difference against (judge by a finer metric, e.g. the loss)" if diff.constant else
+               "resolved: the interval excludes 0" if diff.resolved else
                f"not resolved: the interval spans 0; these seeds resolve about ±{diff.resolution * scale:.2f}")
     title = metric
     if metric.startswith("val/acc_then_loss"):  # see tasks.classification: ClassificationTask.on_validation_epoch_end
