@@ -331,6 +331,17 @@ def test_training_memory_counts_parameters_gradients_activations_and_optimizer_s
     assert torch.equal(net.weight, before)  # measured on a copy: the trained weights are untouched
 
 
+def test_training_memory_of_a_packed_sequence_text_rnn_is_measured():
+    """Before, MemTracker failed on the PackedSequence an nn.LSTM reads: NaN in metrics.json."""
+    from archbench.nets.cost import training_peak_bytes
+    from archbench.nets.recurrent import TextRNN
+
+    net = TextRNN([20], 2, vocab_size=100, embed_dim=16, hidden_size=16, bidirectional=True)
+    words = torch.tensor([[5, 6, 7, 8, 0, 0] + [0] * 14, [9, 10, 0, 0, 0, 0] + [0] * 14])
+    small, large = (training_peak_bytes(net, words, batch, lambda p: torch.optim.Adam(p)) for batch in (8, 256))
+    assert 0 < small < large < float("inf")
+
+
 def test_validation_curves_of_a_dataset_share_one_figure(tmp_path):
     from types import SimpleNamespace
 
