@@ -49,6 +49,24 @@ def _runs(tmp_path) -> list:
     return client.search_runs([client.get_experiment_by_name("archbench").experiment_id])
 
 
+def test_study_plots_say_their_caveats_in_one_line_each(tmp_path, capsys, recwarn):
+    """Before, Optuna's importance caveat leaked as a UserWarning with its source line mid-sweep."""
+    from archbench.sweep.study import write_study_artifacts
+
+    lr = optuna.distributions.FloatDistribution(1e-4, 3e-2, log=True)
+    zero, wd = optuna.distributions.CategoricalDistribution((False, True)), optuna.distributions.FloatDistribution(1e-6, 1e-2, log=True)
+    study = optuna.create_study(direction="maximize")
+    for value, params in [(0.95, {"lr": 8e-4, "wd=0": False, "wd": 2e-4}), (0.90, {"lr": 2e-4, "wd=0": False, "wd": 9e-6}),
+                          (0.99, {"lr": 1e-2, "wd=0": True})]:
+        spaces = {"lr": lr, "wd=0": zero, "wd": wd}
+        study.add_trial(optuna.trial.create_trial(params=params, value=value,
+                                                  distributions={k: spaces[k] for k in params}))
+    written = write_study_artifacts(study, tmp_path)
+    assert {p.name for p in written} == {"trials.csv", "optimization_history.png", "param_importances.png"}
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+    assert "archbench-sweep: param_importances.png: Some regimes for parameter `wd` have less than 2 trials" in capsys.readouterr().out
+
+
 def test_a_study_is_its_data_and_config_not_where_or_how_it_runs():
     """Before, the name hashed the search space only: a sweep of another table (data=csv), model
     size or epoch budget silently continued the first one's study and reported its best trial."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -222,10 +223,14 @@ def write_study_artifacts(study: optuna.Study, out_dir: Path) -> list[Path]:
         plots.append(("param_importances.png", ovm.plot_param_importances))
     for name, plot in plots:
         try:
-            ax = plot(study)
+            with warnings.catch_warnings(record=True) as caveats:  # said once below, without a source line
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                ax = plot(study)
         except (ValueError, RuntimeError) as err:  # e.g. importances of a constant parameter
             print(f"archbench-sweep: skipped {name}: {err}")
             continue
+        for caveat in dict.fromkeys(str(w.message) for w in caveats):  # e.g. too few trials per regime
+            print(f"archbench-sweep: {name}: {caveat}")
         figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
         figure.tight_layout()
         figure.savefig(out_dir / name, dpi=100)
