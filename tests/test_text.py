@@ -461,6 +461,9 @@ def test_tiny_text_run_logs_a_model_that_classifies_raw_text(make_cfg, tmp_path)
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "index,label,probability,top,text" and len(lines) == 3
     assert lines[1].split(",")[1] in ("negative", "positive") and lines[1].endswith('"a gorgeous , witty movie"')
+    # said, not silent: the unknown words and the text that rests on <unk> alone
+    assert ("words are not in the model's training vocabulary and read as <unk> (" in result.stderr
+            and "zyzzyva, qwerty" in result.stderr and "no word of index 1 is known" in result.stderr)
     (tmp_path / "in.txt").write_text("boring and badly acted\nsmart and moving\n")
     from_file = call_cli("archbench-predict", str(tmp_path / "in.txt"), *uri, *store)
     assert from_file.returncode == 0 and len(from_file.stdout.strip().splitlines()) == 3

@@ -178,6 +178,7 @@ def _model_outputs(uri: str, model: Any, tags: dict[str, str],
         return _audio_outputs(uri, model, args.input, args.limit)
     if hasattr(model, "predict_texts"):
         texts = _load_texts(args.input, args.text, args.column)[: args.limit]
+        _warn_unknown_words(texts, model.vocab, model.tokenizer)
         return model.predict_texts(texts), "text", texts
     from archbench.data.images import IMAGE_SUFFIXES
 
@@ -308,10 +309,32 @@ def _translate(model, texts: list[str], beam_size: int | None) -> None:
         print(f"{PROGRAM}: warning: {len(long)} sentence(s) longer than the {limit} tokens the model reads "
               f"(index {', '.join(map(str, long[:5]))}{', …' if len(long) > 5 else ''}): only their first {limit} "
               f"are translated; split them into sentences", file=sys.stderr)
+    _warn_unknown_words(texts, model.source_vocab, model.tokenizer)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["index", "source", "translation"])
     for i, (source, target) in enumerate(zip(texts, model.translate(texts, beam_size), strict=True)):
         writer.writerow([i, source, target])
+
+
+def _warn_unknown_words(texts: list[str], vocab: list[str], tokenizer: dict[str, Any]) -> None:
+    """One line on stderr when words are outside the training vocabulary (the model reads each as
+    ``<unk>``), naming a few, and the texts with no known word at all, whose output rests on
+    ``<unk>`` alone (before, nothing said so)."""
+    from archbench.data.tokens import tokenize
+
+    known = set(vocab)
+    tokens = [tokenize(t, bool(tokenizer.get("lowercase", True))) for t in texts]
+    unknown = [w for words in tokens for w in words if w not in known]
+    if not unknown:
+        return
+    blind = [i for i, words in enumerate(tokens) if words and not known.intersection(words)]
+    names = list(dict.fromkeys(unknown))
+    line = (f"{PROGRAM}: warning: {len(unknown)} of {sum(map(len, tokens))} words are not in the model's training "
+            f"vocabulary and read as <unk> ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
+    if blind:
+        line += (f"; no word of index {', '.join(map(str, blind[:5]))}{', …' if len(blind) > 5 else ''} is known: "
+                 f"{'its output rests' if len(blind) == 1 else 'their outputs rest'} on <unk> alone")
+    print(line, file=sys.stderr)
 
 
 def _load_texts(path: Path | None, texts: list[str], column: str = "text") -> list[str]:
