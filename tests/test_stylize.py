@@ -111,6 +111,9 @@ def test_unknown_features_and_missing_images_are_one_line(tmp_path, images):
     assert len(result.stderr.strip().splitlines()) == 1
     result = call_cli("archbench-stylize", f"content={tmp_path / 'none.jpg'}", f"style={style}")
     assert result.returncode == 2 and "image not found" in result.stderr
+    result = call_cli("archbench-stylize", f"content={content}", "stepz=3")  # was "Could not override 'stepz'."
+    assert result.returncode == 2 and result.stderr.startswith(
+        "archbench-stylize: error: unknown key stepz; did you mean steps? the config has: content, ")
 
 
 @pytest.mark.parametrize("override, message", [

@@ -70,10 +70,6 @@ def _unknown_key_line(key: str) -> str | None:
     """A key no config has (a typo, ``optimizer.lrr``) named with the close ones and its siblings,
     instead of Hydra's advice to append it (``+optimizer.lrr``), which would train as if unsaid;
     None when the config the command line composes cannot be read back."""
-    import difflib
-
-    from omegaconf import DictConfig, OmegaConf
-
     from archbench.config import compose, config_groups
 
     groups = config_groups()
@@ -84,6 +80,16 @@ def _unknown_key_line(key: str) -> str | None:
         cfg = compose(choices)
     except Exception:  # noqa: BLE001 - a hint only: Hydra's own line stands
         return None
+    return unknown_key_line(key, cfg)
+
+
+def unknown_key_line(key: str, cfg) -> str | None:
+    """``key``, which ``cfg`` lacks, named with its close spelling and its section's keys; None
+    when its parent is not a section of ``cfg``."""
+    import difflib
+
+    from omegaconf import DictConfig, OmegaConf
+
     parent, _, leaf = key.rpartition(".")
     node = OmegaConf.select(cfg, parent) if parent else cfg
     if not isinstance(node, DictConfig):

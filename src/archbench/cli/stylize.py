@@ -5,9 +5,10 @@ stylised PNG and its loss curve and logs both as an MLflow run (experiment archb
 
 from __future__ import annotations
 
+import re
 import sys
 
-from archbench.cli.common import fail, reporting_errors
+from archbench.cli.common import fail, reporting_errors, unknown_key_line
 
 PROGRAM = "archbench-stylize"
 
@@ -22,11 +23,15 @@ def compose_stylize(overrides: list[str]):
     from archbench.paths import conf_dir
 
     register_resolvers()
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        try:
             return compose("stylize", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as err:
-        fail(PROGRAM, str(err).splitlines()[0])
+        except (HydraException, OmegaConfBaseException) as err:
+            line = str(err).splitlines()[0]
+            unknown = re.search(r"Could not override '([^']+)'", line)
+            if unknown and not unknown.group(1).startswith("+"):  # a typo: name the close key
+                line = unknown_key_line(unknown.group(1), compose("stylize")) or line
+            fail(PROGRAM, line)
 
 
 def main(argv: list[str] | None = None) -> None:
