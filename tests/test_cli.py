@@ -1,5 +1,7 @@
 """Entry points as a user runs them: exit codes and one-line errors."""
 
+import re
+
 import pytest
 from conftest import call_cli, run_cli
 
@@ -86,6 +88,7 @@ def test_a_multirun_job_that_fails_on_its_data_lets_the_others_finish_and_exits_
     assert "archbench-train: error: job 1: MNIST files not found in " in result.stderr
     assert "Traceback" not in result.stderr
     assert (sweep / "digits" / "metrics.json").is_file()  # the good job finished
+    assert re.search(r"^archbench: job 0: logistic on digits \(seed \d+\): test acc 0\.\d+, f1 ", result.stdout, re.M)
 
 
 @pytest.mark.parametrize("mode", ["-m", "hydra.mode=MULTIRUN"])

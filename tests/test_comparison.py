@@ -132,6 +132,7 @@ def test_replicas_train_each_seed_once_and_one_more_seed_trains_only_that_seed(t
                          f"paths.data_dir={tmp_path / 'prepared'}", f"hydra.sweep.dir={sweep}",
                          env={"MLFLOW_TRACKING_URI": uri})
         assert result.returncode == 0, result.stderr[-3000:]
+        assert f"archbench: logistic on digits, {len(seeds.split(','))} seeds finished ({seeds.replace(',', ', ')})" in result.stdout
         return json.loads((tmp_path / "digits-logistic.json").read_text())
 
     first = replicas("42,43")

@@ -175,6 +175,18 @@ def run_summary(out_dir) -> str:
     return "\n".join(lines)
 
 
+def job_line(out_dir, number: int) -> str:
+    """One multirun job's result in a line: which pair, its test metrics, its folder."""
+    import json
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    run = json.loads((out_dir / "run.json").read_text())
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    tests = ", ".join(f"{k.removeprefix('test/')} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith("test/"))
+    return f"archbench: job {number}: {run['model']} on {run['data']} (seed {run.get('seed')}): test {tests}  [{out_dir}]"
+
+
 def _best_epoch(out_dir, best: dict[str, float]) -> str:
     """The validation metrics of the epoch whose checkpoint was kept (from ``curves.csv``), e.g.
     ``epoch 7: acc 0.9722, loss 0.1104 (kept by acc, ties by loss)``; else the monitored value.

@@ -118,7 +118,7 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from archbench.cli.common import run_summary
+    from archbench.cli.common import job_line, run_summary
     from archbench.config import apply_recipe, best_of
     from archbench.console import quiet_dependencies
     from archbench.provision import scoring_classifier
@@ -137,8 +137,11 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
               + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items()), flush=True)
     OmegaConf.resolve(cfg)
     metrics = train(scoring_classifier(cfg))
-    if hydra_cfg.mode != RunMode.MULTIRUN and launch_rank() == 0:
-        print(run_summary(cfg.paths.output_dir), flush=True)
+    if launch_rank() == 0:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            print(run_summary(cfg.paths.output_dir), flush=True)
+        elif _plain_multirun(hydra_cfg):  # a sweeper says its trials its own way
+            print(job_line(cfg.paths.output_dir, hydra_cfg.job.num), flush=True)
     return objective(metrics)
 
 
@@ -162,6 +165,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return reporting_errors(PROGRAM, lambda: run_from_hydra(cfg))
 
 
+def _plain_multirun(hydra_cfg: Any) -> bool:
+    """Hydra's basic sweeper (every combination of the swept values), not an Optuna study."""
+    return str(OmegaConf.select(hydra_cfg, "sweeper._target_", default="")).endswith("BasicSweeper")
+
+
 class MultirunDir(Callback):
     """Remembers a multirun's sweep directory, so that an interrupted multirun can end the MLflow
     runs its killed worker processes left open (``_end_interrupted_jobs``)."""
@@ -175,6 +183,17 @@ class MultirunDir(Callback):
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
         if "joblib" in launcher:  # jobs in worker processes: this process never trains
             signal.signal(signal.SIGTERM, _raise_terminated)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Where a plain multirun's runs are and how to see them side by side (seed replicates
+        print their own summary)."""
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not _plain_multirun(config.hydra) or "replicas" in (config.hydra.callbacks or {}):
+            return
+        runs = sum(1 for _ in sweep_dir.glob("*/metrics.json"))
+        if runs > 1:
+            print(f"archbench: {runs} runs in {sweep_dir}; side by side, with seeds pooled: "
+                  f"archbench-compare {sweep_dir} REPORT_DIR", flush=True)
 
 
 def _raise_terminated(number: int, frame: Any) -> None:
