@@ -778,6 +778,10 @@ def test_explicit_groups_and_keys_win_over_the_recipe():
         assert compose(["data=mnist1d", "model=transformer", drop]).optimizer.name == "adam"
     assert compose(["data=digits", "model=mlp", "recipe=mnist1d_mlp"]).recipe_applied.file.endswith(
         "mnist1d_mlp.yaml")
+    # where it trains is not its budget: trainer=gpu / ddp keep the recipe's epochs (before: 20)
+    for placement in ("trainer=gpu", "trainer=ddp", "trainer=ddp_cpu", "trainer=auto"):
+        assert compose(["data=mnist1d", "model=transformer", placement]).trainer.max_epochs == 70, placement
+    assert compose(["data=mnist1d", "model=transformer", "trainer=gpu", "trainer.max_epochs=3"]).trainer.max_epochs == 3
 
 
 def test_a_recipe_key_the_config_lacks_is_refused_with_the_closest_keys():

@@ -70,19 +70,23 @@ def compose(overrides: list[str] | None = None, output_dir: str | Path | None = 
 
 
 PAIR_GROUPS = ("data", "model", "recipe")
+# groups that choose where a run trains, not its budget: trainer=gpu or trainer=ddp keeps the
+# recipe's trainer.max_epochs and gradient clipping (before, every trainer.* recipe key was dropped,
+# so a pair trained the default 20 epochs on a GPU); trainer.max_epochs=N still wins
+PLACEMENT_GROUPS = ("trainer",)
 
 
 def explicit_keys(overrides: list[str]) -> set[str]:
     """Config keys the user chose: every ``key=value``/``group=option`` override, and every key an
     ``experiment=NAME`` config sets. ``data=``/``model=`` choose the pair a recipe belongs to, so
-    they make no key explicit by themselves."""
+    they make no key explicit by themselves, nor does ``trainer=`` (where it trains)."""
     import yaml
 
     keys: set[str] = set()
     for override in overrides:
         key, _, value = override.partition("=")
         key = key.lstrip("+~")
-        if key.startswith("hydra") or key in PAIR_GROUPS:
+        if key.startswith("hydra") or key in PAIR_GROUPS or key in PLACEMENT_GROUPS:
             continue
         keys.add(key)
         path = conf_dir() / "experiment" / f"{value}.yaml"
