@@ -1,7 +1,8 @@
-"""``archbench-predict INPUT [--model-uri URI]``: classify the rows of a ``.npy``, ``.csv`` or
-prepared ``.pt`` file with a registered or logged classifier (default: the ``champion`` of
-``archbench-<data>-<model>``), printing one line per sample: index, label, probability, and the
-top classes. A regressor's inputs are read the same ways; it prints index and prediction (in the
+"""``archbench-predict INPUT --model-uri URI | --registered DATA-MODEL``: classify the rows of a
+``.npy``, ``.csv`` or prepared ``.pt`` file with a logged classifier (``--model-uri``: the
+``models:/m-…`` a training prints, or ``runs:/<run id>/model``) or a registered one
+(``--registered``: the ``champion`` of ``archbench-<data>-<model>``), printing one line per sample:
+index, label, probability, and the top classes. A regressor's inputs are read the same ways; it prints index and prediction (in the
 target's own units). Inputs are in the space of archbench's prepared data (``data/prepared/<name>``),
 i.e. normalised as ``meta.json`` records; ``.csv`` rows are flattened samples.
 
