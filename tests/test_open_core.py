@@ -67,6 +67,16 @@ def test_regression_on_diabetes_end_to_end(make_cfg, tmp_path):
     x = __import__("torch").load(make_cfg("data=diabetes").data.dir + "/test.pt", weights_only=True)["x"][:8]
     predictions = model(x).detach().numpy().ravel()
     assert predictions.min() >= 25 and predictions.max() <= 346  # a progression score, not a z-score
+    import numpy as np
+
+    with np.load(tmp_path / "run" / "test_predictions.npz") as saved:  # for the report's RMSE interval
+        errors = saved["predictions"] - saved["targets"]
+        assert len(errors) == len(torch_load_test(make_cfg)) and saved["targets"].min() >= 25
+    assert float(np.mean(errors ** 2)) == pytest.approx(metrics["test/mse"], rel=1e-4)
+
+
+def torch_load_test(make_cfg):
+    return __import__("torch").load(make_cfg("data=diabetes").data.dir + "/test.pt", weights_only=True)["y"]
 
 
 def test_a_classifier_refuses_regression_data(make_cfg):

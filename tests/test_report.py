@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from conftest import call_cli
 
@@ -28,7 +29,7 @@ def test_report_has_classification_and_language_model_tables(tmp_path):
     assert text.index("| cnn | 1 |") < text.index("| mlp | 1 |")  # best first
     assert "| cnn | 1 | 98.0 | – |" in text and "53,002" in text
     assert "**digits**: best **cnn** (98.0 %, n = 1 seed)" in text  # no predictions: no tests
-    assert "| pydoc_text | lstm | 1,000 | 2.020 | 2.164 | 1.500 | 30.0 |" in text
+    assert "| pydoc_text | lstm | 1 | 1,000 | 2.020 | 2.164 | – | 1.500 | 30.0 |" in text
     assert "The object is a sample" in text
     assert (tmp_path / "reports" / "comparison.png").stat().st_size > 1000
 
@@ -128,7 +129,7 @@ def test_report_has_a_generative_table_with_anchors_and_the_sample_grid(tmp_path
     (results / "digits-gan" / "samples.png").write_bytes(b"\x89PNG fake")
     write_report(results, tmp_path / "reports")
     text = (tmp_path / "reports" / "comparison.md").read_text()
-    assert "| digits | gan | 916,801 | 12.50 | 1.84 | 950.0 | 76× | 10/10 | – | – | 60 | 40.0 |" in text
+    assert "| digits | gan | 1 | 916,801 | 12.50 | – | 1.84 | 950.0 | 76× | 10/10 | – | – | 60 | 40.0 |" in text
     assert "![gan samples](samples/digits-gan.png)" in text
     assert (tmp_path / "reports" / "samples" / "digits-gan.png").read_bytes() == b"\x89PNG fake"
 
@@ -143,8 +144,42 @@ def test_report_has_a_regression_section_in_the_targets_units(tmp_path):
     write_report(results, tmp_path / "reports")
     text = (tmp_path / "reports" / "comparison.md").read_text()
     assert "## Regression" in text and "## Classification" not in text
-    assert "| diabetes | mlp | 11 | 51.22 | 42.00 | 0.505 | 50 | 1.0 |" in text
+    assert "| diabetes | mlp | 1 | 51.22 | – | 42.00 | 0.505 | 11 | 50 | 1.0 |" in text
     assert text.index("| diabetes | mlp |") < text.index("| diabetes | linear |")
+
+
+def test_regression_seeds_show_their_spread_and_an_rmse_interval_that_covers_the_truth(tmp_path):
+    """Before, the regression, language-model and generative tables showed seed means alone."""
+    import numpy as np
+
+    results, rng = tmp_path / "results", np.random.default_rng(0)
+    for seed in (1, 2, 3):
+        folder = results / "diabetes-mlp" / f"seed{seed}"
+        targets = rng.normal(150, 70, 400)
+        predictions = targets + rng.normal(0, 50, 400)  # true RMSE 50
+        mse = float(np.mean((predictions - targets) ** 2))
+        _run(folder, "diabetes", "mlp", {"test/mse": mse, "test/mae": 40.0 + seed, "test/r2": 0.5,
+                                         "epochs": 50, "train_seconds": 1.0, "parameters": 11}, task="regression")
+        run = json.loads((folder / "run.json").read_text())
+        (folder / "run.json").write_text(json.dumps({**run, "seed": seed}))
+        np.savez_compressed(folder / "test_predictions.npz", predictions=predictions, targets=targets)
+    write_report(results, tmp_path / "reports")
+    [row] = [line for line in (tmp_path / "reports" / "comparison.md").read_text().splitlines()
+             if line.startswith("| diabetes | mlp |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "3" and " ± " in cells[3] and cells[5] == "42.00 ± 1.00"
+    low, high = map(float, cells[4].split("–"))
+    assert low < 50 < high and high - low < 10  # 1,200 errors pin the RMSE within a few units
+
+
+def test_seed_intervals_of_metrics_without_per_example_values():
+    from archbench.report.replicates import seed_interval
+    from archbench.tasks.base import RunResult
+
+    runs = [RunResult(Path("."), {}, {"test/bpc": v}) for v in (2.0, 2.2, 2.4)]
+    low, high = map(float, seed_interval(RunResult(Path("."), {}, {}, {"runs": runs}), "test/bpc").split("–"))
+    assert 2.0 <= low < 2.2 < high <= 2.4  # within the seeds' range, around their mean
+    assert seed_interval(RunResult(Path("."), {}, {}, {"runs": runs[:1]}), "test/bpc") == "–"
 
 
 def test_reference_baselines_fit_on_train_and_val_only():

@@ -148,3 +148,21 @@ def plus_minus(row: RunResult, name: str, scale: float = 1.0, digits: int = 1) -
         return "–"
     std = scale * float(row.extra.get("std", {}).get(name, 0.0))
     return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if row.extra.get("n", 1) > 1 else "")
+
+
+def seeds_cell(row: RunResult) -> str:
+    """How many seeds a row averages ("–" for a reference row, fitted once)."""
+    return "–" if row.run.get("reference") else str(row.extra.get("n", 1))
+
+
+def seed_interval(row: RunResult, name: str, scale: float = 1.0, digits: int = 2) -> str:
+    """95 % bootstrap interval of a metric's mean over the row's seeds (``report.stats.seed_ci``),
+    for metrics without per-example values (bits per character, FID); "–" for a single seed."""
+    from archbench.report.stats import seed_ci
+
+    values = [scale * r.get(name) for r in row.extra.get("runs", [])]
+    values = [v for v in values if math.isfinite(v)]
+    if len(values) < 2:
+        return "–"
+    low, high = seed_ci(values)
+    return f"{low:.{digits}f}–{high:.{digits}f}"

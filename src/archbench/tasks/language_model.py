@@ -164,15 +164,20 @@ class LanguageModel(Task):
         return module.model  # ids → logits, plus the vocabulary and ``generate``
 
     def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
+        from archbench.report.replicates import plus_minus, seed_interval, seeds_cell
+
         runs = sorted(runs, key=lambda r: (r.run["data"], r.get("test/bpc")))
         lines = ["## Character language models", "",
-                 "Bits per character on the held-out contiguous test text (lower is better).", "",
-                 "| corpus | model | parameters | best val bpc | test bpc | test nats/char | train s |",
-                 "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+                 "Bits per character on the held-out contiguous test text (lower is better): mean ± std",
+                 "over seeds, and a 95 % bootstrap interval over the seeds alone (one test text: its own",
+                 "sampling noise is not in it; three seeds resolve little).", "",
+                 "| corpus | model | seeds | parameters | best val bpc | test bpc | 95 % CI | test nats/char | train s |",
+                 "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
         for r in runs:
-            lines.append(f"| {r.run['data']} | {r.run['model']} | {int(r.get('parameters', 0)):,} | "
-                         f"{r.get('val/loss_best') / math.log(2):.3f} | {r.get('test/bpc'):.3f} | "
-                         f"{r.get('test/loss'):.3f} | {r.get('train_seconds'):.1f} |")
+            lines.append(f"| {r.run['data']} | {r.run['model']} | {seeds_cell(r)} | {int(r.get('parameters', 0)):,} | "
+                         f"{plus_minus(r, 'val/loss_best', 1 / math.log(2), 3)} | {plus_minus(r, 'test/bpc', digits=3)} | "
+                         f"{seed_interval(r, 'test/bpc', digits=3)} | {r.get('test/loss'):.3f} | "
+                         f"{r.get('train_seconds'):.1f} |")
         for r in runs:
             sample = r.folder / "sample.txt"
             text = sample.read_text()[:300] if sample.is_file() else ""

@@ -4,6 +4,7 @@ the target's own units."""
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class RegressionTask(TaskModule):
         self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3, "weight_decay": 0.0})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self.train_metrics = TrainEpochMetrics("loss")
+        self._test_pairs: list[torch.Tensor] = []  # (prediction, target) rows of the last test
         self.metrics = nn.ModuleDict({
             split: nn.ModuleDict({"loss": MeanMetric(), "mse": MeanSquaredError(),
                                   "mae": MeanAbsoluteError(), "r2": R2Score()})
@@ -76,6 +78,25 @@ class RegressionTask(TaskModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
+        x, y = batch
+        scale = (self.target_std, self.target_mean)
+        self._test_pairs.append(torch.stack([self._predict(x).float() * scale[0] + scale[1],
+                                             y.float() * scale[0] + scale[1]], dim=1).cpu())
+
+    def on_test_epoch_start(self) -> None:
+        self._test_pairs = []
+
+    def test_outputs(self, out_dir: Path, class_names: list[str]) -> list[Path]:
+        """test_predictions.npz (predictions and targets in the target's units, in test order), for
+        the report's intervals; only from a single process, which saw the whole test split."""
+        if self.trainer.world_size > 1 or not getattr(self, "_test_pairs", None):
+            return []
+        import numpy as np
+
+        pairs = torch.cat(self._test_pairs).numpy()
+        path = out_dir / "test_predictions.npz"
+        np.savez_compressed(path, predictions=pairs[:, 0], targets=pairs[:, 1])
+        return [path]
 
     def configure_optimizers(self) -> Any:
         return lightning_optimizers(self.net.parameters(), self.optimizer_cfg, self.scheduler_cfg, self.trainer)
@@ -105,24 +126,54 @@ class Regression(Task):
         return Destandardised(module.net, module.target_mean, module.target_std)
 
     def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
+        from archbench.report.replicates import plus_minus, seeds_cell
+
         runs = sorted(runs, key=lambda r: (r.run["data"], -r.get("test/r2")))
         lines = ["## Regression", "",
                  "Errors on the held-out test split in the target's own units (models selected on the",
-                 "validation MSE).", "",
-                 "| dataset | model | parameters | test RMSE | test MAE | test R² | epochs | train s |",
-                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                 "validation MSE): mean ± std over seeds; the RMSE's 95 % interval from a two-level",
+                 "bootstrap over seeds and test examples (as the classification tables' accuracy).", "",
+                 "| dataset | model | seeds | test RMSE | 95 % CI | test MAE | test R² | parameters | epochs | train s |",
+                 "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
         for r in runs:
             reference = bool(r.run.get("reference"))
             model = f"*{r.run['model']}*" if reference else r.run["model"]
             size = "–" if reference else f"{int(r.get('parameters', 0)):,}"
             epochs = "–" if reference else str(int(r.get("epochs", 0)))
-            lines.append(f"| {r.run['data']} | {model} | {size} | {math.sqrt(r.get('test/mse')):.2f} | "
-                         f"{r.get('test/mae'):.2f} | {r.get('test/r2'):.3f} | {epochs} | "
-                         f"{r.get('train_seconds'):.1f} |")
+            lines.append(f"| {r.run['data']} | {model} | {seeds_cell(r)} | {_rmse(r)} | {_rmse_interval(r)} | "
+                         f"{plus_minus(r, 'test/mae', digits=2)} | {plus_minus(r, 'test/r2', digits=3)} | "
+                         f"{size} | {epochs} | {r.get('train_seconds'):.1f} |")
         if any(r.run.get("reference") for r in runs):
             lines += ["", "*Italic rows*: scikit-learn references fitted on the same prepared train+val "
                       "data and scored on the same test split."]
         return lines + [""]
+
+
+def _rmse(row: RunResult) -> str:
+    """The root of the seeds' mean MSE, ± the standard deviation of the per-seed RMSEs."""
+    seeds = [math.sqrt(r.get("test/mse")) for r in row.extra.get("runs", [])]
+    spread = f" ± {statistics.stdev(seeds):.2f}" if len(seeds) > 1 else ""
+    return f"{math.sqrt(row.get('test/mse')):.2f}{spread}"
+
+
+def _rmse_interval(row: RunResult) -> str:
+    """95 % interval of the RMSE: every seed's squared test errors, resampled over seeds and test
+    examples (``report.stats.mean_ci``); "–" without every seed's predictions."""
+    import numpy as np
+
+    from archbench.report.stats import mean_ci
+
+    paths = [r.folder / "test_predictions.npz" for r in row.extra.get("runs", [])]
+    if not paths or not all(p.is_file() for p in paths):
+        return "–"
+    errors = []
+    for path in paths:
+        with np.load(path) as saved:
+            errors.append((saved["predictions"] - saved["targets"]) ** 2)
+    if len({e.size for e in errors}) != 1:
+        return "–"
+    low, high = mean_ci(np.stack(errors))
+    return f"{math.sqrt(low):.2f}–{math.sqrt(high):.2f}"
 
 
 TASK = Regression()
