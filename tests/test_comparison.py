@@ -80,6 +80,17 @@ def test_pareto_front_keeps_what_nothing_beats_on_both_axes():
     assert pareto_front(points) == [0, 2, 4]
 
 
+def test_paired_rmse_bootstrap_resolves_a_real_gap_and_not_a_tie():
+    from archbench.report.stats import paired_rmse_bootstrap
+
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, (3, 500)) ** 2
+    doubled = paired_rmse_bootstrap(4 * base, base)  # errors twice as large: RMSE twice as large
+    assert doubled.mean == pytest.approx(np.sqrt(base.mean()), rel=1e-9) and doubled.low > 0 and doubled.p_value < 0.01
+    same = paired_rmse_bootstrap(base, base)
+    assert same.mean == 0 and same.low == same.high == 0 and same.p_value == 1.0
+
+
 def test_swept_seeds_and_summary():
     assert swept_seeds(["data=digits", "seed=42,43,44"]) == [42, 43, 44]
     assert swept_seeds(["seed=range(1,4)", "model=mlp"]) == [1, 2, 3]

@@ -144,7 +144,7 @@ def test_report_has_a_regression_section_in_the_targets_units(tmp_path):
     write_report(results, tmp_path / "reports")
     text = (tmp_path / "reports" / "comparison.md").read_text()
     assert "## Regression" in text and "## Classification" not in text
-    assert "| diabetes | mlp | 1 | 51.22 | – | 42.00 | 0.505 | 11 | 50 | 1.0 |" in text
+    assert "| diabetes | mlp | 1 | 51.22 | – | – |  | 42.00 | 0.505 | 11 | 50 | 1.0 |" in text
     assert text.index("| diabetes | mlp |") < text.index("| diabetes | linear |")
 
 
@@ -153,23 +153,27 @@ def test_regression_seeds_show_their_spread_and_an_rmse_interval_that_covers_the
     import numpy as np
 
     results, rng = tmp_path / "results", np.random.default_rng(0)
-    for seed in (1, 2, 3):
-        folder = results / "diabetes-mlp" / f"seed{seed}"
-        targets = rng.normal(150, 70, 400)
-        predictions = targets + rng.normal(0, 50, 400)  # true RMSE 50
-        mse = float(np.mean((predictions - targets) ** 2))
-        _run(folder, "diabetes", "mlp", {"test/mse": mse, "test/mae": 40.0 + seed, "test/r2": 0.5,
-                                         "epochs": 50, "train_seconds": 1.0, "parameters": 11}, task="regression")
-        run = json.loads((folder / "run.json").read_text())
-        (folder / "run.json").write_text(json.dumps({**run, "seed": seed}))
-        np.savez_compressed(folder / "test_predictions.npz", predictions=predictions, targets=targets)
+    targets = rng.normal(150, 70, 400)  # one test split, shared by both models
+    for model, noise, r2 in (("mlp", 50, 0.5), ("linear", 60, 0.4)):  # true RMSE 50 and 60
+        for seed in (1, 2, 3):
+            folder = results / f"diabetes-{model}" / f"seed{seed}"
+            predictions = targets + rng.normal(0, noise, 400)
+            mse = float(np.mean((predictions - targets) ** 2))
+            _run(folder, "diabetes", model, {"test/mse": mse, "test/mae": 40.0 + seed, "test/r2": r2,
+                                             "epochs": 50, "train_seconds": 1.0, "parameters": 11}, task="regression")
+            run = json.loads((folder / "run.json").read_text())
+            (folder / "run.json").write_text(json.dumps({**run, "seed": seed}))
+            np.savez_compressed(folder / "test_predictions.npz", predictions=predictions, targets=targets)
     write_report(results, tmp_path / "reports")
-    [row] = [line for line in (tmp_path / "reports" / "comparison.md").read_text().splitlines()
-             if line.startswith("| diabetes | mlp |")]
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[2] == "3" and " ± " in cells[3] and cells[5] == "42.00 ± 1.00"
-    low, high = map(float, cells[4].split("–"))
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in (tmp_path / "reports" / "comparison.md").read_text().splitlines() if line.startswith("| diabetes |")}
+    mlp, linear = rows["mlp"], rows["linear"]
+    assert mlp[2] == "3" and " ± " in mlp[3] and mlp[7] == "42.00 ± 1.00"
+    low, high = map(float, mlp[4].split("–"))
     assert low < 50 < high and high - low < 10  # 1,200 errors pin the RMSE within a few units
+    assert mlp[5:7] == ["best", ""]
+    delta, interval = linear[5].split(" [")
+    assert 5 < float(delta) < 15 and float(interval.split(",")[0]) > 0 and linear[6].endswith(" *")  # 60 vs 50: resolved
 
 
 def test_seed_intervals_of_metrics_without_per_example_values():

@@ -129,24 +129,63 @@ class Regression(Task):
         from archbench.report.replicates import plus_minus, seeds_cell
 
         runs = sorted(runs, key=lambda r: (r.run["data"], -r.get("test/r2")))
+        versus = _versus_best(runs)
         lines = ["## Regression", "",
                  "Errors on the held-out test split in the target's own units (models selected on the",
                  "validation MSE): mean ± std over seeds; the RMSE's 95 % interval from a two-level",
-                 "bootstrap over seeds and test examples (as the classification tables' accuracy).", "",
-                 "| dataset | model | seeds | test RMSE | 95 % CI | test MAE | test R² | parameters | epochs | train s |",
-                 "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+                 "bootstrap over seeds and test examples, and each model against the dataset's lowest RMSE",
+                 "(paired bootstrap of the RMSE difference on the shared test examples, pooled over seeds;",
+                 "p-values Holm-corrected across the dataset's comparisons, * = significant at 5 %).", "",
+                 "| dataset | model | seeds | test RMSE | 95 % CI | Δ RMSE vs best [95 % CI] | p (Holm) | test MAE "
+                 "| test R² | parameters | epochs | train s |",
+                 "| --- | --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in runs:
             reference = bool(r.run.get("reference"))
             model = f"*{r.run['model']}*" if reference else r.run["model"]
             size = "–" if reference else f"{int(r.get('parameters', 0)):,}"
             epochs = "–" if reference else str(int(r.get("epochs", 0)))
+            delta, p_value = versus.get(id(r), ("–", ""))
             lines.append(f"| {r.run['data']} | {model} | {seeds_cell(r)} | {_rmse(r)} | {_rmse_interval(r)} | "
-                         f"{plus_minus(r, 'test/mae', digits=2)} | {plus_minus(r, 'test/r2', digits=3)} | "
-                         f"{size} | {epochs} | {r.get('train_seconds'):.1f} |")
+                         f"{delta} | {p_value} | {plus_minus(r, 'test/mae', digits=2)} | "
+                         f"{plus_minus(r, 'test/r2', digits=3)} | {size} | {epochs} | {r.get('train_seconds'):.1f} |")
         if any(r.run.get("reference") for r in runs):
             lines += ["", "*Italic rows*: scikit-learn references fitted on the same prepared train+val "
                       "data and scored on the same test split."]
         return lines + [""]
+
+
+def _squared_errors(row: RunResult):
+    """``(seeds, examples)`` squared test errors of a row's seeds, or None without all of them."""
+    import numpy as np
+
+    paths = [r.folder / "test_predictions.npz" for r in row.extra.get("runs", [])]
+    if not paths or not all(p.is_file() for p in paths):
+        return None
+    errors = []
+    for path in paths:
+        with np.load(path) as saved:
+            errors.append((saved["predictions"] - saved["targets"]) ** 2)
+    return np.stack(errors) if len({e.size for e in errors}) == 1 else None
+
+
+def _versus_best(runs: list[RunResult]) -> dict[int, tuple[str, str]]:
+    """Per trained row (by ``id``): its RMSE minus its dataset's lowest, with the paired bootstrap's
+    interval, and the Holm-corrected p-value ("best" for the lowest itself)."""
+    from archbench.report import stats
+
+    cells: dict[int, tuple[str, str]] = {}
+    for data in dict.fromkeys(r.run["data"] for r in runs):
+        rows = [(r, e) for r in runs if r.run["data"] == data and not r.run.get("reference")
+                for e in [_squared_errors(r)] if e is not None]
+        if len(rows) < 2 or len({e.shape[1] for _, e in rows}) != 1:
+            continue
+        (best, best_errors), *others = sorted(rows, key=lambda pair: pair[1].mean())
+        cells[id(best)] = ("best", "")
+        differences = [stats.paired_rmse_bootstrap(e, best_errors) for _, e in others]
+        for (row, _), diff, p in zip(others, differences, stats.holm([d.p_value for d in differences]), strict=True):
+            cells[id(row)] = (f"+{diff.mean:.2f} [{diff.low:+.2f}, {diff.high:+.2f}]",
+                              f"{p:.3f}" + (" *" if p < stats.ALPHA else ""))
+    return cells
 
 
 def _rmse(row: RunResult) -> str:
@@ -159,20 +198,12 @@ def _rmse(row: RunResult) -> str:
 def _rmse_interval(row: RunResult) -> str:
     """95 % interval of the RMSE: every seed's squared test errors, resampled over seeds and test
     examples (``report.stats.mean_ci``); "–" without every seed's predictions."""
-    import numpy as np
-
     from archbench.report.stats import mean_ci
 
-    paths = [r.folder / "test_predictions.npz" for r in row.extra.get("runs", [])]
-    if not paths or not all(p.is_file() for p in paths):
+    errors = _squared_errors(row)
+    if errors is None:
         return "–"
-    errors = []
-    for path in paths:
-        with np.load(path) as saved:
-            errors.append((saved["predictions"] - saved["targets"]) ** 2)
-    if len({e.size for e in errors}) != 1:
-        return "–"
-    low, high = mean_ci(np.stack(errors))
+    low, high = mean_ci(errors)
     return f"{math.sqrt(low):.2f}–{math.sqrt(high):.2f}"
 
 
