@@ -354,6 +354,25 @@ def test_training_memory_of_a_packed_sequence_text_rnn_is_measured():
     assert 0 < small < large < float("inf")
 
 
+def test_a_memory_tracker_failure_leaves_the_figure_out_not_the_run(monkeypatch):
+    """A cost figure never fails a finished training: None and a warning, never NaN."""
+    from archbench.nets import cost
+
+    class Failing:
+        def track_external(self, *modules):
+            pass
+
+        def __enter__(self):
+            raise AssertionError("an input the hooks cannot walk")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(cost, "_memory_tracker", Failing)
+    with pytest.warns(UserWarning, match="training peak memory not measured"):
+        assert cost.training_peak_bytes(nn.Linear(4, 2), torch.zeros(2, 4), 8, lambda p: torch.optim.SGD(p, lr=0.1)) is None
+
+
 def test_validation_curves_of_a_dataset_share_one_figure(tmp_path):
     from types import SimpleNamespace
 

@@ -382,8 +382,9 @@ def _finish(cfg, task, built, datamodule, run, summary, metrics, best_path, out_
 
         metrics.update(inference_cost(*measured))
         optimizer_cfg = to_dict(cfg.optimizer)
-        metrics["cost/train_peak_mb"] = training_peak_bytes(
-            *measured, int(cfg.data.batch_size), lambda params: build_optimizer(params, optimizer_cfg)) / 2**20
+        peak = training_peak_bytes(*measured, int(cfg.data.batch_size), lambda params: build_optimizer(params, optimizer_cfg))
+        if peak is not None:  # not measured: left out (the report shows "–"), never NaN in metrics.json
+            metrics["cost/train_peak_mb"] = peak / 2**20
     # test/* are already in the run, logged once by Lightning's logger at the last step
     log_metrics({k: v for k, v in metrics.items() if k != "parameters" and not k.startswith("test/")})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
