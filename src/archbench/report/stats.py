@@ -58,10 +58,15 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int =
     per_example = a.mean(axis=0) - b.mean(axis=0)  # seed-averaged difference per example
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, per_example.size, size=(n_boot, per_example.size))
-    boot = per_example[draws].mean(axis=1)
+    return _difference(float(per_example.mean()), per_example[draws].mean(axis=1))
+
+
+def _difference(mean: float, boot: np.ndarray) -> Difference:
+    """The observed difference with its bootstrap draws' 95 % interval and two-sided p (twice the
+    smaller tail beyond 0)."""
     low, high = np.quantile(boot, [ALPHA / 2, 1 - ALPHA / 2])
     tail = min(np.mean(boot <= 0), np.mean(boot >= 0))
-    return Difference(float(per_example.mean()), float(low), float(high), float(min(1.0, 2 * tail)))
+    return Difference(mean, float(low), float(high), float(min(1.0, 2 * tail)))
 
 
 def paired_rmse_bootstrap(squared_a: np.ndarray, squared_b: np.ndarray, n_boot: int = N_BOOT,
@@ -73,10 +78,8 @@ def paired_rmse_bootstrap(squared_a: np.ndarray, squared_b: np.ndarray, n_boot: 
     b = np.atleast_2d(squared_b).astype(float).mean(axis=0)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, a.size, size=(n_boot, a.size))
-    boot = np.sqrt(a[draws].mean(axis=1)) - np.sqrt(b[draws].mean(axis=1))
-    low, high = np.quantile(boot, [ALPHA / 2, 1 - ALPHA / 2])
-    tail = min(np.mean(boot <= 0), np.mean(boot >= 0))
-    return Difference(float(np.sqrt(a.mean()) - np.sqrt(b.mean())), float(low), float(high), float(min(1.0, 2 * tail)))
+    return _difference(float(np.sqrt(a.mean()) - np.sqrt(b.mean())),
+                       np.sqrt(a[draws].mean(axis=1)) - np.sqrt(b[draws].mean(axis=1)))
 
 
 def mean_ci(correct: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:

@@ -61,7 +61,8 @@ class RegressionTask(TaskModule):
         self.train_metrics.log_if_epoch_ends(self)
         return loss
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        """Update and log the split's metrics; returns ``(prediction, target)`` rows in the target's units."""
         x, y = batch
         pred = self._predict(x)
         metrics = self.metrics[split]
@@ -72,16 +73,13 @@ class RegressionTask(TaskModule):
             metrics[name].update(pred_units, y_units)
         for name, metric in metrics.items():
             self.log(f"{split}/{name}", metric, prog_bar=name == "loss", batch_size=len(y))
+        return torch.stack([pred_units.float(), y_units.float()], dim=1)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-        x, y = batch
-        scale = (self.target_std, self.target_mean)
-        self._test_pairs.append(torch.stack([self._predict(x).float() * scale[0] + scale[1],
-                                             y.float() * scale[0] + scale[1]], dim=1).cpu())
+        self._test_pairs.append(self._evaluate(batch, "test").detach().cpu())
 
     def on_test_epoch_start(self) -> None:
         self._test_pairs = []
@@ -89,7 +87,7 @@ class RegressionTask(TaskModule):
     def test_outputs(self, out_dir: Path, class_names: list[str]) -> list[Path]:
         """test_predictions.npz (predictions and targets in the target's units, in test order), for
         the report's intervals; only from a single process, which saw the whole test split."""
-        if self.trainer.world_size > 1 or not getattr(self, "_test_pairs", None):
+        if self.trainer.world_size > 1 or not self._test_pairs:
             return []
         import numpy as np
 
