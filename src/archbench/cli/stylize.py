@@ -5,10 +5,9 @@ stylised PNG and its loss curve and logs both as an MLflow run (experiment archb
 
 from __future__ import annotations
 
-import re
 import sys
 
-from archbench.cli.common import fail, reporting_errors, unknown_key_line
+from archbench.cli.common import config_error_line, fail, reporting_errors
 
 PROGRAM = "archbench-stylize"
 
@@ -27,11 +26,7 @@ def compose_stylize(overrides: list[str]):
         try:
             return compose("stylize", overrides=overrides)
         except (HydraException, OmegaConfBaseException) as err:
-            line = str(err).splitlines()[0]
-            unknown = re.search(r"Could not override '([^']+)'", line)
-            if unknown and not unknown.group(1).startswith("+"):  # a typo: name the close key
-                line = unknown_key_line(unknown.group(1), compose("stylize")) or line
-            fail(PROGRAM, line)
+            fail(PROGRAM, config_error_line(err, lambda: compose("stylize")))
 
 
 def main(argv: list[str] | None = None) -> None:
