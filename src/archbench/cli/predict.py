@@ -179,7 +179,7 @@ def _model_outputs(uri: str, model: Any, tags: dict[str, str],
         return _audio_outputs(uri, model, args.input, args.limit)
     if hasattr(model, "predict_texts"):
         texts = _load_texts(args.input, args.text, args.column)[: args.limit]
-        _warn_unknown_words(texts, model.vocab, model.tokenizer)
+        _warn_unknown_words(_tokens(texts, model.tokenizer), model.vocab)
         return model.predict_texts(texts), "text", texts
     from archbench.data.images import IMAGE_SUFFIXES
 
@@ -302,29 +302,31 @@ def _translate(model, texts: list[str], beam_size: int | None) -> None:
     """One CSV row per sentence: index, source, translation."""
     if beam_size is not None and beam_size < 1:
         fail(PROGRAM, f"--beam-size must be ≥ 1 (1: greedy), got {beam_size}")
-    from archbench.data.tokens import tokenize
-
-    limit, lowercase = int(model.tokenizer["max_len"]), bool(model.tokenizer.get("lowercase", True))
-    long = [i for i, text in enumerate(texts) if len(tokenize(text, lowercase)) > limit]
+    limit, tokens = int(model.tokenizer["max_len"]), _tokens(texts, model.tokenizer)
+    long = [i for i, words in enumerate(tokens) if len(words) > limit]
     if long:  # the encoder reads the first max_len tokens, as in training: the rest goes untranslated
         print(f"{PROGRAM}: warning: {len(long)} sentence(s) longer than the {limit} tokens the model reads "
               f"(index {', '.join(map(str, long[:5]))}{', …' if len(long) > 5 else ''}): only their first {limit} "
               f"are translated; split them into sentences", file=sys.stderr)
-    _warn_unknown_words(texts, model.source_vocab, model.tokenizer)
+    _warn_unknown_words(tokens, model.source_vocab)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["index", "source", "translation"])
     for i, (source, target) in enumerate(zip(texts, model.translate(texts, beam_size), strict=True)):
         writer.writerow([i, source, target])
 
 
-def _warn_unknown_words(texts: list[str], vocab: list[str], tokenizer: dict[str, Any]) -> None:
+def _tokens(texts: list[str], tokenizer: dict[str, Any]) -> list[list[str]]:
+    """Each text's words as the model's training tokenizer split them."""
+    from archbench.data.tokens import tokenize
+
+    return [tokenize(t, bool(tokenizer.get("lowercase", True))) for t in texts]
+
+
+def _warn_unknown_words(tokens: list[list[str]], vocab: list[str]) -> None:
     """One line on stderr when words are outside the training vocabulary (the model reads each as
     ``<unk>``), naming a few, and the texts with no known word at all, whose output rests on
     ``<unk>`` alone (before, nothing said so)."""
-    from archbench.data.tokens import tokenize
-
     known = set(vocab)
-    tokens = [tokenize(t, bool(tokenizer.get("lowercase", True))) for t in texts]
     unknown = [w for words in tokens for w in words if w not in known]
     if not unknown:
         return
