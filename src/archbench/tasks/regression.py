@@ -127,7 +127,8 @@ class Regression(Task):
         from archbench.report.replicates import plus_minus, seeds_cell
 
         runs = sorted(runs, key=lambda r: (r.run["data"], -r.get("test/r2")))
-        versus = _versus_best(runs)
+        errors = {id(r): _squared_errors(r) for r in runs}  # each run's predictions read once
+        versus = _versus_best(runs, errors)
         lines = ["## Regression", "",
                  "Errors on the held-out test split in the target's own units (models selected on the",
                  "validation MSE): mean ± std over seeds; the RMSE's 95 % interval from a two-level",
@@ -143,7 +144,7 @@ class Regression(Task):
             size = "–" if reference else f"{int(r.get('parameters', 0)):,}"
             epochs = "–" if reference else str(int(r.get("epochs", 0)))
             delta, p_value = versus.get(id(r), ("–", ""))
-            lines.append(f"| {r.run['data']} | {model} | {seeds_cell(r)} | {_rmse(r)} | {_rmse_interval(r)} | "
+            lines.append(f"| {r.run['data']} | {model} | {seeds_cell(r)} | {_rmse(r)} | {_rmse_interval(errors[id(r)])} | "
                          f"{delta} | {p_value} | {plus_minus(r, 'test/mae', digits=2)} | "
                          f"{plus_minus(r, 'test/r2', digits=3)} | {size} | {epochs} | {r.get('train_seconds'):.1f} |")
         if any(r.run.get("reference") for r in runs):
@@ -166,15 +167,16 @@ def _squared_errors(row: RunResult):
     return np.stack(errors) if len({e.size for e in errors}) == 1 else None
 
 
-def _versus_best(runs: list[RunResult]) -> dict[int, tuple[str, str]]:
+def _versus_best(runs: list[RunResult], errors: dict[int, Any]) -> dict[int, tuple[str, str]]:
     """Per trained row (by ``id``): its RMSE minus its dataset's lowest, with the paired bootstrap's
-    interval, and the Holm-corrected p-value ("best" for the lowest itself)."""
+    interval, and the Holm-corrected p-value ("best" for the lowest itself); ``errors``: each row's
+    ``_squared_errors``."""
     from archbench.report import stats
 
     cells: dict[int, tuple[str, str]] = {}
     for data in dict.fromkeys(r.run["data"] for r in runs):
         rows = [(r, e) for r in runs if r.run["data"] == data and not r.run.get("reference")
-                for e in [_squared_errors(r)] if e is not None]
+                for e in [errors[id(r)]] if e is not None]
         if len(rows) < 2 or len({e.shape[1] for _, e in rows}) != 1:
             continue
         (best, best_errors), *others = sorted(rows, key=lambda pair: pair[1].mean())
@@ -193,12 +195,11 @@ def _rmse(row: RunResult) -> str:
     return f"{math.sqrt(row.get('test/mse')):.2f}{spread}"
 
 
-def _rmse_interval(row: RunResult) -> str:
-    """95 % interval of the RMSE: every seed's squared test errors, resampled over seeds and test
-    examples (``report.stats.mean_ci``); "–" without every seed's predictions."""
+def _rmse_interval(errors) -> str:
+    """95 % interval of the RMSE: a row's squared test errors (``_squared_errors``), resampled over
+    seeds and test examples (``report.stats.mean_ci``); "–" without every seed's predictions."""
     from archbench.report.stats import mean_ci
 
-    errors = _squared_errors(row)
     if errors is None:
         return "–"
     low, high = mean_ci(errors)
