@@ -163,6 +163,9 @@ def _check_generative_run(make_cfg, tmp_path, model: str) -> None:
     generate(["--model-uri", run["model_uri"], "--tracking-uri", cfg.logger.tracking_uri, "--samples", "4",
               "--output", str(grid), "--npy"])
     assert np.load(grid.with_suffix(".npy")).shape == (4, 1, 8, 8)
+    with pytest.raises(SystemExit) as refused:  # before: ignored, 64 images written
+        generate(["--model-uri", run["model_uri"], "--tracking-uri", cfg.logger.tracking_uri, "--prompt", "hi"])
+    assert refused.value.code == 2
 
 
 def test_vae_refuses_tabular_data(make_cfg):

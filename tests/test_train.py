@@ -388,6 +388,11 @@ def test_character_language_model_trains_samples_and_generates(make_cfg, tmp_pat
     grid = call_cli("archbench-generate", "--model-uri", uri, "--output", str(tmp_path / "s.png"),
                     "--tracking-uri", cfg.logger.tracking_uri)  # before: ignored, the text printed
     assert grid.returncode == 2 and "is a language model: it writes text" in grid.stderr
+    images_only = call_cli("archbench-generate", "--model-uri", uri, "--samples", "3",
+                           "--tracking-uri", cfg.logger.tracking_uri)  # before: ignored, 300 characters printed
+    assert images_only.returncode == 2 and images_only.stdout == ""
+    assert "--samples: " in images_only.stderr and "is a language model, which takes --prompt" in images_only.stderr
+    assert "Downloading artifacts" not in result.stderr + images_only.stderr  # MLflow's bar, once per load
     bad = call_cli("archbench-generate", "--model-uri", uri, "--prompt", "\u00e9\u00e9",
                   "--tracking-uri", cfg.logger.tracking_uri)
     assert bad.returncode == 2 and "outside the vocabulary" in bad.stderr

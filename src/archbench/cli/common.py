@@ -278,6 +278,9 @@ def registry_hint(uri: str, tracking_uri: str) -> str:
 def load_logged_model(program: str, args, needs: str, what: str):
     """The torch model that ``--model-uri``/``--registered`` name, refused in one line when it
     cannot be loaded or lacks the method ``needs`` (``what``: the kind of model the program wants)."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per load, on stderr
     import mlflow
     from mlflow.exceptions import MlflowException
 

@@ -76,9 +76,6 @@ def _file_place(args: argparse.Namespace) -> tuple[Path | None, str, str]:
 
 def _export(args: argparse.Namespace) -> int:
     """Write the file, compare it with PyTorch on test inputs, log and print; 1 if over tolerance."""
-    import os
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
     from omegaconf import OmegaConf
 

@@ -25,12 +25,12 @@ IMAGE_TASKS = ("adversarial", "autoencoding")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
     add_model_arguments(parser, "pydoc_text-transformer")
-    parser.add_argument("--prompt", default="\n", help="text: the start of the sample")
-    parser.add_argument("--length", type=int, default=300, help="text: characters to sample")
-    parser.add_argument("--temperature", type=float, default=0.8, help="text: softmax temperature")
+    parser.add_argument("--prompt", default=None, help="text: the start of the sample (default: a newline)")
+    parser.add_argument("--length", type=int, default=None, help="text: characters to sample (default 300)")
+    parser.add_argument("--temperature", type=float, default=None, help="text: softmax temperature (default 0.8)")
     parser.add_argument("--top-k", type=int, default=None, help="text: sample among the k likeliest")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--samples", type=int, default=64, help="images: how many")
+    parser.add_argument("--samples", type=int, default=None, help="images: how many (default 64)")
     parser.add_argument("--output", type=Path, default=None,
                         help="images: the PNG grid (default samples.png); text: a file for the sample (default: printed)")
     parser.add_argument("--npy", action="store_true", help="images: also FILE.npy, (N, C, H, W) in [0, 1]")
@@ -50,11 +50,31 @@ def main(argv: list[str] | None = None) -> None:
     reporting_errors(PROGRAM, run)
 
 
+KIND_OPTIONS = {  # each kind of model: its name and the options only it reads
+    "text": ("a language model", {"--prompt": "prompt", "--length": "length",
+                                  "--temperature": "temperature", "--top-k": "top_k"}),
+    "images": ("an image generator", {"--samples": "samples", "--npy": "npy"}),
+}
+
+
+def _refuse_other_kinds_options(args: argparse.Namespace, kind: str) -> None:
+    """One line for options that only the other kind of model reads (``--samples`` to a language
+    model, say): they would change nothing, and the user expects them to."""
+    other = "images" if kind == "text" else "text"
+    given = [option for option, name in KIND_OPTIONS[other][1].items() if getattr(args, name) not in (None, False)]
+    if given:
+        name, own = KIND_OPTIONS[kind]
+        fail(PROGRAM, f"{', '.join(given)}: {model_uri(args)} is {name}, which takes {', '.join(own)}, "
+                      "--seed and --output")
+
+
 def _sample_text(model, args: argparse.Namespace) -> None:
     """``--length`` characters after ``--prompt``, printed or written to ``--output`` (UTF-8)."""
+    _refuse_other_kinds_options(args, "text")
     if args.output is not None and args.output.suffix.lower() in (".png", ".npy"):
         fail(PROGRAM, f"--output {args.output}: {model_uri(args)} is a language model: it writes text (FILE.txt)")
-    sample = model.generate(args.prompt, args.length, args.temperature, args.top_k, args.seed)
+    prompt = "\n" if args.prompt is None else args.prompt
+    sample = model.generate(prompt, args.length or 300, args.temperature or 0.8, args.top_k, args.seed)
     if args.output is None:
         print(sample)
         return
@@ -90,9 +110,11 @@ def _sample_images(model, args: argparse.Namespace) -> None:
     from archbench.tasks.callbacks import save_grid
 
     width = _noise_width(model_uri(args))
+    _refuse_other_kinds_options(args, "images")
     args.output = args.output or Path("samples.png")
     if args.output.suffix.lower() != ".png":
         fail(PROGRAM, f"--output {args.output}: a .png file (the grid); --npy adds the array beside it")
+    args.samples = args.samples or 64
     noise = torch.randn(args.samples, width, generator=torch.Generator().manual_seed(args.seed))
     with torch.no_grad():
         images = model(noise).clamp(0, 1)
