@@ -146,6 +146,13 @@ def test_log_mel_puts_a_tone_in_its_own_band():
     assert low.argmax() < high.argmax()
 
 
+def test_a_clip_shorter_than_half_a_window_is_read_as_followed_by_silence():
+    features = Features()  # n_fft 256: torch.stft's reflection padding needs 129 samples
+    clip = tone(3, 0, 0)[:10]
+    assert np.array_equal(features(clip), features(np.pad(clip, (0, 119))))
+    assert features(clip).shape == (features.size, 2)
+
+
 def test_bad_feature_settings_get_one_line():
     with pytest.raises(ConfigError, match="valid: logmel, mfcc"):
         Features.from_config({"features": {"kind": "chroma"}})
@@ -471,6 +478,17 @@ def test_deepspeech_trains_and_the_cli_transcribes_a_real_fsdd_file(make_cfg, fs
     assert all(d in "0123456789 " for d in row.split(",", 1)[1])
     missing = call_cli("archbench-transcribe", str(tmp_path / "none.wav"), "--model-uri", run["model_uri"])
     assert missing.returncode == 2 and "no input file" in missing.stderr
+    folder = tmp_path / "wavs"  # a folder: its .wav files, sub-folders too; a 2 ms clip (before: a traceback)
+    (folder / "sub").mkdir(parents=True)
+    write_wav(folder / "sub" / "clip.wav", tone(3, 0, 0)[:16], RATE)
+    (folder / "notes.txt").write_text("not audio")
+    listed = call_cli("archbench-transcribe", str(folder), "--model-uri", run["model_uri"],
+                      "--tracking-uri", cfg.logger.tracking_uri)
+    assert listed.returncode == 0, listed.stderr
+    assert [r.split(",")[0] for r in listed.stdout.splitlines()] == ["file", str(folder / "sub" / "clip.wav")]
+    (tmp_path / "empty").mkdir()
+    empty = call_cli("archbench-transcribe", str(tmp_path / "empty"), "--model-uri", run["model_uri"])
+    assert empty.returncode == 2 and f"no .wav files in {tmp_path / 'empty'}" in empty.stderr
 
 
 

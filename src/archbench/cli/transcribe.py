@@ -24,15 +24,14 @@ PROGRAM = "archbench-transcribe"
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
-    parser.add_argument("files", type=Path, nargs="+", help="PCM WAV files (any rate; stereo is averaged)")
+    parser.add_argument("files", type=Path, nargs="+",
+                        help="PCM WAV files (any rate; stereo is averaged), or folders: every .wav in them")
     parser.add_argument("--beam-size", type=int, default=None,
                         help="prefix beam width (1: greedy; default: the model's decode.beam_size)")
     add_model_arguments(parser, "fsdd_strings-deepspeech")
     args = parser.parse_args(argv)
     at_least(PROGRAM, "--beam-size", args.beam_size, 1, " (1: greedy)")
-    missing = next((f for f in args.files if not f.is_file()), None)
-    if missing is not None:
-        fail(PROGRAM, f"no input file {missing}")
+    args.files = _wav_files(args.files)
 
     def run() -> None:
         from archbench.data.audio import read_wav
@@ -46,6 +45,22 @@ def main(argv: list[str] | None = None) -> None:
             writer.writerow([str(path), digits])
 
     reporting_errors(PROGRAM, run)
+
+
+def _wav_files(paths: list[Path]) -> list[Path]:
+    """The files given, with each folder replaced by its ``.wav`` files (sub-folders too, sorted);
+    one line for a missing path or a folder without any."""
+    from archbench.data.sources.folders import files_with
+
+    files: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            fail(PROGRAM, f"no input file {path}")
+        found = files_with(path, (".wav",)) if path.is_dir() else [path]
+        if not found:
+            fail(PROGRAM, f"no .wav files in {path}")
+        files += found
+    return files
 
 
 if __name__ == "__main__":

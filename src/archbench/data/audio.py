@@ -200,9 +200,12 @@ class Features:
         return frames
 
     def _frames(self, samples: np.ndarray) -> np.ndarray:
+        """The frames of ``samples``; a waveform shorter than half a window (a few milliseconds) is
+        followed by silence up to it, since ``torch.stft``'s reflection padding needs that much."""
         import torch
 
-        wave_ = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+        short_by = self.n_fft // 2 + 1 - len(samples)
+        wave_ = torch.from_numpy(np.ascontiguousarray(np.pad(samples, (0, max(short_by, 0))), dtype=np.float32))
         spectrum = torch.stft(wave_, self.n_fft, self.hop, self.win_length,
                               window=torch.hann_window(self.win_length), center=True, return_complex=True)
         log_mel = self.log_mel_power(spectrum.abs() ** 2).numpy()
