@@ -250,11 +250,19 @@ def test_mf_rating_end_to_end_and_archbench_recommend(make_cfg, tmp_path):
     assert not {int(line.split(",")[1]) for line in lines[1:]} & rated  # seen items left out
     meta, _ = ensure_prepared(to_dict(cfg.data))
     trained_on = {int(i) for u, i in raw["train"]["x"].tolist() if u == meta.extra["user_ids"].index(4)}
-    every = call_cli("archbench-recommend", "4", "--top", "1000", *args).stdout.splitlines()[1:]
-    assert len(every) == ITEMS - len(trained_on)  # before: all 60, the seen ones last, scored -inf
-    assert not any(line.endswith("-inf") for line in every)
+    every = call_cli("archbench-recommend", "4", "--top", "1000", *args)
+    assert len(every.stdout.splitlines()[1:]) == ITEMS - len(trained_on)  # before: all 60, the seen last, -inf
+    assert not any(line.endswith("-inf") for line in every.stdout.splitlines())
+    assert f"user 4 has {ITEMS - len(trained_on)} item(s) to list, not 1000" in every.stderr
     one = call_cli("archbench-recommend", "4", "--item", "9", *args)
     assert one.returncode == 0 and one.stdout.splitlines()[1].startswith("4,9,Amélie (2001),")
+    raw_items = meta.extra["item_ids"]
+    seen_item = raw_items[min(trained_on)]
+    fitted = call_cli("archbench-recommend", "4", "--item", str(seen_item), *args)
+    assert fitted.returncode == 0 and f"rated item {seen_item} in training: the score is fitted" in fitted.stderr
+    assert ("in training" in one.stderr) == (raw_items.index(9) in trained_on)
+    both = call_cli("archbench-recommend", "4", "--item", "9", "--top", "3", *args)  # before: --top ignored
+    assert both.returncode == 2 and "--item scores one (user, item) pair; --top applies to a list" in both.stderr
     for wrong, message in ((["5"], "unknown user 5; known users: 40 ids from 1 to 118"),
                            (["4", "--item", "3"], "unknown item 3; known items: 60 ids from 2 to 415")):
         refused = call_cli("archbench-recommend", *wrong, *args)
