@@ -239,6 +239,10 @@ def test_mf_rating_end_to_end_and_archbench_recommend(make_cfg, tmp_path):
     baseline = float(((test_y - mean) ** 2).mean() ** 0.5)
     assert metrics["test/rmse"] < 0.9 * baseline  # learns the tastes, beyond the global mean
     assert 0 < metrics["test/mae"] <= metrics["test/rmse"]
+    with np.load(tmp_path / "mf" / "test_predictions.npz") as saved:  # clipped, in test order: the report's
+        assert np.array_equal(saved["targets"], test_y.numpy())
+        rmse = float(np.sqrt(np.mean((saved["predictions"] - saved["targets"]) ** 2)))
+        assert rmse == pytest.approx(metrics["test/rmse"], rel=1e-5) and saved["predictions"].max() <= 5
 
     run = json.loads((tmp_path / "mf" / "run.json").read_text())
     args = ["--model-uri", run["model_uri"], "--tracking-uri", cfg.logger.tracking_uri]
@@ -274,7 +278,11 @@ def test_neumf_ranking_end_to_end(make_cfg, tmp_path):
     write_ml100k(tmp_path / "ml")
     metrics = train(make_cfg("data=movielens_ranking", "model=neumf", f"data.root={tmp_path / 'ml'}",
                              "data.md5=null", "data.negatives_eval=20", "trainer.max_epochs=3",
-                             "data.batch_size=128"))
+                             "data.batch_size=128", output="rank"))
     for key in ("test/hr_at_10", "test/ndcg_at_10", "val/ndcg_at_10_best"):
         assert 0 <= metrics[key] <= 1, key
     assert metrics["test/ndcg_at_10"] <= metrics["test/hr_at_10"]
+    with np.load(tmp_path / "rank" / "test_predictions.npz") as saved:  # each test user's hit, for the report
+        assert saved["hits"].size == USERS and set(np.unique(saved["hits"])) <= {0.0, 1.0}
+        assert saved["hits"].mean() == pytest.approx(metrics["test/hr_at_10"], abs=1e-6)
+        assert saved["ndcg"].mean() == pytest.approx(metrics["test/ndcg_at_10"], abs=1e-6)

@@ -176,6 +176,60 @@ def test_regression_seeds_show_their_spread_and_an_rmse_interval_that_covers_the
     assert 5 < float(delta) < 15 and float(interval.split(",")[0]) > 0 and linear[6].endswith(" *")  # 60 vs 50: resolved
 
 
+def _seeded_rows(results, task, data, models, write):
+    """Three seeds per model, each with ``write(folder, model, seed)`` giving its metrics (and its
+    test_predictions.npz); the report's rows as cells by model."""
+    for model in models:
+        for seed in (1, 2, 3):
+            folder = results / f"{data}-{model}" / f"seed{seed}"
+            folder.mkdir(parents=True)
+            metrics = {**write(folder, model, seed), "epochs": 10, "train_seconds": 1.0, "parameters": 99}
+            (folder / "run.json").write_text(json.dumps({"data": data, "model": model, "task": task,
+                                                         "run_id": "abcdef123456", "seed": seed}))
+            (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def _table_rows(reports, data):
+    return {line.split("|")[2].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in (reports / "comparison.md").read_text().splitlines() if line.startswith(f"| {data} |")}
+
+
+def test_rating_and_ranking_tables_show_seed_spread_intervals_and_paired_tests(tmp_path):
+    """Before, both tables showed one number per pair, with no seeds, interval or test."""
+    import numpy as np
+
+    results, rng = tmp_path / "results", np.random.default_rng(0)
+    ratings = rng.integers(1, 6, 2000).astype(float)
+    users = 600
+
+    def rated(folder, model, seed):  # true RMSE 0.90 (mf) and 1.00 (gmf)
+        predictions = ratings + rng.normal(0, {"mf": 0.9, "gmf": 1.0}[model], ratings.size)
+        np.savez_compressed(folder / "test_predictions.npz", predictions=predictions, targets=ratings)
+        return {"test/rmse": float(np.sqrt(np.mean((predictions - ratings) ** 2))), "test/mae": 0.7}
+
+    def ranked(folder, model, seed):  # hit rates 0.65 (neumf) and 0.60 (mf), for the same users
+        hits = (rng.random(users) < {"neumf": 0.65, "mf": 0.60}[model]).astype(float)
+        np.savez_compressed(folder / "test_predictions.npz", hits=hits, ndcg=hits / 2)
+        return {"test/hr_at_10": float(hits.mean()), "test/ndcg_at_10": float(hits.mean() / 2)}
+
+    _seeded_rows(results, "rating", "movielens", ("mf", "gmf"), rated)
+    _seeded_rows(results, "ranking", "movielens_ranking", ("neumf", "mf"), ranked)
+    write_report(results, tmp_path / "reports")
+    mf, gmf = (_table_rows(tmp_path / "reports", "movielens")[m] for m in ("mf", "gmf"))
+    assert mf[2] == "3" and " ± " in mf[3] and mf[5:7] == ["best", ""]
+    low, high = map(float, mf[4].split("–"))
+    assert low < 0.9 < high and high - low < 0.06  # 6,000 errors pin the RMSE within a few hundredths
+    delta, interval = gmf[5].split(" [")
+    assert 0.05 < float(delta) < 0.15 and float(interval.split(",")[0]) > 0 and gmf[6].endswith(" *")
+    neumf, plain = (_table_rows(tmp_path / "reports", "movielens_ranking")[m] for m in ("neumf", "mf"))
+    assert neumf[2] == "3" and neumf[5:7] == ["best", ""]
+    low, high = map(float, neumf[4].split("–"))
+    assert low < 0.65 < high
+    delta = float(plain[5].split(" [")[0])
+    assert -0.10 < delta < 0  # 5 points on 600 users: what the paired test weighs, whatever it decides
+    assert float(plain[6].rstrip(" *")) <= 1
+
+
 def test_seed_intervals_of_metrics_without_per_example_values():
     from archbench.report.replicates import seed_interval
     from archbench.tasks.base import RunResult

@@ -32,3 +32,32 @@ class TaskModule(pl.LightningModule):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+
+class KeepsTestRows:
+    """A task module that keeps one row of numbers per test example (a prediction and its target,
+    a user's hit) and writes them as ``test_predictions.npz``, one array per name in
+    ``test_row_names``, in test order: what the report's paired comparisons and intervals read.
+    Written only by a single process, which saw the whole test split."""
+
+    test_row_names: tuple[str, ...] = ()
+
+    def on_test_epoch_start(self) -> None:
+        self._test_rows: list = []
+
+    def keep_test_rows(self, *columns) -> None:
+        import torch
+
+        self._test_rows.append(torch.stack([c.detach().float().reshape(-1) for c in columns], dim=1).cpu())
+
+    def test_outputs(self, out_dir, class_names: list[str]) -> list:
+        import numpy as np
+        import torch
+
+        rows = getattr(self, "_test_rows", None)
+        if self.trainer.world_size > 1 or not rows:
+            return []
+        table = torch.cat(rows).numpy()
+        path = out_dir / "test_predictions.npz"
+        np.savez_compressed(path, **{name: table[:, i] for i, name in enumerate(self.test_row_names)})
+        return [path]

@@ -3,6 +3,7 @@ on predictions clipped to the rating scale (as Surprise does), the model logged 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError
 from archbench.errors import ConfigError
 from archbench.tasks.base import Built, RunResult, Task
 from archbench.tasks.epoch_metrics import TrainEpochMetrics, check_finite
-from archbench.tasks.module import TaskModule
+from archbench.tasks.module import KeepsTestRows, TaskModule
 from archbench.tasks.optim import lightning_optimizers
 
 
@@ -66,8 +67,11 @@ def _index_of(ids: torch.Tensor, raw: int, what: str) -> int:
     return int(found[0, 0])
 
 
-class RatingTask(TaskModule):
-    """MSE on ratings (the net predicts the residual from the training mean)."""
+class RatingTask(KeepsTestRows, TaskModule):
+    """MSE on ratings (the net predicts the residual from the training mean); each test rating's
+    clipped prediction and target kept (``test_predictions.npz``)."""
+
+    test_row_names = ("predictions", "targets")
 
     def __init__(self, net: nn.Module, rating: dict[str, float], optimizer: dict[str, Any] | None = None,
                  scheduler: dict[str, Any] | None = None) -> None:
@@ -91,7 +95,8 @@ class RatingTask(TaskModule):
         self.train_metrics.log_if_epoch_ends(self)
         return loss
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Update and log the split's metrics; returns the clipped predictions and the ratings."""
         x, y = batch
         predicted = self.predict(x)
         clipped = predicted.clamp(self.rating["min"], self.rating["max"])
@@ -101,12 +106,13 @@ class RatingTask(TaskModule):
         metrics["mae"].update(clipped, y)
         for name, metric in metrics.items():
             self.log(f"{split}/{name}", metric, prog_bar=name == "rmse", batch_size=len(y))
+        return clipped, y
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        self.keep_test_rows(*self._evaluate(batch, "test"))
 
     def configure_optimizers(self) -> Any:
         return lightning_optimizers(self.net.parameters(), self.optimizer_cfg, self.scheduler_cfg, self.trainer)
@@ -164,16 +170,35 @@ class Rating(Task):
         return None  # the cost axes compare classifiers and regressors on fixed-size inputs
 
     def report_section(self, runs: list[RunResult], reports_dir: Path) -> list[str]:
+        from archbench.report.paired import (
+            interval,
+            pooled_rmse,
+            seed_arrays,
+            squared_errors,
+            versus_best,
+        )
+        from archbench.report.replicates import plus_minus, seeds_cell
+        from archbench.report.stats import paired_rmse_bootstrap
+
         runs = sorted(runs, key=lambda r: (r.run["data"], r.get("test/rmse")))
+        errors = {id(r): seed_arrays(r, squared_errors) for r in runs}
+        versus = versus_best(runs, errors, paired_rmse_bootstrap, lower_is_better=True, digits=3)
         lines = ["## Rating prediction", "",
                  "Ratings of held-out (user, item) pairs (a random 10 % of the ratings; models selected on",
-                 "another 10 %), predictions clipped to the rating scale. Lower is better.", "",
-                 "| dataset | model | parameters | test RMSE | test MAE | epochs | train s |",
-                 "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+                 "another 10 %), predictions clipped to the rating scale. Lower is better. Mean ± std over",
+                 "seeds; the RMSE's 95 % interval from a two-level bootstrap over seeds and test ratings, and",
+                 "each model against the dataset's lowest RMSE (paired bootstrap on the shared test ratings,",
+                 "pooled over seeds; p Holm-corrected, * = significant at 5 %).", "",
+                 "| dataset | model | seeds | test RMSE | 95 % CI | Δ RMSE vs best [95 % CI] | p (Holm) | test MAE "
+                 "| parameters | epochs | train s |",
+                 "| --- | --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         for r in runs:
-            lines.append(f"| {r.run['data']} | {r.run['model']} | {int(r.get('parameters', 0)):,} | "
-                         f"{r.get('test/rmse'):.3f} | {r.get('test/mae'):.3f} | {int(r.get('epochs', 0))} | "
-                         f"{r.get('train_seconds'):.1f} |")
+            delta, p_value = versus.get(id(r), ("–", ""))
+            rmse = pooled_rmse([s.get("test/rmse") for s in r.extra.get("runs", [r])], digits=3)
+            lines.append(f"| {r.run['data']} | {r.run['model']} | {seeds_cell(r)} | {rmse} | "
+                         f"{interval(errors[id(r)], digits=3, transform=math.sqrt)} | {delta} | {p_value} | "
+                         f"{plus_minus(r, 'test/mae', digits=3)} | {int(r.get('parameters', 0)):,} | "
+                         f"{int(r.get('epochs', 0))} | {r.get('train_seconds'):.1f} |")
         return lines + [""]
 
 
