@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from conftest import call_cli
 
 from archbench.report.compare import write_report
@@ -228,6 +229,45 @@ def test_rating_and_ranking_tables_show_seed_spread_intervals_and_paired_tests(t
     delta = float(plain[5].split(" [")[0])
     assert -0.10 < delta < 0  # 5 points on 600 users: what the paired test weighs, whatever it decides
     assert float(plain[6].rstrip(" *")) <= 1
+
+
+def test_translation_table_has_bleu_intervals_and_paired_tests_over_test_sentences(tmp_path):
+    """Before, one BLEU per pair with nothing to say whether 34.4 against 33.9 is a difference."""
+    import csv
+
+    import numpy as np
+
+    from archbench.tasks.seq2seq import corpus_bleu
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(300)]
+    references = [" ".join(rng.choice(words, size=int(rng.integers(8, 16)))) for _ in range(400)]
+
+    def garbled(rate: float) -> list[str]:  # each word replaced with probability ``rate``
+        return [" ".join(w if rng.random() > rate else str(rng.choice(words)) for w in r.split()) for r in references]
+
+    results, scores = tmp_path / "results", {}
+    for model, rate in (("seq2seq_transformer", 0.10), ("seq2seq_attention", 0.11), ("seq2seq_gru", 0.30)):
+        folder = results / f"multi30k-{model}"
+        hypotheses = garbled(rate)
+        scores[model] = corpus_bleu(hypotheses, references)
+        _run(folder, "multi30k", model, {"test/bleu": scores[model], "test/bleu_beam": scores[model],
+                                         "test/bleu_greedy": scores[model], "test/ppl": 9.0, "epochs": 5,
+                                         "train_seconds": 60.0, "parameters": 1000}, task="seq2seq")
+        with (folder / "translations.tsv").open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            writer.writerows([["source", "reference", "greedy", "beam"],
+                              *[["x", r, h, h] for r, h in zip(references, hypotheses, strict=True)]])
+    write_report(results, tmp_path / "reports")
+    rows = _table_rows(tmp_path / "reports", "multi30k")
+    best, close, far = rows["seq2seq_transformer"], rows["seq2seq_attention"], rows["seq2seq_gru"]
+    for model, row in rows.items():  # sacreBLEU's interval around the table's own (torchmetrics) BLEU
+        low, high = map(float, row[8].split("–"))
+        assert low < scores[model] < high and high - low < 8, model
+    assert best[9:11] == ["best", ""]
+    assert float(far[9]) == pytest.approx(scores["seq2seq_gru"] - scores["seq2seq_transformer"], abs=0.051)
+    assert far[10].endswith(" *") and float(far[10].rstrip(" *")) < 0.05  # 30 % of words wrong against 10 %
+    assert -3 < float(close[9]) < 0 and not close[10].endswith(" *")  # 10 % against 11 %: not resolved
 
 
 def test_seed_intervals_of_metrics_without_per_example_values():
