@@ -270,6 +270,45 @@ def test_translation_table_has_bleu_intervals_and_paired_tests_over_test_sentenc
     assert -3 < float(close[9]) < 0 and not close[10].endswith(" *")  # 10 % against 11 %: not resolved
 
 
+def test_ctc_table_has_the_digit_error_rates_interval_and_the_strings_it_got_wrong(tmp_path):
+    """Before, the transcription table had no test at all, and no interval."""
+    import numpy as np
+    from torchmetrics.functional.text import word_error_rate
+
+    rng = np.random.default_rng(0)
+    references = [" ".join(map(str, rng.integers(0, 10, int(rng.integers(1, 8))))) for _ in range(500)]
+
+    def said(reference: str) -> str:  # each digit misheard with probability 0.05, some dropped
+        digits = [d if rng.random() > 0.05 else str(rng.integers(0, 10)) for d in reference.split()]
+        return " ".join(d for d in digits if rng.random() > 0.01)
+
+    def transcribed(folder, model, seed):
+        beams = [said(r) for r in references]
+        folder.joinpath("transcripts.tsv").write_text("reference\tgreedy\tbeam\n" + "".join(
+            f"{r}\t{b}\t{b}\n" for r, b in zip(references, beams, strict=True)))
+        wer = float(word_error_rate(beams, references))
+        return {"test/wer": wer, "test/wer_beam": wer, "test/wer_greedy": wer, "test/ser": 0.2}
+
+    _seeded_rows(tmp_path / "results", "ctc", "fsdd_strings", ("deepspeech",), transcribed)
+    write_report(tmp_path / "results", tmp_path / "reports")
+    row = _table_rows(tmp_path / "reports", "fsdd_strings")["deepspeech"]
+    low, high = map(float, row[7].split("–"))
+    assert low < float(row[6].split(" ± ")[0]) < high and high - low < 3  # ~1,800 digits × 3 seeds
+    assert low < 100 * (0.05 * 0.9 + 0.01) < high  # the rate the transcripts were made with
+    assert "strings wrong." in (tmp_path / "reports" / "comparison.md").read_text()
+
+
+def test_ratio_interval_pools_errors_over_words_not_per_example_rates():
+    import numpy as np
+
+    from archbench.report.stats import ratio_ci
+
+    words = np.array([1.0] * 900 + [10.0] * 100)  # long examples carry half the words
+    errors = np.array([[0.0] * 900 + [5.0] * 100])  # ... and every error: pooled rate 500 / 1,900
+    low, high = ratio_ci(errors, words)
+    assert low < 500 / 1900 < high and high < 0.35  # a mean of per-example rates would say 0.05
+
+
 def test_seed_intervals_of_metrics_without_per_example_values():
     from archbench.report.replicates import seed_interval
     from archbench.tasks.base import RunResult

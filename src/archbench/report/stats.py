@@ -86,22 +86,41 @@ def mean_ci(correct: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[f
     """95 % interval of accuracy over both sources of noise: seeds and test examples are each
     resampled with replacement (a two-level bootstrap)."""
     values = np.atleast_2d(correct).astype(float)
+    sums, _ = _two_level_sums(values, n_boot, seed)
+    low, high = np.quantile(sums / values.size, [ALPHA / 2, 1 - ALPHA / 2])
+    return float(low), float(high)
+
+
+def ratio_ci(numerators: np.ndarray, denominators: np.ndarray, n_boot: int = N_BOOT,
+             seed: int = 0) -> tuple[float, float]:
+    """95 % interval of a pooled ratio such as a word error rate (edit errors summed over test
+    examples, divided by their reference words summed): ``numerators`` ``(seeds, examples)``,
+    ``denominators`` ``(examples,)``, both levels resampled as in ``mean_ci``."""
+    values = np.atleast_2d(numerators).astype(float)
+    sums, examples = _two_level_sums(values, n_boot, seed)
+    words = np.asarray(denominators, float)[examples].sum(axis=1) * values.shape[0]
+    low, high = np.quantile(sums / words, [ALPHA / 2, 1 - ALPHA / 2])
+    return float(low), float(high)
+
+
+def _two_level_sums(values: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per bootstrap draw, the sum of ``values`` ``(seeds, examples)`` over resampled seeds and
+    resampled examples; and each draw's examples ``(n_boot, examples)``."""
     n_seeds, n_examples = values.shape
     rng = np.random.default_rng(seed)
     seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
     examples = rng.integers(0, n_examples, size=(n_boot, n_examples))
-    # a draw's mean over its resampled seeds and examples, without a (draw, seed, example) array:
+    # a draw's sum over its resampled seeds and examples, without a (draw, seed, example) array:
     # weight each seed by how often the draw picked it, then gather the draw's examples
     picks = np.zeros((n_boot, n_seeds))
     np.add.at(picks, (np.arange(n_boot)[:, None], seeds), 1.0)
-    boot = np.empty(n_boot)
+    sums = np.empty(n_boot)
     chunk = 1000  # draws at a time: their weighted sums take ~8 MB per 1,000 test examples
     for start in range(0, n_boot, chunk):
         rows = slice(start, start + chunk)
         weighted = picks[rows] @ values
-        boot[rows] = np.take_along_axis(weighted, examples[rows], axis=1).sum(axis=1)
-    low, high = np.quantile(boot / (n_seeds * n_examples), [ALPHA / 2, 1 - ALPHA / 2])
-    return float(low), float(high)
+        sums[rows] = np.take_along_axis(weighted, examples[rows], axis=1).sum(axis=1)
+    return sums, examples
 
 
 def seed_ci(values: list[float], n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
