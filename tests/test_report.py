@@ -370,6 +370,64 @@ def test_report_adds_reference_rows_only_for_the_data_the_runs_saw(tmp_path, cap
     assert (tmp_path / "reports" / "comparison.md").read_text().count("(reference)*") == 3
 
 
+def test_reference_rows_get_an_interval_and_paired_tests_against_the_best(tmp_path):
+    """Before, a reference row was one accuracy: nothing said whether the nets' 96.5 % against
+    LogisticRegression's 98.2 % on breast_cancer's 114 test examples is a difference."""
+    import numpy as np
+
+    from archbench.config import compose
+    from archbench.data.prepare import prepare
+    from archbench.data.store import load_all
+
+    data_root = tmp_path / "prepared"
+    meta = prepare({"name": "breast_cancer", "source": compose(["data=breast_cancer"]).data.source,
+                    "seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}, data_root / "breast_cancer")
+    targets = load_all(data_root / "breast_cancer")[1]["test"]["y"].numpy()
+    results = tmp_path / "results"
+    for model, wrong in (("mlp", 4), ("perceptron", 30)):  # 4 and 30 of the 114 test examples wrong
+        folder = results / f"breast_cancer-{model}"
+        _run(folder, "breast_cancer", model, {"test/acc": 1 - wrong / targets.size, "val/acc_best": 1.0,
+                                              "epochs": 11, "train_seconds": 0.4, "parameters": 99})
+        run = json.loads((folder / "run.json").read_text())
+        (folder / "run.json").write_text(json.dumps({**run, "data_checksum": meta.checksum}))
+        predicted = targets.copy()
+        predicted[:wrong] = 1 - predicted[:wrong]
+        np.savez_compressed(folder / "test_predictions.npz", probs=np.eye(2)[predicted], targets=targets)
+    write_report(results, tmp_path / "reports", data_root)
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in (tmp_path / "reports" / "comparison.md").read_text().splitlines()
+            if line.startswith("| ") and line.count("|") > 10}  # the accuracy table's rows
+    logistic = rows["*LogisticRegression (reference)*"]
+    assert logistic[2] == "98.2"
+    low, high = map(float, logistic[3].split("–"))
+    assert low < 98.2 < high <= 100
+    delta, interval = logistic[4].split(" [")
+    assert float(delta) == pytest.approx(98.2 - 96.5, abs=0.1) and float(interval.split(",")[0]) < 0
+    assert not logistic[5].endswith("*") and logistic[6] == "0/1"  # two examples: not distinguishable
+    assert rows["perceptron"][5].endswith(" *")  # the trained family: 30 wrong against 4 is resolved
+
+
+def test_regression_references_are_compared_in_a_family_of_their_own():
+    """Adding reference rows must not change the trained models' p-values (their Holm family)."""
+    import numpy as np
+
+    from archbench.report.paired import row_arrays, squared_errors, versus_best
+    from archbench.report.stats import paired_rmse_bootstrap
+    from archbench.tasks.base import RunResult
+
+    rng = np.random.default_rng(0)
+    errors = {name: rng.normal(0, noise, 300) ** 2 for name, noise in (("mlp", 50), ("linear", 53), ("svr", 45))}
+    trained = [RunResult(Path("."), {"data": "diabetes", "model": m}, {}, {"runs": []}) for m in ("mlp", "linear")]
+    svr = RunResult(Path("."), {"data": "diabetes", "model": "SVR (reference)", "reference": True}, {},
+                    {"squared_errors": errors["svr"]})
+    arrays = {id(r): errors[r.run["model"]][None] for r in trained} | {id(svr): row_arrays(svr, squared_errors,
+                                                                                          "squared_errors")}
+    alone = versus_best(trained, arrays, paired_rmse_bootstrap, lower_is_better=True)
+    both = versus_best([*trained, svr], arrays, paired_rmse_bootstrap, lower_is_better=True)
+    assert both[id(trained[0])] == ("best", "") and both[id(trained[1])] == alone[id(trained[1])]
+    assert float(both[id(svr)][0].split(" [")[0]) < 0  # a reference better than the best net says so
+
+
 def test_compare_refuses_folders_without_runs_and_keeps_the_reports(tmp_path, closed_port):
     results, reports = tmp_path / "results", tmp_path / "reports"
     _run(results / "digits-cnn", "digits", "cnn", {"test/acc": 0.98, "val/acc_best": 0.99})

@@ -37,6 +37,13 @@ def _estimator(name: str, task: str):
 def fit_and_score(name: str, task: str, splits: dict[str, dict[str, Any]],
                   target: dict[str, float] | None = None) -> dict[str, float]:
     """Fit on train+val only, score on test: accuracy and macro-F1, or MSE/MAE/R² in target units."""
+    return fit_and_predict(name, task, splits, target)[0]
+
+
+def fit_and_predict(name: str, task: str, splits: dict[str, dict[str, Any]],
+                    target: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """``fit_and_score``'s metrics, and per test example what the report's paired tests read:
+    ``correct`` and ``targets`` (classification) or ``squared_errors`` (regression, target units)."""
     from sklearn.metrics import (
         accuracy_score,
         f1_score,
@@ -62,13 +69,15 @@ def fit_and_score(name: str, task: str, splits: dict[str, dict[str, Any]],
     seconds = time.perf_counter() - started
     predicted = model.predict(x_test)
     if task == "classification":
-        return {"test/acc": float(accuracy_score(y_test, predicted)),
-                "test/f1": float(f1_score(y_test, predicted, average="macro")), "train_seconds": seconds}
+        return ({"test/acc": float(accuracy_score(y_test, predicted)),
+                 "test/f1": float(f1_score(y_test, predicted, average="macro")), "train_seconds": seconds},
+                {"correct": predicted == y_test, "targets": y_test})
     mean, std = (target or {}).get("mean", 0.0), (target or {}).get("std", 1.0)
     truth, guess = y_test * std + mean, predicted * std + mean
-    return {"test/mse": float(mean_squared_error(truth, guess)),
-            "test/mae": float(mean_absolute_error(truth, guess)),
-            "test/r2": float(r2_score(truth, guess)), "train_seconds": seconds}
+    return ({"test/mse": float(mean_squared_error(truth, guess)),
+             "test/mae": float(mean_absolute_error(truth, guess)),
+             "test/r2": float(r2_score(truth, guess)), "train_seconds": seconds},
+            {"squared_errors": (guess - truth) ** 2})
 
 
 def _counts(ids: np.ndarray, width: int):
@@ -149,7 +158,7 @@ def reference_runs(runs: dict[str, list[RunResult]], data_root: Path | None) -> 
             if meta["kind"] == "audio":
                 splits = pooled_frames(splits)
             for name in TEXT_CLASSIFIERS if meta["kind"] == "tokens" else names:
-                metrics = fit_and_score(name, task, splits, meta.get("target"))
+                metrics, per_example = fit_and_predict(name, task, splits, meta.get("target"))
                 run = {"data": dataset, "model": f"{name} (reference)", "reference": True, "run_id": ""}
-                references.setdefault(task, []).append(RunResult(data_dir, run, metrics))
+                references.setdefault(task, []).append(RunResult(data_dir, run, metrics, per_example))
     return references

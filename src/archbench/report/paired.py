@@ -35,26 +35,47 @@ def squared_errors(saved: Any) -> np.ndarray:
 
 def versus_best(runs: list[RunResult], arrays: dict[int, np.ndarray | None], compare: Callable[..., Any],
                 lower_is_better: bool, digits: int = 2) -> dict[int, tuple[str, str]]:
-    """Per trained row (by ``id``): ``compare(its arrays, the best's)`` (a ``stats.Difference``) as
-    "difference [95 % CI]" and the Holm-corrected p ("best" for the dataset's best itself); rows
-    without arrays, and datasets with fewer than two such rows, get nothing. ``arrays``: each row's
-    ``seed_arrays``, whose mean over everything ranks the rows."""
-    from archbench.report import stats
-
+    """Per row (by ``id``): ``compare(its arrays, the best's)`` (a ``stats.Difference``) as
+    "difference [95 % CI]" and the Holm-corrected p ("best" for the dataset's best trained model);
+    rows without arrays, and datasets with fewer than two such rows, get nothing. ``arrays``: each
+    row's ``seed_arrays``, whose mean over everything ranks the rows. Reference rows are compared
+    with the same best, Holm-corrected among themselves, so they leave the trained rows' p as is."""
     cells: dict[int, tuple[str, str]] = {}
     for data in dict.fromkeys(r.run["data"] for r in runs):
-        rows = [(r, a) for r in runs if r.run["data"] == data and not r.run.get("reference")
-                for a in [arrays.get(id(r))] if a is not None]
-        if len(rows) < 2 or len({a.shape[1] for _, a in rows}) != 1:
+        rows = [(r, a) for r in runs if r.run["data"] == data for a in [arrays.get(id(r))] if a is not None]
+        trained = [(r, a) for r, a in rows if not r.run.get("reference")]
+        if not trained or len({a.shape[1] for _, a in rows}) != 1:
             continue
         sign = 1 if lower_is_better else -1
-        (best, best_array), *others = sorted(rows, key=lambda pair: sign * pair[1].mean())
+        (best, best_array), *others = sorted(trained, key=lambda pair: sign * pair[1].mean())
+        references = [(r, a) for r, a in rows if r.run.get("reference")]
+        if not others and not references:
+            continue
         cells[id(best)] = ("best", "")
-        differences = [compare(a, best_array) for _, a in others]
-        for (row, _), diff, p in zip(others, differences, stats.holm([d.p_value for d in differences]), strict=True):
-            cells[id(row)] = (f"{diff.mean:+.{digits}f} [{diff.low:+.{digits}f}, {diff.high:+.{digits}f}]",
-                              f"{p:.3f}" + (" *" if p < stats.ALPHA else ""))
+        for family in (others, references):
+            cells.update(_compared(family, best_array, compare, digits))
     return cells
+
+
+def _compared(family: list[tuple[RunResult, np.ndarray]], best: np.ndarray, compare: Callable[..., Any],
+              digits: int) -> dict[int, tuple[str, str]]:
+    """Each row of ``family`` against ``best``, p-values Holm-corrected within the family."""
+    from archbench.report import stats
+
+    differences = [compare(a, best) for _, a in family]
+    return {id(row): (f"{diff.mean:+.{digits}f} [{diff.low:+.{digits}f}, {diff.high:+.{digits}f}]",
+                      f"{p:.3f}" + (" *" if p < stats.ALPHA else ""))
+            for (row, _), diff, p in zip(family, differences, stats.holm([d.p_value for d in differences]),
+                                         strict=True)}
+
+
+def row_arrays(row: RunResult, read: Callable[[Any], np.ndarray], reference_key: str) -> np.ndarray | None:
+    """``seed_arrays`` of a trained row; a reference row's own per-example array (``extra``, from
+    ``report.baselines``) as one seed."""
+    if row.run.get("reference"):
+        found = row.extra.get(reference_key)
+        return None if found is None else np.asarray(found, dtype=float)[None]
+    return seed_arrays(row, read)
 
 
 def pooled_rmse(per_seed_rmse: list[float], digits: int = 2) -> str:

@@ -113,7 +113,7 @@ class Regression(Task):
         from archbench.report.paired import (
             interval,
             pooled_rmse,
-            seed_arrays,
+            row_arrays,
             squared_errors,
             versus_best,
         )
@@ -121,14 +121,16 @@ class Regression(Task):
         from archbench.report.stats import paired_rmse_bootstrap
 
         runs = sorted(runs, key=lambda r: (r.run["data"], -r.get("test/r2")))
-        errors = {id(r): seed_arrays(r, squared_errors) for r in runs}  # each run's predictions read once
+        errors = {id(r): row_arrays(r, squared_errors, "squared_errors") for r in runs}  # each read once
         versus = versus_best(runs, errors, paired_rmse_bootstrap, lower_is_better=True)
         lines = ["## Regression", "",
                  "Errors on the held-out test split in the target's own units (models selected on the",
                  "validation MSE): mean ± std over seeds; the RMSE's 95 % interval from a two-level",
                  "bootstrap over seeds and test examples, and each model against the dataset's lowest RMSE",
                  "(paired bootstrap of the RMSE difference on the shared test examples, pooled over seeds;",
-                 "p-values Holm-corrected across the dataset's comparisons, * = significant at 5 %).", "",
+                 "p-values Holm-corrected across the dataset's comparisons, * = significant at 5 %). Reference",
+                 "rows: one fit, so their interval is over test examples; their tests are Holm-corrected among",
+                 "themselves.", "",
                  "| dataset | model | seeds | test RMSE | 95 % CI | Δ RMSE vs best [95 % CI] | p (Holm) | test MAE "
                  "| test R² | parameters | epochs | train s |",
                  "| --- | --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
