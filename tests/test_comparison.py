@@ -477,3 +477,22 @@ def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path):
         refused = call_cli("archbench-trial", *argv)
         [line] = refused.stderr.strip().splitlines()
         assert refused.returncode == 2 and refused.stdout == "" and expected in line, line
+
+
+
+def test_recipe_trial_decides_by_the_runs_own_validation_metric(tmp_path):
+    """Before, every trial defaulted to a classifier's val/acc_then_loss_best: a rating, ranking,
+    language-model or GAN summary was refused unless --metric named its metric."""
+    from archbench.cli.trial import main as trial
+
+    base = _summary(tmp_path / "a.json", {1: 1.18, 2: 1.19, 3: 1.18}, metric="val/rmse_best")
+    other = _summary(tmp_path / "b.json", {1: 1.21, 2: 1.22, 3: 1.20}, metric="val/rmse_best")
+    shown = call_cli("archbench-trial", str(base), "--vs", str(other))
+    assert shown.returncode == 0 and shown.stdout.startswith("val/rmse_best\n")
+    assert "trial − base: +0.03 [" in shown.stdout and "base : 1.18 ± 0.01" in shown.stdout  # scale 1, not %
+    both = tmp_path / "two.json"
+    both.write_text(json.dumps(summarise({1: {"val/loss_best": 1.0, "val/bpc_best": 1.4},
+                                          2: {"val/loss_best": 1.1, "val/bpc_best": 1.5}})))
+    with pytest.raises(SystemExit) as refused:
+        trial([str(both), "--vs", str(both)])
+    assert refused.value.code == 2

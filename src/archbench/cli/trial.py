@@ -23,17 +23,22 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("base", type=Path, nargs="+", help="the base arm's replica summaries")
     parser.add_argument("--vs", type=Path, nargs="+", required=True, help="the trial arm's replica summaries")
-    parser.add_argument("--metric", default="val/acc_then_loss_best", help="default: val/acc_then_loss_best")
-    parser.add_argument("--scale", type=float, default=100.0, help="printed values × this (default 100: %%)")
+    parser.add_argument("--metric", default=None,
+                        help="default: the runs' validation metric (val/acc_then_loss_best for classifiers, "
+                             "else their one val/…_best)")
+    parser.add_argument("--scale", type=float, default=None,
+                        help="printed values × this (default 100 for accuracies, as %%; else 1)")
     args = parser.parse_args(argv)
-    if not (math.isfinite(args.scale) and args.scale > 0):
+    if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
         fail(PROGRAM, f"--scale must be a finite number > 0, got {args.scale:g}")
 
     def run() -> None:
-        from archbench.report.trial import arm_values, describe, welch_difference
+        from archbench.report.trial import arm_values, default_metric, describe, welch_difference
 
-        diff = welch_difference(arm_values(args.base, args.metric), arm_values(args.vs, args.metric))
-        print(describe(diff, args.metric, args.scale))
+        metric = args.metric or default_metric(args.base[0])
+        scale = args.scale if args.scale is not None else (100.0 if "acc" in metric else 1.0)
+        diff = welch_difference(arm_values(args.base, metric), arm_values(args.vs, metric))
+        print(describe(diff, metric, scale))
 
     reporting_errors(PROGRAM, run)
 

@@ -45,6 +45,23 @@ class Difference:
         return not self.constant and (self.low > 0 or self.high < 0)
 
 
+def default_metric(summary: Path) -> str:
+    """What a trial decides by unless told: a classifier's ``val/acc_then_loss_best``, else the
+    runs' one ``val/…_best`` (the metric their checkpoint was kept by)."""
+    try:
+        seeds = json.loads(summary.read_text()).get("seeds") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return "val/acc_then_loss_best"  # arm_values says what is wrong with the file
+    names = sorted({name for metrics in seeds.values() for name in metrics})
+    best = [n for n in names if n.startswith("val/") and n.endswith("_best")]
+    if "val/acc_then_loss_best" in best or not best:
+        return "val/acc_then_loss_best"
+    if len(best) > 1:
+        raise ConfigError(f"{summary}: its runs have several validation metrics ({', '.join(best)}): "
+                          "choose one with --metric")
+    return best[0]
+
+
 def arm_values(summaries: list[Path], metric: str) -> list[float]:
     """The metric of every seed of the summaries (one arm); a seed in two of them is an error."""
     values: dict[str, float] = {}
