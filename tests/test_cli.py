@@ -198,6 +198,17 @@ def test_prepare_cli_rejects_unknown_dataset():
     assert "valid: " + ", ".join(config_groups()["data"]) in line
 
 
+def test_every_task_names_the_command_that_reads_its_models():
+    """A model given to the wrong command names the right one; before, archbench-predict had no
+    hint for a transcription model and archbench-generate sent a recommender to archbench-predict."""
+    from archbench.cli.common import other_program_hint
+    from archbench.tasks import task_names
+
+    assert {name: other_program_hint(name) != "" for name in task_names()} == {name: True for name in task_names()}
+    assert other_program_hint("rating") == " (use archbench-recommend for a recommender)"
+    assert other_program_hint("ctc") == " (use archbench-transcribe for a transcription model)"
+
+
 @pytest.mark.parametrize("args, message", [
     (["digits", "--bogus"], "archbench-prepare: error: unrecognized arguments: --bogus"),
     (["digits", "data.sed=1"], "archbench-prepare: error: unknown key data.sed; did you mean data.seed? data has: "),

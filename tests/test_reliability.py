@@ -76,7 +76,7 @@ def test_predict_refuses_a_language_model_in_one_line(trained, tmp_path):
                       "--tracking-uri", f"sqlite:///{trained / 'mlflow.db'}")
     assert result.returncode == 2 and not (tmp_path / "g.png").exists()
     assert result.stderr.strip().endswith("is a classification model, not a language model or an image generator "
-                                          "(archbench-predict labels inputs)"), result.stderr[-2000:]
+                                          "(use archbench-predict for a classifier)"), result.stderr[-2000:]
 
 
 @pytest.mark.parametrize(("inputs", "expected"), [

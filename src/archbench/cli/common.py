@@ -218,6 +218,21 @@ def _best_epoch(out_dir, best: dict[str, float]) -> str:
     return f"epoch {int(float(row['epoch'])) + 1}: {shown} (kept by {how})"
 
 
+PROGRAM_FOR_TASK = {  # which command reads a logged model of each task, and what it calls it
+    "classification": ("archbench-predict", "a classifier"), "regression": ("archbench-predict", "a regressor"),
+    "seq2seq": ("archbench-predict", "a translation model"), "ctc": ("archbench-transcribe", "a transcription model"),
+    "language_model": ("archbench-generate", "a language model"),
+    "adversarial": ("archbench-generate", "an image generator"), "autoencoding": ("archbench-generate", "an image generator"),
+    "rating": ("archbench-recommend", "a recommender"), "ranking": ("archbench-recommend", "a recommender"),
+}
+
+
+def other_program_hint(task: str) -> str:
+    """" (use archbench-X for a …)" for a model of ``task`` given to the wrong command ("" if unknown)."""
+    found = PROGRAM_FOR_TASK.get(task)
+    return f" (use {found[0]} for {found[1]})" if found else ""
+
+
 def add_model_arguments(parser, example: str) -> None:
     """``--model-uri`` or ``--registered DATA-MODEL`` (one required) and ``--tracking-uri``."""
     import os

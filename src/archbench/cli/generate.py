@@ -15,6 +15,7 @@ from archbench.cli.common import (
     fail,
     load_logged_model,
     model_uri,
+    other_program_hint,
     reporting_errors,
 )
 
@@ -97,8 +98,7 @@ def _noise_width(uri: str) -> int:
     shape = signature.inputs.inputs[0].shape if signature is not None and signature.inputs else ()
     if task not in IMAGE_TASKS or len(shape) != 2:
         kind = f"{'an' if task[:1] in 'aeiou' else 'a'} {task}" if task else "not a"
-        fail(PROGRAM, f"{uri} is {kind} model, not a language model or an image generator (archbench-predict "
-                      f"labels inputs)")
+        fail(PROGRAM, f"{uri} is {kind} model, not a language model or an image generator{other_program_hint(task)}")
     return int(shape[1])
 
 

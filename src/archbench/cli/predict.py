@@ -44,6 +44,7 @@ from archbench.cli.common import (
     fail,
     load_logged_model,
     model_uri,
+    other_program_hint,
     reporting_errors,
 )
 from archbench.tracking.runs import source_run_id
@@ -153,13 +154,8 @@ def _predict(args: argparse.Namespace) -> None:
     if task == "seq2seq":
         return _translate(model, _load_texts(args.input, args.text, args.column)[: args.limit], args.beam_size)
     if task not in ("classification", "regression"):
-        hint = {"language_model": " (use archbench-generate for a language model)",
-                "adversarial": " (use archbench-generate for an image generator)",
-                "autoencoding": " (use archbench-generate for an image generator)",
-                "rating": " (use archbench-recommend for a recommender)",
-                "ranking": " (use archbench-recommend for a recommender)"}.get(task, "")
         fail(PROGRAM, f"{uri} is {'an' if task[:1] in 'aeiou' else 'a'} {task} model, not a classifier or regressor: archbench-predict "
-                      f"reads their inputs{hint}")
+                      f"reads their inputs{other_program_hint(task)}")
     outputs, column, inputs = _model_outputs(uri, model, tags, args)
     if task == "regression":
         return _print_values(outputs, column, inputs)
