@@ -218,6 +218,8 @@ def test_download_fetches_and_unpacks_the_grouplens_archive(tmp_path):
     root = tmp_path / "raw"
     meta = prepare(_cfg(root, download=True, variant="ml-100k", url=archive.as_uri()), tmp_path / "out")
     assert (root / "ml-100k" / "u.data").is_file() and meta.extra["num_users"] == USERS
+    with pytest.raises(ConfigError, match="unknown data.variant 'ml-2k'; GroupLens archives .*: ml-100k, ml-1m"):
+        prepare(_cfg(tmp_path / "elsewhere", download=True, variant="ml-2k", url="https://x/ml-2k.zip"), tmp_path / "o2")
 
 
 def test_models_and_data_that_do_not_fit_are_refused(make_cfg, tmp_path):

@@ -29,6 +29,8 @@ FORMATS = {
     "ratings.csv": (",", True, "movies.csv", ",", "utf-8"),
 }
 SPLITS = {"rating": "random", "ranking": "leave_one_out"}
+# GroupLens archives whose <variant>.zip unpacks to a <variant>/ folder holding one of FORMATS
+VARIANTS = ("ml-100k", "ml-1m", "ml-20m", "ml-25m", "ml-32m", "ml-latest", "ml-latest-small")
 PREPARER = "archbench.data.recommend.prepare_interactions"
 
 
@@ -41,6 +43,8 @@ def ratings_file(cfg: dict[str, Any]) -> Path:
             if (folder / name).is_file():
                 return folder / name
     if cfg.get("download"):
+        if variant not in VARIANTS:
+            raise ConfigError(f"unknown data.variant {variant!r}; GroupLens archives archbench reads: {', '.join(VARIANTS)}")
         archive = download(str(cfg["url"]), root / f"{variant}.zip")
         extract_archive(archive, root)
         return ratings_file({**cfg, "download": False})
