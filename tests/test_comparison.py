@@ -445,6 +445,11 @@ def _summary(path, values: dict[int, float], metric: str = "val/acc_then_loss_be
     return path
 
 
+def _odd(path, content):
+    path.write_text(json.dumps(content))
+    return path
+
+
 def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path):
     from archbench.report.trial import arm_values, describe, welch_difference
 
@@ -472,6 +477,10 @@ def test_recipe_trial_welch_interval_by_hand_and_its_refusals(tmp_path):
                            ([str(_summary(tmp_path / "nan.json", {1: None, 2: 0.8})), "--vs", str(trial[0])],
                             "seed 1's val/acc_then_loss_best is None, not a finite number"),
                            ([str(trial[0]), "--vs", str(tmp_path / "in.txt")], "is not a replica summary"),
+                           ([str(_odd(tmp_path / "list.json", {"seeds": [1, 2]})), "--vs", str(trial[0])],
+                            "is not a replica summary"),  # before: tracebacks, for these two
+                           ([str(_odd(tmp_path / "flat.json", {"seeds": {"1": 0.5, "2": 0.6}})), "--vs", str(trial[0])],
+                            "is not a replica summary"),
                            ([*map(str, base), "--vs", str(trial[0]), "--scale", "inf"], "--scale must be a finite number > 0, got inf"),
                            ([*map(str, base), "--vs", str(trial[0]), "--scale", "-1"], "--scale must be a finite number > 0, got -1")]:
         refused = call_cli("archbench-trial", *argv)

@@ -45,13 +45,22 @@ class Difference:
         return not self.constant and (self.low > 0 or self.high < 0)
 
 
-def default_metric(summary: Path) -> str:
-    """What a trial decides by unless told: a classifier's ``val/acc_then_loss_best``, else the
-    runs' one ``val/…_best`` (the metric their checkpoint was kept by)."""
+def _seeds(summary: Path) -> dict[str, dict] | None:
+    """A replica summary's per-seed metrics, ``{seed: {metric: value}}``; None for a file that is
+    not one (unreadable, not JSON, or not shaped so)."""
     try:
         seeds = json.loads(summary.read_text()).get("seeds") or {}
     except (OSError, json.JSONDecodeError, AttributeError):
-        return "val/acc_then_loss_best"  # arm_values says what is wrong with the file
+        return None
+    if not isinstance(seeds, dict) or not all(isinstance(m, dict) for m in seeds.values()):
+        return None
+    return seeds
+
+
+def default_metric(summary: Path) -> str:
+    """What a trial decides by unless told: a classifier's ``val/acc_then_loss_best``, else the
+    runs' one ``val/…_best`` (the metric their checkpoint was kept by)."""
+    seeds = _seeds(summary) or {}  # a file that is no summary: arm_values says so
     names = sorted({name for metrics in seeds.values() for name in metrics})
     best = [n for n in names if n.startswith("val/") and n.endswith("_best")]
     if "val/acc_then_loss_best" in best or not best:
@@ -68,10 +77,9 @@ def arm_values(summaries: list[Path], metric: str) -> list[float]:
     for path in summaries:
         if not path.is_file():
             raise ConfigError(f"no replica summary {path}: give the .json written beside a replicas=seeds sweep dir")
-        try:
-            seeds = json.loads(path.read_text()).get("seeds") or {}
-        except (json.JSONDecodeError, AttributeError):
-            raise ConfigError(f"{path} is not a replica summary (a JSON object with per-seed metrics)") from None
+        seeds = _seeds(path)
+        if seeds is None:
+            raise ConfigError(f"{path} is not a replica summary (a JSON object with per-seed metrics)")
         for seed, metrics in seeds.items():
             if metric not in metrics:
                 raise ConfigError(f"{path}: seed {seed} has no {metric!r}; valid: {', '.join(sorted(metrics))}")
