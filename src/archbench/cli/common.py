@@ -218,6 +218,19 @@ def _best_epoch(out_dir, best: dict[str, float]) -> str:
     return f"epoch {int(float(row['epoch'])) + 1}: {shown} (kept by {how})"
 
 
+def wav_files(program: str, path) -> list:
+    """A WAV file as itself, a folder as its ``.wav`` files (sub-folders too, hidden ones not,
+    sorted); one line for a missing path or a folder without any."""
+    from archbench.data.sources.folders import files_with
+
+    if not path.exists():
+        fail(program, f"no input file {path}")
+    found = files_with(path, (".wav",)) if path.is_dir() else [path]
+    if not found:
+        fail(program, f"no .wav files in {path}")
+    return found
+
+
 PROGRAM_FOR_TASK = {  # which command reads a logged model of each task, and what it calls it
     "classification": ("archbench-predict", "a classifier"), "regression": ("archbench-predict", "a regressor"),
     "seq2seq": ("archbench-predict", "a translation model"), "ctc": ("archbench-transcribe", "a transcription model"),

@@ -46,6 +46,7 @@ from archbench.cli.common import (
     model_uri,
     other_program_hint,
     reporting_errors,
+    wav_files,
 )
 from archbench.tracking.runs import source_run_id
 
@@ -196,15 +197,10 @@ def _audio_outputs(uri: str, model: Any, path: Path | None, limit: int | None) -
     """A WAV file, or every ``.wav`` in a folder and its sub-folders (hidden ones not), read as the
     model's training recordings were (mono, its sample rate, padded or cropped to its frames)."""
     from archbench.data.audio import read_wav
-    from archbench.data.sources.folders import files_with
 
     if path is None or not (path.is_dir() or path.suffix.lower() == ".wav"):
         fail(PROGRAM, f"{uri} classifies recordings: give a .wav file or a folder of them (got {path or '--text'})")
-    if not path.exists():
-        fail(PROGRAM, f"no input file {path}")
-    files = (files_with(path, (".wav",)) if path.is_dir() else [path])[:limit]
-    if not files:
-        fail(PROGRAM, f"no .wav files in {path}")
+    files = wav_files(PROGRAM, path)[:limit]
     return model.predict_waves([read_wav(file, model.sample_rate) for file in files]), "file", [str(f) for f in files]
 
 

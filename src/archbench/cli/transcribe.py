@@ -14,9 +14,9 @@ from pathlib import Path
 from archbench.cli.common import (
     add_model_arguments,
     at_least,
-    fail,
     load_logged_model,
     reporting_errors,
+    wav_files,
 )
 
 PROGRAM = "archbench-transcribe"
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     add_model_arguments(parser, "fsdd_strings-deepspeech")
     args = parser.parse_args(argv)
     at_least(PROGRAM, "--beam-size", args.beam_size, 1, " (1: greedy)")
-    args.files = _wav_files(args.files)
+    args.files = [file for path in args.files for file in wav_files(PROGRAM, path)]
 
     def run() -> None:
         from archbench.data.audio import read_wav
@@ -45,22 +45,6 @@ def main(argv: list[str] | None = None) -> None:
             writer.writerow([str(path), digits])
 
     reporting_errors(PROGRAM, run)
-
-
-def _wav_files(paths: list[Path]) -> list[Path]:
-    """The files given, with each folder replaced by its ``.wav`` files (sub-folders too, sorted);
-    one line for a missing path or a folder without any."""
-    from archbench.data.sources.folders import files_with
-
-    files: list[Path] = []
-    for path in paths:
-        if not path.exists():
-            fail(PROGRAM, f"no input file {path}")
-        found = files_with(path, (".wav",)) if path.is_dir() else [path]
-        if not found:
-            fail(PROGRAM, f"no .wav files in {path}")
-        files += found
-    return files
 
 
 if __name__ == "__main__":
