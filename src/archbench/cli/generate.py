@@ -51,31 +51,34 @@ def main(argv: list[str] | None = None) -> None:
     reporting_errors(PROGRAM, run)
 
 
-KIND_OPTIONS = {  # each kind of model: its name and the options only it reads
-    "text": ("a language model", {"--prompt": "prompt", "--length": "length",
-                                  "--temperature": "temperature", "--top-k": "top_k"}),
-    "images": ("an image generator", {"--samples": "samples", "--npy": "npy"}),
+KIND_OPTIONS = {  # each kind of model: its name, and the options only it reads with their defaults
+    "text": ("a language model", {"--prompt": ("prompt", "\n"), "--length": ("length", 300),
+                                  "--temperature": ("temperature", 0.8), "--top-k": ("top_k", None)}),
+    "images": ("an image generator", {"--samples": ("samples", 64), "--npy": ("npy", False)}),
 }
 
 
-def _refuse_other_kinds_options(args: argparse.Namespace, kind: str) -> None:
+def _kind_options(args: argparse.Namespace, kind: str) -> None:
     """One line for options that only the other kind of model reads (``--samples`` to a language
-    model, say): they would change nothing, and the user expects them to."""
+    model, say: they would change nothing, and the user expects them to); then the defaults of
+    this kind's options that were not given."""
     other = "images" if kind == "text" else "text"
-    given = [option for option, name in KIND_OPTIONS[other][1].items() if getattr(args, name) not in (None, False)]
+    given = [option for option, (dest, _) in KIND_OPTIONS[other][1].items() if getattr(args, dest) not in (None, False)]
+    name, own = KIND_OPTIONS[kind]
     if given:
-        name, own = KIND_OPTIONS[kind]
         fail(PROGRAM, f"{', '.join(given)}: {model_uri(args)} is {name}, which takes {', '.join(own)}, "
                       "--seed and --output")
+    for dest, default in own.values():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
 
 
 def _sample_text(model, args: argparse.Namespace) -> None:
     """``--length`` characters after ``--prompt``, printed or written to ``--output`` (UTF-8)."""
-    _refuse_other_kinds_options(args, "text")
+    _kind_options(args, "text")
     if args.output is not None and args.output.suffix.lower() in (".png", ".npy"):
         fail(PROGRAM, f"--output {args.output}: {model_uri(args)} is a language model: it writes text (FILE.txt)")
-    prompt = "\n" if args.prompt is None else args.prompt
-    sample = model.generate(prompt, args.length or 300, args.temperature or 0.8, args.top_k, args.seed)
+    sample = model.generate(args.prompt, args.length, args.temperature, args.top_k, args.seed)
     if args.output is None:
         print(sample)
         return
@@ -110,11 +113,10 @@ def _sample_images(model, args: argparse.Namespace) -> None:
     from archbench.tasks.callbacks import save_grid
 
     width = _noise_width(model_uri(args))
-    _refuse_other_kinds_options(args, "images")
+    _kind_options(args, "images")
     args.output = args.output or Path("samples.png")
     if args.output.suffix.lower() != ".png":
         fail(PROGRAM, f"--output {args.output}: a .png file (the grid); --npy adds the array beside it")
-    args.samples = args.samples or 64
     noise = torch.randn(args.samples, width, generator=torch.Generator().manual_seed(args.seed))
     with torch.no_grad():
         images = model(noise).clamp(0, 1)
