@@ -70,7 +70,8 @@ def bleu_significance(runs: list[RunResult], resamples: int = 1000) -> dict[int,
         if not rows or any(found[0] != rows[0][1][0] for _, found in rows):
             continue  # no hypotheses, or models tested on different sentences: nothing paired
         references = rows[0][1][0]
-        rows.sort(key=lambda pair: -BLEU().corpus_score(pair[1][1], [references]).score)
+        # best first, by the BLEU each first seed logged on these very hypotheses (sacreBLEU's, via torchmetrics)
+        rows.sort(key=lambda pair: -pair[0].extra.get("runs", [pair[0]])[0].get("test/bleu_beam"))
         systems = [(str(i), hypotheses) for i, (_, (_, hypotheses)) in enumerate(rows)]
         _, results = PairedTest(systems, {"BLEU": BLEU()}, [references], test_type="bs", n_samples=resamples)()
         [scores] = [v for k, v in results.items() if k != "System"]
