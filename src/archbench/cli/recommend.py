@@ -64,7 +64,7 @@ def _score_one(model, args: argparse.Namespace, writer) -> None:
         score = float(model(torch.tensor([[user, item]]))[0])
     title = model.titles[item] if model.titles else ""
     writer.writerows([["user", "item", "title", "score"], [args.user, args.item, title, f"{score:.4f}"]])
-    if bool(((model.seen[:, 0] == user) & (model.seen[:, 1] == item)).any()):
+    if item in model.seen_items(user).tolist():
         print(f"{PROGRAM}: user {args.user} rated item {args.item} in training: the score is fitted, not predicted",
               file=sys.stderr)
 

@@ -45,6 +45,10 @@ class Recommender(nn.Module):
     def item_index(self, raw_item: int) -> int:
         return _index_of(self.item_ids, raw_item, "item")
 
+    def seen_items(self, user: int) -> torch.Tensor:
+        """The contiguous ids of the items a user (contiguous id) had in training."""
+        return self.seen[self.seen[:, 0] == user, 1]
+
     @torch.no_grad()
     def top_k(self, raw_user: int, k: int = 10, exclude_seen: bool = True) -> list[tuple[int, str, float]]:
         """The ``k`` best-scored items for a user: (raw item id, title, score); fewer when fewer are
@@ -53,7 +57,7 @@ class Recommender(nn.Module):
         items = torch.arange(len(self.item_ids))
         scores = self(torch.stack([torch.full_like(items, user), items], dim=1))
         if exclude_seen:
-            scores[self.seen[self.seen[:, 0] == user, 1]] = -float("inf")
+            scores[self.seen_items(user)] = -float("inf")
         best = scores.topk(min(int(k), int(torch.isfinite(scores).sum()))).indices.tolist()
         return [(int(self.item_ids[i]), self.titles[i] if i < len(self.titles) else "", float(scores[i]))
                 for i in best]
