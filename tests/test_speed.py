@@ -3,6 +3,7 @@ fused optimizers and the warm-up schedule; plus a smoke run of the throughput be
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -158,6 +159,54 @@ def test_fused_optimizer_takes_the_same_steps(name):
     assert not torch.allclose(fused_net[0].weight, torch.nn.Linear(20, 32).weight)
 
 
+@pytest.mark.slow
+def test_a_compiled_update_takes_the_eager_steps_and_follows_the_schedule():
+    """optimizer.compile: the same update rule as torch's eager Adadelta (other rounding only), and a
+    scheduler's new learning rate reaches the compiled update (a tensor filled in place)."""
+    import torch._dynamo.utils
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(20, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    cfg = {"name": "adadelta", "lr": 1.0, "weight_decay": 1e-3, "rho": 0.95}
+    optimizers = [build_optimizer(nets[0].parameters(), cfg), build_optimizer(nets[1].parameters(), {**cfg, "compile": True})]
+    schedules = [build_scheduler(o, {"name": "step", "step_size": 10, "gamma": 0.1}, 30, 30)["scheduler"] for o in optimizers]
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for _ in range(30):
+        x, y = torch.randn(16, 20), torch.randint(0, 4, (16,))
+        for net, optimizer, schedule in zip(nets, optimizers, schedules, strict=True):
+            optimizer.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            optimizer.step()
+            schedule.step()
+    assert float(optimizers[1].param_groups[0]["lr"]) == pytest.approx(1e-3)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 1  # the lr changes recompiled nothing
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    frozen = copy.deepcopy(nets[1])  # at lr 0 the compiled update moves nothing: it reads the scheduled lr
+    optimizers[1].param_groups[0]["lr"].fill_(0.0)
+    optimizers[1].zero_grad()
+    F.cross_entropy(nets[1](torch.randn(16, 20)), torch.randint(0, 4, (16,))).backward()
+    optimizers[1].step()
+    assert all(torch.equal(a, b) for a, b in zip(frozen.parameters(), nets[1].parameters(), strict=True))
+
+
+def test_a_compiled_update_is_refused_where_it_cannot_work(make_cfg, monkeypatch):
+    import torch._inductor.config
+
+    from archbench.config import validate
+    from archbench.errors import ConfigError
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ConfigError, match="optimizer.compile must be true or false, got 'yes'"):
+        build_optimizer(params, {"name": "adadelta", "lr": 1.0, "weight_decay": 0.0, "compile": "yes"})
+    with pytest.raises(ConfigError, match="onecycle changes the momentum at every step"):
+        validate(make_cfg("data=digits", "model=mlp", "scheduler=onecycle", "+optimizer.compile=true"))
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("/nonexistent/c++",))
+    with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler for CPU training .*install g\\+\\+ or set CXX"):
+        build_optimizer(params, {"name": "adadelta", "lr": 1.0, "weight_decay": 0.0, "compile": True})
+
+
 def test_warmup_cosine_rises_then_decays_to_min_lr():
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], {"name": "adamw", "lr": 1e-3,
                                                                        "weight_decay": 0.1})
@@ -216,6 +265,20 @@ def test_memory_format_benchmark_times_both_layouts(tmp_path, bench_module):
     assert all(rate > 0 for rate in row["samples_per_s"].values())
     assert row["relative_gap"]["logits"] < 1e-4 and row["relative_gap"]["gradients"] < 1e-4
     assert "| digits | cnn | 1×8×8 | 64 | 1 |" in (tmp_path / "memory_format.md").read_text()
+
+@pytest.mark.slow
+def test_optimizer_step_benchmark_times_eager_and_compiled_updates(tmp_path, bench_module):
+    """A smoke run (no timing asserted): every update variant and both trainer paths run, and the
+    compiled update lands where the eager one does, give or take rounding."""
+    optimizer_step = bench_module("optimizer_step")
+
+    [row] = optimizer_step.main(["--steps", "12", "--warmup", "4", "--repeats", "1", "--threads", "1",
+                                 "--cases", "digits:mlp:adadelta", "--out", str(tmp_path)])
+    assert row["optimizer"] == "adadelta" and set(row["update_ms"]) == {"default", "foreach", "compiled"}
+    assert all(ms > 0 for ms in row["update_ms"].values()) and all(r > 0 for r in row["samples_per_s"].values())
+    assert 0 <= row["weight_gap"] < 1e-5
+    assert "| digits | mlp | adadelta |" in (tmp_path / "optimizer_step.md").read_text()
+
 
 def test_cold_repro_time_splits_into_setup_and_stage_kinds(bench_module):
     """bench/overheads.py --cold: each stage runs from its "Running stage" line to the next, the

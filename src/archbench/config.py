@@ -208,7 +208,7 @@ def validate(cfg: DictConfig) -> None:
     int_at_least(cfg, "threads", 1)  # null: torch's default
     validate_split_fractions(to_dict(cfg.data))
     validate_optimizer(to_dict(cfg.optimizer))
-    validate_scheduler(to_dict(cfg.scheduler))
+    validate_scheduler(to_dict(cfg.scheduler), to_dict(cfg.optimizer))
     monitor_mode = OmegaConf.select(cfg, "callbacks.mode")
     if monitor_mode not in ("min", "max", "auto"):
         raise ConfigError(f"callbacks.mode must be min, max or auto, got {monitor_mode!r}")

@@ -32,7 +32,7 @@ NOT_FINGERPRINTED = ("resume", "paths", "logger", "register", "callbacks.progres
                      "trainer.sync_batchnorm", "threads",
                      # what it shows, and switches that keep the math (and the state_dict keys)
                      "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.enable_model_summary",
-                     "trainer.compile", "trainer.channels_last", "data.eval_batch_size", "data.verify_checksum")
+                     "trainer.compile", "optimizer.compile", "trainer.channels_last", "data.eval_batch_size", "data.verify_checksum")
 
 
 def code_fingerprint() -> str:

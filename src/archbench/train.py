@@ -381,7 +381,9 @@ def _finish(cfg, task, built, datamodule, run, summary, metrics, best_path, out_
         from archbench.tasks.optim import build_optimizer
 
         metrics.update(inference_cost(*measured))
-        optimizer_cfg = to_dict(cfg.optimizer)
+        # the eager update: a compiled one (optimizer.compile) would compile again here, for the
+        # same state; its generated loops hold fewer temporaries, so this is an upper bound
+        optimizer_cfg = {**to_dict(cfg.optimizer), "compile": False}
         peak = training_peak_bytes(*measured, int(cfg.data.batch_size), lambda params: build_optimizer(params, optimizer_cfg))
         if peak is not None:  # not measured: left out (the report shows "–"), never NaN in metrics.json
             metrics["cost/train_peak_mb"] = peak / 2**20

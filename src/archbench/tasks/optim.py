@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 from archbench.errors import ConfigError
@@ -18,7 +19,7 @@ SCHEDULERS = ("none", "cosine", "warmup_cosine", "step", "multistep", "exponenti
 OPTIMIZER_KEYS = {"sgd": ("momentum", "nesterov"), "momentum": ("momentum", "nesterov"),
                   "adam": ("betas",), "adamw": ("betas",), "rmsprop": ("momentum",), "adagrad": (),
                   "adadelta": ("rho",)}
-COMMON_OPTIMIZER_KEYS = ("name", "lr", "weight_decay", "fused")
+COMMON_OPTIMIZER_KEYS = ("name", "lr", "weight_decay", "fused", "compile")
 SCHEDULER_KEYS = {"none": (), "cosine": ("min_lr",), "warmup_cosine": ("warmup_steps", "min_lr"),
                   "step": ("step_size", "gamma"), "multistep": ("milestones", "gamma"), "exponential": ("gamma",), "onecycle": ("pct_start",)}
 
@@ -47,13 +48,19 @@ def validate_optimizer(cfg: dict[str, Any]) -> None:
     _positive_float(cfg, "lr")
     _positive_float(cfg, "weight_decay", allow_zero=True)
     _refuse_unknown("optimizer", cfg["name"], cfg, COMMON_OPTIMIZER_KEYS + OPTIMIZER_KEYS[cfg["name"]])
+    for switch in ("fused", "compile"):
+        if not isinstance(cfg.get(switch, False), bool):
+            raise ConfigError(f"optimizer.{switch} must be true or false, got {cfg[switch]!r}")
 
 
-def validate_scheduler(cfg: dict[str, Any]) -> None:
+def validate_scheduler(cfg: dict[str, Any], optimizer_cfg: dict[str, Any] | None = None) -> None:
     name = (cfg or {}).get("name", "none")
     if name not in SCHEDULERS:
         raise ConfigError(f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
     _refuse_unknown("scheduler", name, cfg, ("name", *SCHEDULER_KEYS[name]))
+    if name == "onecycle" and (optimizer_cfg or {}).get("compile"):
+        raise ConfigError("scheduler onecycle changes the momentum at every step, which would recompile a "
+                          "compiled update each time: use another scheduler or optimizer.compile=false")
 
 
 def _fused_or_default(cls: type[torch.optim.Optimizer], params: list[torch.nn.Parameter], fused: bool,
@@ -71,15 +78,24 @@ def _fused_or_default(cls: type[torch.optim.Optimizer], params: list[torch.nn.Pa
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -> torch.optim.Optimizer:
     """``optimizer.fused`` (default true) picks torch's fused kernels where they exist (sgd,
-    momentum, adam, adamw); the update rule is the same."""
+    momentum, adam, adamw); ``optimizer.compile`` (default false) compiles the update instead
+    (`_compile_update`). Either way the update rule is the same."""
+    validate_optimizer(cfg)
+    if not cfg.get("compile"):
+        return _build(params, cfg, fused=bool(cfg.get("fused", True)))
+    return _compile_update(_build(params, cfg, fused=False, tensor_lr=True))
+
+
+def _build(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any], fused: bool,
+           tensor_lr: bool = False) -> torch.optim.Optimizer:
     import torch
 
-    validate_optimizer(cfg)
     name = cfg["name"]
-    lr = _positive_float(cfg, "lr")
+    lr: float | torch.Tensor = _positive_float(cfg, "lr")
+    if tensor_lr:  # a scheduler then fills the tensor in place: no recompile when the lr changes
+        lr = torch.tensor(lr)
     wd = _positive_float(cfg, "weight_decay", allow_zero=True)
     params = list(params)
-    fused = bool(cfg.get("fused", True))
     if name in ("sgd", "momentum"):
         momentum = float(cfg.get("momentum") or (0.9 if name == "momentum" else 0.0))
         return _fused_or_default(torch.optim.SGD, params, fused, lr=lr, weight_decay=wd, momentum=momentum,
@@ -96,6 +112,41 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -
             raise ConfigError(f"optimizer.rho must be in [0, 1], got {cfg.get('rho')!r}")
         return torch.optim.Adadelta(params, lr=lr, weight_decay=wd, rho=rho)
     return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+
+
+def _compile_update(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The update torch.compile'd, as torch's compiled-optimizer recipe: one generated loop per
+    tensor instead of a pass per elementwise op, for the optimizers without a fused kernel
+    (Adadelta on Kim's cnn: bench/optimizer_step.py). The closure (forward, backward) stays eager;
+    the first step pays the compilation (~20 s here), and the rounding may differ from eager's."""
+    import torch
+
+    on_cpu = any(p.device.type == "cpu" for group in optimizer.param_groups for p in group["params"])
+    if on_cpu:
+        _require_cpp_compiler()
+    update = torch.compile(optimizer.step)
+
+    def step(self: torch.optim.Optimizer, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        update()
+        return loss
+
+    optimizer.step = MethodType(step, optimizer)  # a bound method, as lr schedulers wrap it
+    return optimizer
+
+
+def _require_cpp_compiler() -> None:
+    """Inductor writes C++ for CPU tensors: without a compiler the first step would fail deep inside it."""
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception as err:  # inductor's own lookup ($CXX, then g++): whatever it raises means none
+        raise ConfigError(f"optimizer.compile=true needs a C++ compiler for CPU training ({err}); "
+                          "install g++ or set CXX, or leave optimizer.compile false") from None
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], max_epochs: int,
