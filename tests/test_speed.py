@@ -191,6 +191,23 @@ def test_a_compiled_update_takes_the_eager_steps_and_follows_the_schedule():
     assert all(torch.equal(a, b) for a, b in zip(frozen.parameters(), nets[1].parameters(), strict=True))
 
 
+@pytest.mark.slow
+def test_each_new_optimizer_compiles_its_update_past_the_recompile_limit():
+    """A multirun's jobs or a sweep's trials build optimizers one after another in one process:
+    each gets its update compiled, not dynamo's eager fallback once the limit is reached."""
+    import torch._dynamo
+
+    counters = torch._dynamo.utils.counters["stats"]
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for _ in range(2):
+            param = torch.nn.Parameter(torch.ones(3))
+            optimizer = build_optimizer([param], {"name": "rmsprop", "lr": 0.1, "weight_decay": 0.0, "compile": True})
+            param.grad = torch.ones(3)
+            graphs = counters["unique_graphs"]
+            optimizer.step()
+            assert counters["unique_graphs"] == graphs + 1
+
+
 def test_a_compiled_update_is_refused_where_it_cannot_work(make_cfg, monkeypatch):
     import torch._inductor.config
 

@@ -124,6 +124,10 @@ def _compile_update(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     on_cpu = any(p.device.type == "cpu" for group in optimizer.param_groups for p in group["params"])
     if on_cpu:
         _require_cpp_compiler()
+    # the earlier optimizers' compiled updates in this process (a multirun's jobs, a sweep's trials)
+    # count against dynamo's recompile limit for Optimizer.step, past which it runs eagerly: start
+    # clean, as torch.compiler.reset's docs advise between unrelated compilations
+    torch.compiler.reset()
     update = torch.compile(optimizer.step)
 
     def step(self: torch.optim.Optimizer, closure: Callable[[], Any] | None = None) -> Any:
