@@ -4,6 +4,7 @@ parallel: each timing is taken on a quiet machine).
   1. `dvc repro`                      brings the default pipeline up to date (published.py reads it)
   2. bench/throughput.py              Trainer path vs hand-written loops
      bench/memory_format.py           channels-last conv weights vs the default layout
+     bench/optimizer_step.py          the compiled optimizer update vs torch's eager ones (SST-2 cnn)
   3. bench/published.py               results beside the published references
   4. bench/sweep_efficiency.py        Optuna with and without pruning
   5. bench/overheads.py               --help, first step, no-op and (with --cold) cold `dvc repro`
@@ -32,6 +33,7 @@ STEPS = {
     "throughput": [sys.executable, "bench/throughput.py", "--steps", "300", "--repeats", "5", "--cases",
                    "mnist1d:mlp:600:11", "mnist1d:cnn", "mnist1d:lstm", "mnist:mlp:600:11", "mnist:cnn"],
     "memory_format": [sys.executable, "bench/memory_format.py"],
+    "optimizer_step": [sys.executable, "bench/optimizer_step.py", "--steps", "300", "--repeats", "3"],
     "published": [sys.executable, "bench/published.py"],
     "sweep_efficiency": [sys.executable, "bench/sweep_efficiency.py", "--trials", "12", "--epochs", "20"],
     "overheads": [sys.executable, "bench/overheads.py", "--repeats", "3"],
