@@ -31,6 +31,12 @@ def quiet_dependencies(verbose: bool) -> None:
     warnings.filterwarnings("ignore", message=r"The tensor attributes self\.net\.\w+\._flat_weights")
     logging.getLogger("mlflow.pytorch").addFilter(
         lambda record: not record.getMessage().startswith("Saving pytorch model by Pickle"))
+    # optimizer.compile (tasks/optim.py): the learning rate lives in a tensor, which Lightning's
+    # LearningRateMonitor copies with torch.tensor() (the logged value is right), and dynamo leaves
+    # the profiler's record_function out of the compiled update, as it says at each compilation
+    warnings.filterwarnings("ignore", message=r"To copy construct from a tensor", module=r"pytorch_lightning\.callbacks\.lr_monitor")
+    logging.getLogger("torch._dynamo.variables.ctx_manager").addFilter(
+        lambda record: not record.getMessage().startswith("Profiler record function"))
     # archbench records heartbeats itself, outside Study.optimize, on purpose (sweep/study.py)
     warnings.filterwarnings("ignore", message=r"Heartbeat of storage is supposed to be used with Study.optimize")
     # Optuna's ExperimentalWarning, by its message: importing optuna to name the class would cost
