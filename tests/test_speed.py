@@ -208,7 +208,7 @@ def test_each_new_optimizer_compiles_its_update_past_the_recompile_limit():
             assert counters["unique_graphs"] == graphs + 1
 
 
-def test_a_compiled_update_is_refused_where_it_cannot_work(make_cfg, monkeypatch):
+def test_a_compiled_update_is_refused_where_it_cannot_work(make_cfg):
     import torch._inductor.config
 
     from archbench.config import validate
@@ -219,9 +219,11 @@ def test_a_compiled_update_is_refused_where_it_cannot_work(make_cfg, monkeypatch
         build_optimizer(params, {"name": "adadelta", "lr": 1.0, "weight_decay": 0.0, "compile": "yes"})
     with pytest.raises(ConfigError, match="onecycle changes the momentum at every step"):
         validate(make_cfg("data=digits", "model=mlp", "scheduler=onecycle", "+optimizer.compile=true"))
-    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("/nonexistent/c++",))
-    with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler for CPU training .*install g\\+\\+ or set CXX"):
+    # torch's own patch: pytest's monkeypatch deletes a config module's attribute on undo
+    with torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/c++",)}), pytest.raises(
+            ConfigError, match="needs a C\\+\\+ compiler for CPU training .*install g\\+\\+ or set CXX"):
         build_optimizer(params, {"name": "adadelta", "lr": 1.0, "weight_decay": 0.0, "compile": True})
+    assert torch._inductor.config.cpp.cxx != ("/nonexistent/c++",)
 
 
 def test_warmup_cosine_rises_then_decays_to_min_lr():
