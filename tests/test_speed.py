@@ -208,6 +208,36 @@ def test_each_new_optimizer_compiles_its_update_past_the_recompile_limit():
             assert counters["unique_graphs"] == graphs + 1
 
 
+@pytest.mark.slow
+def test_an_eager_runs_checkpoint_continues_with_a_compiled_update_that_follows_the_schedule():
+    """optimizer.compile is not fingerprinted, so an eager run's checkpoint (its lr a float) may be
+    continued compiled: the loaded lr goes back into a tensor, and the steps match the eager ones."""
+    nets, optimizers, schedules = [], [], []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        nets.append(torch.nn.Linear(4, 2))
+        optimizers.append(build_optimizer(nets[-1].parameters(), {"name": "rmsprop", "lr": 0.1, "weight_decay": 0.0,
+                                                                  "compile": compiled}))
+        schedules.append(build_scheduler(optimizers[-1], {"name": "step", "step_size": 1, "gamma": 0.5}, 4, 4)["scheduler"])
+    x = torch.randn(8, 4)
+    nets[0](x).pow(2).mean().backward()
+    optimizers[0].step()
+    schedules[0].step()
+    nets[1].load_state_dict(nets[0].state_dict())
+    # a copy, as a checkpoint file is: load_state_dict keeps same-device tensors, so would share them
+    optimizers[1].load_state_dict(copy.deepcopy(optimizers[0].state_dict()))
+    schedules[1].load_state_dict(schedules[0].state_dict())
+    assert isinstance(optimizers[1].param_groups[0]["lr"], torch.Tensor)
+    for _ in range(3):
+        for net, optimizer, schedule in zip(nets, optimizers, schedules, strict=True):
+            optimizer.zero_grad()
+            net(x).pow(2).mean().backward()
+            optimizer.step()
+            schedule.step()
+    assert float(optimizers[1].param_groups[0]["lr"]) == pytest.approx(0.1 * 0.5**4)
+    assert torch.allclose(nets[0].weight, nets[1].weight, atol=1e-6)
+
+
 def test_a_compiled_update_is_refused_where_it_cannot_work(make_cfg):
     import torch._inductor.config
 

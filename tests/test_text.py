@@ -448,7 +448,8 @@ def test_tiny_text_run_logs_a_model_that_classifies_raw_text(make_cfg, tmp_path)
     root = _sst2_files(tmp_path / "sst2", copies=8)
     cfg = make_cfg("data=sst2", "model=cnn", "logger.log_model=true", f"data.root={root}", "data.md5=null",
                    "data.val_split=sentences", "data.val_sentences=2", "trainer.max_epochs=2",
-                   "model.text_net.embed_dim=16", "model.text_net.maps=8", "data.batch_size=16")
+                   "model.text_net.embed_dim=16", "model.text_net.maps=8", "data.batch_size=16",
+                   "+optimizer.compile=false")  # the recipe's compiled update: tests/test_speed.py
     metrics = train(cfg)
     assert 0 <= metrics["test/acc"] <= 1 and "test/f1" in metrics
     run = json.loads((tmp_path / "run" / "run.json").read_text())

@@ -139,7 +139,17 @@ def _compile_update(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         return loss
 
     optimizer.step = MethodType(step, optimizer)  # a bound method, as lr schedulers wrap it
+    optimizer.register_load_state_dict_post_hook(_tensor_learning_rates)
     return optimizer
+
+
+def _tensor_learning_rates(optimizer: torch.optim.Optimizer) -> None:
+    """After a checkpoint of an eager run is loaded (its lr a float), the lr back in a tensor."""
+    import torch
+
+    for group in optimizer.param_groups:
+        if not isinstance(group["lr"], torch.Tensor):
+            group["lr"] = torch.tensor(float(group["lr"]))
 
 
 def _require_cpp_compiler() -> None:
