@@ -83,17 +83,14 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -
     validate_optimizer(cfg)
     if not cfg.get("compile"):
         return _build(params, cfg, fused=bool(cfg.get("fused", True)))
-    return _compile_update(_build(params, cfg, fused=False, tensor_lr=True))
+    return _compile_update(_build(params, cfg, fused=False))
 
 
-def _build(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any], fused: bool,
-           tensor_lr: bool = False) -> torch.optim.Optimizer:
+def _build(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any], fused: bool) -> torch.optim.Optimizer:
     import torch
 
     name = cfg["name"]
-    lr: float | torch.Tensor = _positive_float(cfg, "lr")
-    if tensor_lr:  # a scheduler then fills the tensor in place: no recompile when the lr changes
-        lr = torch.tensor(lr)
+    lr = _positive_float(cfg, "lr")
     wd = _positive_float(cfg, "weight_decay", allow_zero=True)
     params = list(params)
     if name in ("sgd", "momentum"):
@@ -139,12 +136,14 @@ def _compile_update(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         return loss
 
     optimizer.step = MethodType(step, optimizer)  # a bound method, as lr schedulers wrap it
+    _tensor_learning_rates(optimizer)
     optimizer.register_load_state_dict_post_hook(_tensor_learning_rates)
     return optimizer
 
 
 def _tensor_learning_rates(optimizer: torch.optim.Optimizer) -> None:
-    """After a checkpoint of an eager run is loaded (its lr a float), the lr back in a tensor."""
+    """Each group's lr in a tensor, which a scheduler fills in place, so a new lr recompiles
+    nothing; again after a checkpoint is loaded (an eager run's holds floats)."""
     import torch
 
     for group in optimizer.param_groups:
