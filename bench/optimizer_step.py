@@ -29,12 +29,11 @@ import time
 from pathlib import Path
 
 import torch
-from common import REPORTS, SHARED_DATASETS, write_report
-from throughput import run_trainer, setup
+from common import REPORTS, write_report
+from throughput import missing_shared_file, run_trainer, setup
 
 CASES = ["sst2:cnn"]
 UPDATES = ("default", "foreach", "compiled")
-SHARED_FILES = {"sst2": "sst2/train.tsv"}
 
 
 def _optimizer(params: list[torch.nn.Parameter], optimizer_cfg: dict, update: str) -> torch.optim.Optimizer:
@@ -84,8 +83,7 @@ def weight_gap(net: torch.nn.Module, optimizer_cfg: dict, updates: int = 20) -> 
 def measure(case: str, steps: int, warmup: int, repeats: int, tmp: Path, threads: int) -> dict:
     torch.set_num_threads(threads)
     data, model, *optimizer = case.split(":")
-    overrides = [f"data.root={SHARED_DATASETS / data}"] if data in SHARED_FILES else []
-    cfg, datamodule, fresh_task = setup(data, model, tmp, [*overrides, *(f"optimizer={o}" for o in optimizer)])
+    cfg, datamodule, fresh_task = setup(data, model, tmp, [f"optimizer={o}" for o in optimizer])
     net = fresh_task().net
     optimizer_cfg = {k: v for k, v in fresh_task().optimizer_cfg.items() if k != "compile"}
     update_ms: dict[str, list[float]] = {u: [] for u in UPDATES}
@@ -150,9 +148,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows, skipped = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
-            data = case.split(":")[0]
-            needed = SHARED_DATASETS / SHARED_FILES[data] if data in SHARED_FILES else None
-            if needed and not needed.is_file():
+            needed = missing_shared_file(case.split(":")[0])
+            if needed:
                 skipped.append(f"{case} ({needed} missing)")
                 continue
             for threads in args.threads:

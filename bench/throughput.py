@@ -42,7 +42,8 @@ import torch
 from common import REPORTS, SHARED_DATASETS, write_report
 
 # data sets read from ../shared/datasets/<name> (setup points data.root there): a file each must hold
-SHARED_FILES = {"mnist": "mnist/t10k-images-idx3-ubyte.gz", "fsdd": "fsdd/recordings/0_george_0.wav"}
+SHARED_FILES = {"mnist": "mnist/t10k-images-idx3-ubyte.gz", "fsdd": "fsdd/recordings/0_george_0.wav",
+                "sst2": "sst2/train.tsv"}
 CASES = [("mnist1d", "mlp"), ("mnist1d", "cnn"), ("mnist1d", "lstm"), ("mnist", "mlp"), ("mnist", "cnn")]
 SMALL_STEP_MS = 5.0  # below it (tensor loop, archbench's kernels), the small-step targets apply
 
